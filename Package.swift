@@ -1,0 +1,60 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// perfd: CT perfusion daemon. DESIGN.md §2 lists the targets and what each owns.
+let package = Package(
+    name: "perfd",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "perfd", targets: ["perfd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        // The only place that includes DCMTK headers; Swift sees the plain-C header pdcm.h.
+        .target(
+            name: "CDCMTK",
+            cxxSettings: [.unsafeFlags(["-std=c++17", "-O2", "-Wno-deprecated-declarations"])],
+            linkerSettings: [
+                .linkedLibrary("dcmnet"), .linkedLibrary("dcmdata"), .linkedLibrary("dcmimgle"),
+                .linkedLibrary("dcmjpeg"), .linkedLibrary("dcmjpls"), .linkedLibrary("dcmtkcharls"),
+                .linkedLibrary("ijg8"), .linkedLibrary("ijg12"), .linkedLibrary("ijg16"),
+                .linkedLibrary("oflog"), .linkedLibrary("ofstd"), .linkedLibrary("z"),
+                .linkedLibrary("stdc++"),
+            ]
+        ),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .target(name: "DICOM", dependencies: ["CDCMTK"]),
+        .target(name: "Volume", dependencies: ["DICOM"]),
+        .target(name: "JobStore", dependencies: ["CSQLite"]),
+        .target(
+            name: "PerfdCore",
+            dependencies: [
+                "DICOM", "Volume", "JobStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .executableTarget(
+            name: "perfd",
+            dependencies: [
+                "PerfdCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(name: "PerfdTestSupport", dependencies: ["DICOM", "PerfdCore"], path: "Tests/PerfdTestSupport"),
+        .testTarget(name: "DICOMTests", dependencies: ["DICOM", "PerfdTestSupport"]),
+        .testTarget(name: "VolumeTests", dependencies: ["Volume", "PerfdCore", "PerfdTestSupport"]),
+        .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "PerfdTestSupport"]),
+        .testTarget(name: "PerfdCoreTests", dependencies: ["PerfdCore", "PerfdTestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["PerfdCore", "PerfdTestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,161 @@
+/*
+ * pdcm.h — perfd's plain-C face of DCMTK.
+ *
+ * Swift never includes a DCMTK header: C++ interop is viral, so this target exposes
+ * opaque handles and plain functions with the `pdcm_` prefix. Every function that can
+ * fail takes an `err` buffer and fills it with a sentence a person can act on.
+ */
+#ifndef PDCM_H
+#define PDCM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- process-wide ------------------------------------------------------------------ */
+
+/* Registers the decoders (JPEG, JPEG-LS, RLE) and encoders, turns DCMTK's own logging
+ * down to errors, and switches Nagle's algorithm off for every DCMTK socket (DESIGN §2:
+ * ~40 ms per C-STORE otherwise). Idempotent; call before anything else. */
+void pdcm_init(void);
+
+/* A new globally unique UID under DCMTK's site root, or under `root` if not NULL. */
+void pdcm_generate_uid(const char *root, char *out, size_t outlen);
+
+/* ---- reading files ----------------------------------------------------------------- */
+
+typedef struct pdcm_file pdcm_file;
+
+/* Opens and parses a DICOM file (Part 10, or a bare dataset). NULL on failure. */
+pdcm_file *pdcm_file_open(const char *path, char *err, size_t errlen);
+void pdcm_file_close(pdcm_file *f);
+
+/* String value of an attribute, all values joined by backslashes; `path` is a tag path
+ * as DCMTK understands it ("PatientName", "(0020,0032)", "Seq[0].Attr"). Returns 1 when
+ * the attribute exists and has a value, 0 otherwise. */
+int pdcm_file_get_string(pdcm_file *f, const char *path, char *out, size_t outlen);
+
+/* Transfer syntax UID the file's dataset is encoded in. */
+void pdcm_file_transfer_syntax(pdcm_file *f, char *out, size_t outlen);
+
+/* Decodes the pixel data (any transfer syntax DCMTK has a codec for) into `out` as stored
+ * values (no rescale applied), frame after frame: rows*cols*samples*frames values.
+ * Returns 0 on success. */
+int pdcm_file_decode_pixels(pdcm_file *f, float *out, size_t count, char *err, size_t errlen);
+
+/* ---- writing datasets -------------------------------------------------------------- */
+
+typedef struct pdcm_ds pdcm_ds;
+
+pdcm_ds *pdcm_ds_new(void);
+void pdcm_ds_free(pdcm_ds *ds);
+/* Sets an attribute (creating sequences and items along `path`) from its string form;
+ * the VR comes from the data dictionary. Returns 0 on success. */
+int pdcm_ds_put(pdcm_ds *ds, const char *path, const char *value, char *err, size_t errlen);
+/* Unsigned short (US) attribute at the top level. */
+int pdcm_ds_put_u16(pdcm_ds *ds, uint16_t group, uint16_t element, uint16_t value);
+/* Pixel Data as 16-bit words (OW) or bytes (OB). */
+int pdcm_ds_put_pixels16(pdcm_ds *ds, const uint16_t *data, size_t count);
+int pdcm_ds_put_pixels8(pdcm_ds *ds, const uint8_t *data, size_t count);
+
+enum pdcm_xfer {
+    PDCM_XFER_EXPLICIT_LE = 0,
+    PDCM_XFER_IMPLICIT_LE = 1,
+    PDCM_XFER_EXPLICIT_BE = 2,
+    PDCM_XFER_DEFLATED = 3,
+    PDCM_XFER_JPEG_LOSSLESS = 4,
+    PDCM_XFER_JPEGLS_LOSSLESS = 5,
+    PDCM_XFER_RLE = 6
+};
+
+/* Writes the dataset as a Part 10 file in the given transfer syntax (compressing if
+ * needed), then fsyncs it. Returns 0 on success. */
+int pdcm_ds_save(pdcm_ds *ds, const char *path, int xfer, char *err, size_t errlen);
+
+/* ---- storage SCP ------------------------------------------------------------------- */
+
+typedef struct pdcm_scp pdcm_scp;
+
+typedef struct {
+    const char *calling_ae;
+    const char *called_ae;
+    const char *peer_host;
+} pdcm_assoc_info;
+
+/* What a C-STORE delivered, after the file is on disk and fsync'd. */
+typedef struct {
+    const char *path;              /* final file in the spool */
+    const char *sop_class_uid;
+    const char *sop_instance_uid;
+    const char *study_uid;
+    const char *series_uid;
+    const char *modality;
+    const char *patient_id;
+    const char *patient_name;
+    const char *study_description;
+    const char *series_description;
+    const char *transfer_syntax;
+    const char *calling_ae;
+    const char *peer_host;
+    const char *acquisition_time;  /* "" when absent */
+    const char *content_time;      /* "" when absent */
+    const char *image_position;    /* "x\y\z" or "" */
+    long temporal_position;        /* TemporalPositionIdentifier, -1 when absent */
+    long temporal_positions;       /* NumberOfTemporalPositions, -1 when absent */
+    long acquisition_number;       /* -1 when absent */
+    long images_in_acquisition;    /* -1 when absent */
+    long instance_number;          /* -1 when absent */
+    uint64_t file_size;
+} pdcm_store_info;
+
+/* Decides whether an association may proceed. Return PDCM_ACCEPT, or a refusal code
+ * with the reason (for the log) written into `reason`. */
+enum { PDCM_ACCEPT = 0, PDCM_REFUSE_CALLING_AE = 1, PDCM_REFUSE_HOST = 2 };
+typedef int (*pdcm_accept_fn)(void *ctx, const pdcm_assoc_info *info, char *reason, size_t reasonlen);
+/* Commits a stored instance; returns the DIMSE status to answer with (0x0000 = success).
+ * Called on DCMTK's worker thread, never on Swift's cooperative pool. */
+typedef uint16_t (*pdcm_store_fn)(void *ctx, const pdcm_store_info *info, char *reason, size_t reasonlen);
+/* Reports an instance refused before it reached the spool (bad dataset, disk full...). */
+typedef void (*pdcm_reject_fn)(void *ctx, const pdcm_assoc_info *peer, uint16_t status, const char *reason);
+/* Free-form events from the SCP (association ended, network errors) for the log.
+ * level: 0 debug, 1 info, 2 warning, 3 error. */
+typedef void (*pdcm_log_fn)(void *ctx, int level, const char *message);
+
+typedef struct {
+    const char *ae_title;
+    uint16_t port;              /* 0 = any free port; read it back with pdcm_scp_port */
+    const char *bind_address;   /* reserved; DCMTK binds every interface */
+    int max_associations;
+    const char *spool_dir;      /* instances go to spool_dir/<series uid>/<sop uid>.dcm */
+    uint64_t min_free_bytes;    /* below this, stores are refused with 0xA700 */
+    int acse_timeout_s;
+    int dimse_timeout_s;
+} pdcm_scp_config;
+
+typedef struct {
+    void *ctx;
+    pdcm_accept_fn accept;
+    pdcm_store_fn store;
+    pdcm_reject_fn reject;
+    pdcm_log_fn log;
+} pdcm_scp_callbacks;
+
+/* Binds the listening socket (so "port in use" is reported here) and returns the SCP. */
+pdcm_scp *pdcm_scp_create(const pdcm_scp_config *cfg, const pdcm_scp_callbacks *cb, char *err, size_t errlen);
+uint16_t pdcm_scp_port(const pdcm_scp *scp);
+/* Accepts associations until pdcm_scp_stop; then waits for running associations to end.
+ * Blocks the calling thread. Returns 0 on a clean stop. */
+int pdcm_scp_run(pdcm_scp *scp);
+/* Asks pdcm_scp_run to return within about a second; safe from any thread. */
+void pdcm_scp_stop(pdcm_scp *scp);
+int pdcm_scp_active_associations(const pdcm_scp *scp);
+void pdcm_scp_destroy(pdcm_scp *scp);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PDCM_H */

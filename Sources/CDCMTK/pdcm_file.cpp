@@ -1,0 +1,118 @@
+// Reading DICOM files: attributes by tag path, and pixels decoded by DCMTK's codecs.
+#include "pdcm.h"
+#include "pdcm_internal.h"
+
+#include "dcmtk/dcmdata/dcpath.h"
+
+#include <vector>
+
+struct pdcm_file {
+    DcmFileFormat ff;
+};
+
+extern "C" pdcm_file *pdcm_file_open(const char *path, char *err, size_t errlen) {
+    auto *f = new pdcm_file();
+    OFCondition cond = f->ff.loadFile(path, EXS_Unknown, EGL_noChange, DCM_MaxReadLength, ERM_autoDetect);
+    if (cond.bad()) {
+        pdcm::set_text(err, errlen, std::string("cannot read DICOM file ") + path + ": " + cond.text());
+        delete f;
+        return nullptr;
+    }
+    return f;
+}
+
+extern "C" void pdcm_file_close(pdcm_file *f) { delete f; }
+
+// Finds the element a tag path names, or nullptr.
+static DcmElement *find_element(DcmDataset *ds, const char *path) {
+    DcmPathProcessor proc;
+    if (proc.findOrCreatePath(ds, path, OFFalse).bad()) return nullptr;
+    OFList<DcmPath *> results;
+    if (proc.getResults(results) == 0) return nullptr;
+    DcmPath *p = results.front();
+    if (p->empty()) return nullptr;
+    DcmObject *obj = p->back()->m_obj;
+    if (!obj || !obj->isLeaf()) return nullptr;
+    return OFstatic_cast(DcmElement *, obj);
+}
+
+extern "C" int pdcm_file_get_string(pdcm_file *f, const char *path, char *out, size_t outlen) {
+    DcmElement *el = find_element(f->ff.getDataset(), path);
+    if (!el) return 0;
+    OFString v;
+    if (el->getOFStringArray(v).bad() || v.empty()) return 0;
+    pdcm::set_text(out, outlen, v.c_str());
+    return 1;
+}
+
+extern "C" void pdcm_file_transfer_syntax(pdcm_file *f, char *out, size_t outlen) {
+    DcmXfer x(f->ff.getDataset()->getOriginalXfer());
+    pdcm::set_text(out, outlen, x.getXferID());
+}
+
+extern "C" int pdcm_file_decode_pixels(pdcm_file *f, float *out, size_t count, char *err, size_t errlen) {
+    DcmDataset *ds = f->ff.getDataset();
+    Uint16 rows = 0, cols = 0, bitsAlloc = 0, bitsStored = 0, pixRep = 0, spp = 1;
+    if (ds->findAndGetUint16(DCM_Rows, rows).bad() || ds->findAndGetUint16(DCM_Columns, cols).bad() ||
+        ds->findAndGetUint16(DCM_BitsAllocated, bitsAlloc).bad()) {
+        pdcm::set_text(err, errlen, "Rows, Columns or BitsAllocated is missing");
+        return 1;
+    }
+    if (ds->findAndGetUint16(DCM_BitsStored, bitsStored).bad()) bitsStored = bitsAlloc;
+    ds->findAndGetUint16(DCM_PixelRepresentation, pixRep);
+    ds->findAndGetUint16(DCM_SamplesPerPixel, spp);
+    long frames = pdcm::get_long(ds, DCM_NumberOfFrames);
+    if (frames < 1) frames = 1;
+    size_t n = size_t(rows) * cols * spp * size_t(frames);
+    if (n > count) {
+        pdcm::set_text(err, errlen, "output buffer too small for " + std::to_string(n) + " pixel values");
+        return 1;
+    }
+    // Decompress in place to explicit little endian if the file is encapsulated.
+    DcmXfer orig(ds->getOriginalXfer());
+    if (orig.isEncapsulated()) {
+        OFCondition c = ds->chooseRepresentation(EXS_LittleEndianExplicit, nullptr);
+        if (c.bad() || !ds->canWriteXfer(EXS_LittleEndianExplicit)) {
+            pdcm::set_text(err, errlen, std::string("cannot decode pixel data in transfer syntax ") + orig.getXferName() +
+                                            ": " + c.text());
+            return 1;
+        }
+    }
+    if (bitsAlloc == 16) {
+        const Uint16 *px = nullptr;
+        if (ds->findAndGetUint16Array(DCM_PixelData, px).bad() || !px) {
+            pdcm::set_text(err, errlen, "Pixel Data is missing or unreadable");
+            return 1;
+        }
+        unsigned long avail = 0;
+        DcmElement *el = nullptr;
+        if (ds->findAndGetElement(DCM_PixelData, el).good()) avail = el->getLength() / 2;
+        if (avail < n) {
+            pdcm::set_text(err, errlen, "Pixel Data holds " + std::to_string(avail) + " values, expected " + std::to_string(n));
+            return 1;
+        }
+        const Uint16 mask = bitsStored >= 16 ? 0xFFFF : Uint16((1u << bitsStored) - 1);
+        for (size_t i = 0; i < n; i++) {
+            Uint16 v = px[i] & mask;
+            if (pixRep == 1 && bitsStored < 16 && (v & (1u << (bitsStored - 1)))) {
+                out[i] = float(Sint32(v) - Sint32(1u << bitsStored));
+            } else if (pixRep == 1) {
+                out[i] = float(Sint16(v));
+            } else {
+                out[i] = float(v);
+            }
+        }
+        return 0;
+    }
+    if (bitsAlloc == 8) {
+        const Uint8 *px = nullptr;
+        if (ds->findAndGetUint8Array(DCM_PixelData, px).bad() || !px) {
+            pdcm::set_text(err, errlen, "Pixel Data is missing or unreadable");
+            return 1;
+        }
+        for (size_t i = 0; i < n; i++) out[i] = pixRep == 1 ? float(Sint8(px[i])) : float(px[i]);
+        return 0;
+    }
+    pdcm::set_text(err, errlen, "BitsAllocated " + std::to_string(bitsAlloc) + " is not supported (8 or 16 expected)");
+    return 1;
+}

@@ -1,0 +1,48 @@
+// Helpers shared by the pdcm_*.cpp files; never seen by Swift.
+#ifndef PDCM_INTERNAL_H
+#define PDCM_INTERNAL_H
+
+#include "dcmtk/config/osconfig.h"
+#include "dcmtk/dcmdata/dctk.h"
+#include <string>
+#include <cstring>
+
+namespace pdcm {
+
+// Copies `msg` into a caller's C buffer, always NUL-terminated.
+inline void set_text(char *buf, size_t len, const std::string &msg) {
+    if (!buf || len == 0) return;
+    size_t n = msg.size() < len - 1 ? msg.size() : len - 1;
+    memcpy(buf, msg.data(), n);
+    buf[n] = 0;
+}
+
+// A string attribute of an item (all values), or "" when absent.
+inline std::string get_string(DcmItem *item, const DcmTagKey &key) {
+    OFString v;
+    if (item->findAndGetOFStringArray(key, v).good()) return std::string(v.c_str());
+    return std::string();
+}
+
+// An integer attribute (IS, US, SS, UL, SL), or -1 when absent or unparsable.
+inline long get_long(DcmItem *item, const DcmTagKey &key) {
+    long v = 0;
+    Sint32 s = 0;
+    if (item->findAndGetSint32(key, s).good()) return s;
+    Uint16 u = 0;
+    if (item->findAndGetUint16(key, u).good()) return u;
+    OFString str;
+    if (item->findAndGetOFString(key, str).good() && !str.empty()) {
+        char *end = nullptr;
+        v = strtol(str.c_str(), &end, 10);
+        if (end != str.c_str()) return v;
+    }
+    return -1;
+}
+
+// fsync a file or directory by path; returns 0 or errno.
+int fsync_path(const std::string &path, bool directory);
+
+}  // namespace pdcm
+
+#endif

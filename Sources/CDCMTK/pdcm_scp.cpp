@@ -1,0 +1,358 @@
+// perfd's storage SCP: DCMTK's DcmThreadSCP per association, our own accept loop.
+//
+// Why not DcmSCPPool: its workers are created by a default constructor (no way to hand
+// them our callbacks without a global), and it cannot report the port it bound. The loop
+// below is the same shape (accept with a one-second timeout, a thread per association,
+// refuse past the limit) with a stop flag and a drain that waits for running associations.
+#include "pdcm.h"
+#include "pdcm_internal.h"
+
+#include "dcmtk/dcmnet/scpthrd.h"
+#include "dcmtk/dcmnet/scpcfg.h"
+#include "dcmtk/dcmnet/dulstruc.h"
+#include "dcmtk/dcmnet/diutil.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+struct pdcm_scp {
+    std::string ae_title;
+    std::string spool_dir;
+    uint64_t min_free_bytes = 0;
+    int max_associations = 8;
+    pdcm_scp_callbacks cb{};
+    T_ASC_Network *net = nullptr;
+    uint16_t port = 0;
+    DcmSCPConfig config;
+    std::atomic<bool> stop{false};
+    std::mutex mutex;
+    std::condition_variable idle;
+    int active = 0;
+
+    void log(int level, const std::string &msg) {
+        if (cb.log) cb.log(cb.ctx, level, msg.c_str());
+    }
+};
+
+namespace {
+
+const char *kStorageClasses[] = {UID_CTImageStorage, UID_EnhancedCTImageStorage};
+
+// Transfer syntaxes we can decode, in order of preference (uncompressed first: cheapest).
+const char *kTransferSyntaxes[] = {
+    UID_LittleEndianExplicitTransferSyntax,
+    UID_LittleEndianImplicitTransferSyntax,
+    UID_BigEndianExplicitTransferSyntax,
+    UID_DeflatedExplicitVRLittleEndianTransferSyntax,
+    UID_JPEGProcess14SV1TransferSyntax,
+    UID_JPEGProcess14TransferSyntax,
+    UID_JPEGLSLosslessTransferSyntax,
+    UID_JPEGLSLossyTransferSyntax,
+    UID_RLELosslessTransferSyntax,
+};
+
+// A UID we are willing to put in a path: 1-64 characters of digits and dots.
+bool safe_uid(const std::string &uid) {
+    if (uid.empty() || uid.size() > 64 || uid[0] == '.') return false;
+    for (char c : uid)
+        if (!((c >= '0' && c <= '9') || c == '.')) return false;
+    return uid.find("..") == std::string::npos;
+}
+
+class PerfdSCP : public DcmThreadSCP {
+public:
+    explicit PerfdSCP(pdcm_scp *owner) : owner_(owner) {}
+
+protected:
+    OFBool checkCallingAETitleAccepted(const OFString &) override { return decide() != PDCM_REFUSE_CALLING_AE; }
+    OFBool checkCallingHostAccepted(const OFString &) override { return decide() == PDCM_ACCEPT; }
+
+    OFCondition handleIncomingCommand(T_DIMSE_Message *msg, const DcmPresentationContextInfo &info) override {
+        if (msg->CommandField != DIMSE_C_STORE_RQ) return DcmThreadSCP::handleIncomingCommand(msg, info);
+        T_DIMSE_C_StoreRQ &req = msg->msg.CStoreRQ;
+        T_ASC_PresentationContextID presID = info.presentationContextID;
+        DcmFileFormat ff;
+        DcmDataset *ds = ff.getDataset();
+        OFCondition cond = receiveSTORERequest(req, presID, ds);
+        if (cond.bad()) {
+            owner_->log(2, std::string("C-STORE from ") + getPeerAETitle().c_str() + " could not be received: " + cond.text());
+            return cond;
+        }
+        std::string reason;
+        Uint16 status = store(req, ff, info, reason);
+        if (status != STATUS_Success && owner_->cb.reject) {
+            pdcm_assoc_info peer = peerInfo();
+            owner_->cb.reject(owner_->cb.ctx, &peer, status, reason.c_str());
+        }
+        return sendSTOREResponse(presID, req, status);
+    }
+
+private:
+    pdcm_scp *owner_;
+    int decision_ = -1;
+    std::string calling_, called_, host_;
+
+    pdcm_assoc_info peerInfo() {
+        calling_ = getPeerAETitle().c_str();
+        called_ = getCalledAETitle().c_str();
+        host_ = getPeerIP().c_str();
+        return pdcm_assoc_info{calling_.c_str(), called_.c_str(), host_.c_str()};
+    }
+
+    int decide() {
+        if (decision_ >= 0) return decision_;
+        pdcm_assoc_info info = peerInfo();
+        char reason[512] = {0};
+        decision_ = owner_->cb.accept ? owner_->cb.accept(owner_->cb.ctx, &info, reason, sizeof reason) : PDCM_ACCEPT;
+        return decision_;
+    }
+
+    Uint16 store(T_DIMSE_C_StoreRQ &req, DcmFileFormat &ff, const DcmPresentationContextInfo &info, std::string &reason) {
+        DcmDataset *ds = ff.getDataset();
+        // Disk guard first: a full disk must never take a half-written file with it.
+        struct statvfs vfs;
+        if (statvfs(owner_->spool_dir.c_str(), &vfs) == 0) {
+            uint64_t freeBytes = uint64_t(vfs.f_bavail) * vfs.f_frsize;
+            if (freeBytes < owner_->min_free_bytes) {
+                reason = "spool " + owner_->spool_dir + " has " + std::to_string(freeBytes / (1024 * 1024)) +
+                         " MiB free, below min_free_disk_gb; free disk space or lower the limit";
+                return STATUS_STORE_Refused_OutOfResources;
+            }
+        }
+        const std::string sopClass = pdcm::get_string(ds, DCM_SOPClassUID);
+        const std::string sop = pdcm::get_string(ds, DCM_SOPInstanceUID);
+        const std::string study = pdcm::get_string(ds, DCM_StudyInstanceUID);
+        const std::string series = pdcm::get_string(ds, DCM_SeriesInstanceUID);
+        struct { const char *name; const std::string &value; } uids[] = {
+            {"SOPClassUID", sopClass}, {"SOPInstanceUID", sop}, {"StudyInstanceUID", study}, {"SeriesInstanceUID", series}};
+        for (auto &u : uids) {
+            if (u.value.empty()) {
+                reason = std::string("dataset has no ") + u.name + "; the sender must fill it";
+                return STATUS_STORE_Error_DataSetDoesNotMatchSOPClass;
+            }
+            if (!safe_uid(u.value)) {
+                reason = std::string(u.name) + " \"" + u.value + "\" is not a valid UID (digits and dots, at most 64)";
+                return STATUS_STORE_Error_DataSetDoesNotMatchSOPClass;
+            }
+        }
+        if (sop != req.AffectedSOPInstanceUID) {
+            reason = "dataset SOPInstanceUID " + sop + " differs from the C-STORE request's " + req.AffectedSOPInstanceUID;
+            return STATUS_STORE_Error_DataSetDoesNotMatchSOPClass;
+        }
+        if (sopClass != UID_CTImageStorage && sopClass != UID_EnhancedCTImageStorage) {
+            reason = "SOP class " + sopClass + " is not CT Image Storage or Enhanced CT Image Storage";
+            return STATUS_STORE_Error_DataSetDoesNotMatchSOPClass;
+        }
+        Uint16 rows = 0, cols = 0, bits = 0;
+        if (ds->findAndGetUint16(DCM_Rows, rows).bad() || ds->findAndGetUint16(DCM_Columns, cols).bad() ||
+            ds->findAndGetUint16(DCM_BitsAllocated, bits).bad() || rows == 0 || cols == 0 ||
+            !ds->tagExistsWithValue(DCM_PixelData)) {
+            reason = "instance " + sop + " lacks Rows, Columns, BitsAllocated or Pixel Data";
+            return STATUS_STORE_Error_DataSetDoesNotMatchSOPClass;
+        }
+
+        // Write to a temporary name, fsync, rename into place, fsync the directory: the
+        // instance is on disk before anyone is told it is.
+        const std::string dir = owner_->spool_dir + "/" + series;
+        if (mkdir(dir.c_str(), 0700) == 0) {
+            pdcm::fsync_path(owner_->spool_dir, true);
+        } else if (errno != EEXIST) {
+            reason = "cannot create " + dir + ": " + strerror(errno);
+            return STATUS_STORE_Refused_OutOfResources;
+        }
+        const std::string finalPath = dir + "/" + sop + ".dcm";
+        char tid[32];
+        snprintf(tid, sizeof tid, "%lx", (unsigned long)pthread_self());
+        const std::string tmp = dir + "/." + sop + "." + tid + ".tmp";
+        E_TransferSyntax xfer = ds->getOriginalXfer();
+        OFCondition c = ff.saveFile(tmp.c_str(), xfer, EET_ExplicitLength, EGL_recalcGL, EPD_noChange, 0, 0, EWM_createNewMeta);
+        if (c.bad()) {
+            unlink(tmp.c_str());
+            reason = "cannot write " + tmp + ": " + c.text();
+            return STATUS_STORE_Refused_OutOfResources;
+        }
+        int e = pdcm::fsync_path(tmp, false);
+        if (e == 0 && rename(tmp.c_str(), finalPath.c_str()) != 0) e = errno;
+        if (e == 0) e = pdcm::fsync_path(dir, true);
+        if (e != 0) {
+            unlink(tmp.c_str());
+            reason = "cannot make " + finalPath + " durable: " + strerror(e);
+            return STATUS_STORE_Refused_OutOfResources;
+        }
+        struct stat st;
+        uint64_t size = stat(finalPath.c_str(), &st) == 0 ? uint64_t(st.st_size) : 0;
+
+        const std::string modality = pdcm::get_string(ds, DCM_Modality);
+        const std::string patientID = pdcm::get_string(ds, DCM_PatientID);
+        const std::string patientName = pdcm::get_string(ds, DCM_PatientName);
+        const std::string studyDesc = pdcm::get_string(ds, DCM_StudyDescription);
+        const std::string seriesDesc = pdcm::get_string(ds, DCM_SeriesDescription);
+        const std::string acqTime = pdcm::get_string(ds, DCM_AcquisitionTime);
+        const std::string contentTime = pdcm::get_string(ds, DCM_ContentTime);
+        const std::string position = pdcm::get_string(ds, DCM_ImagePositionPatient);
+        const std::string xferUID = DcmXfer(xfer).getXferID();
+        pdcm_assoc_info peer = peerInfo();
+        pdcm_store_info si{};
+        si.path = finalPath.c_str();
+        si.sop_class_uid = sopClass.c_str();
+        si.sop_instance_uid = sop.c_str();
+        si.study_uid = study.c_str();
+        si.series_uid = series.c_str();
+        si.modality = modality.c_str();
+        si.patient_id = patientID.c_str();
+        si.patient_name = patientName.c_str();
+        si.study_description = studyDesc.c_str();
+        si.series_description = seriesDesc.c_str();
+        si.transfer_syntax = xferUID.c_str();
+        si.calling_ae = peer.calling_ae;
+        si.peer_host = peer.peer_host;
+        si.acquisition_time = acqTime.c_str();
+        si.content_time = contentTime.c_str();
+        si.image_position = position.c_str();
+        si.temporal_position = pdcm::get_long(ds, DCM_TemporalPositionIdentifier);
+        si.temporal_positions = pdcm::get_long(ds, DCM_NumberOfTemporalPositions);
+        si.acquisition_number = pdcm::get_long(ds, DCM_AcquisitionNumber);
+        si.images_in_acquisition = pdcm::get_long(ds, DCM_ImagesInAcquisition);
+        si.instance_number = pdcm::get_long(ds, DCM_InstanceNumber);
+        si.file_size = size;
+        char buf[512] = {0};
+        Uint16 status = owner_->cb.store ? owner_->cb.store(owner_->cb.ctx, &si, buf, sizeof buf) : STATUS_Success;
+        if (status != STATUS_Success) {
+            reason = buf;
+            // Not acknowledged, so not kept: the sender will retry.
+            unlink(finalPath.c_str());
+        }
+        (void)info;
+        return status;
+    }
+};
+
+}  // namespace
+
+extern "C" pdcm_scp *pdcm_scp_create(const pdcm_scp_config *cfg, const pdcm_scp_callbacks *cb, char *err, size_t errlen) {
+    pdcm_init();
+    auto *scp = new pdcm_scp();
+    scp->ae_title = cfg->ae_title ? cfg->ae_title : "PERFD";
+    scp->spool_dir = cfg->spool_dir ? cfg->spool_dir : ".";
+    scp->min_free_bytes = cfg->min_free_bytes;
+    scp->max_associations = cfg->max_associations > 0 ? cfg->max_associations : 8;
+    scp->cb = *cb;
+
+    DcmSCPConfig &c = scp->config;
+    c.setAETitle(scp->ae_title.c_str());
+    c.setPort(cfg->port);
+    c.setHostLookupEnabled(OFFalse);
+    c.setACSETimeout(cfg->acse_timeout_s > 0 ? cfg->acse_timeout_s : 10);
+    c.setDIMSETimeout(cfg->dimse_timeout_s > 0 ? cfg->dimse_timeout_s : 60);
+    c.setDIMSEBlockingMode(DIMSE_NONBLOCKING);
+    c.setProgressNotificationMode(OFFalse);
+    OFList<OFString> xfers;
+    for (const char *ts : kTransferSyntaxes) xfers.push_back(ts);
+    OFList<OFString> verification;
+    verification.push_back(UID_LittleEndianExplicitTransferSyntax);
+    verification.push_back(UID_LittleEndianImplicitTransferSyntax);
+    verification.push_back(UID_BigEndianExplicitTransferSyntax);
+    OFCondition cond = c.addPresentationContext(UID_VerificationSOPClass, verification);
+    for (const char *sc : kStorageClasses)
+        if (cond.good()) cond = c.addPresentationContext(sc, xfers);
+    if (cond.good()) cond = c.setAndCheckAssociationProfile("DEFAULT");
+    if (cond.bad()) {
+        pdcm::set_text(err, errlen, std::string("cannot configure presentation contexts: ") + cond.text());
+        delete scp;
+        return nullptr;
+    }
+    cond = ASC_initializeNetwork(NET_ACCEPTOR, cfg->port, c.getACSETimeout(), &scp->net);
+    if (cond.bad()) {
+        pdcm::set_text(err, errlen, "cannot listen on port " + std::to_string(cfg->port) + ": " + cond.text() +
+                                        " (is another DICOM service using it? change `port` in the config)");
+        delete scp;
+        return nullptr;
+    }
+    // Read back the port the kernel gave us (matters when 0 was asked for).
+    auto *key = reinterpret_cast<PRIVATE_NETWORKKEY *>(scp->net->network);
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    scp->port = cfg->port;
+    if (key && getsockname(key->networkSpecific.TCP.listenSocket, (sockaddr *)&addr, &len) == 0) {
+        if (addr.ss_family == AF_INET) scp->port = ntohs(((sockaddr_in *)&addr)->sin_port);
+        else if (addr.ss_family == AF_INET6) scp->port = ntohs(((sockaddr_in6 *)&addr)->sin6_port);
+    }
+    return scp;
+}
+
+extern "C" uint16_t pdcm_scp_port(const pdcm_scp *scp) { return scp->port; }
+
+extern "C" int pdcm_scp_active_associations(const pdcm_scp *scp) {
+    auto *s = const_cast<pdcm_scp *>(scp);
+    std::lock_guard<std::mutex> g(s->mutex);
+    return s->active;
+}
+
+extern "C" int pdcm_scp_run(pdcm_scp *scp) {
+    DcmSharedSCPConfig shared(scp->config);
+    while (!scp->stop.load()) {
+        T_ASC_Association *assoc = nullptr;
+        OFCondition cond = ASC_receiveAssociation(scp->net, &assoc, ASC_DEFAULTMAXPDU, nullptr, nullptr, OFFalse,
+                                                  DUL_NOBLOCK, 1);
+        if (cond == DUL_NOASSOCIATIONREQUEST) {
+            ASC_destroyAssociation(&assoc);
+            continue;
+        }
+        if (cond.bad()) {
+            // A garbage PDU, a port scan, a peer that vanished: log and keep serving.
+            scp->log(2, std::string("refused a connection that did not open a DICOM association: ") + cond.text());
+            if (assoc) {
+                ASC_dropAssociation(assoc);
+                ASC_destroyAssociation(&assoc);
+            }
+            continue;
+        }
+        {
+            std::lock_guard<std::mutex> g(scp->mutex);
+            if (scp->active >= scp->max_associations) {
+                T_ASC_RejectParameters rej{ASC_RESULT_REJECTEDTRANSIENT, ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
+                                           ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED};
+                ASC_rejectAssociation(assoc, &rej);
+                ASC_dropAssociation(assoc);
+                ASC_destroyAssociation(&assoc);
+                scp->log(2, "refused an association: " + std::to_string(scp->max_associations) +
+                                " already running (raise the limit with `workers`/max associations)");
+                continue;
+            }
+            scp->active++;
+        }
+        std::thread([scp, assoc, &shared] {
+            {
+                PerfdSCP worker(scp);
+                worker.setSharedConfig(shared);
+                OFCondition r = worker.run(assoc);
+                if (r.bad()) scp->log(1, std::string("association ended with: ") + r.text());
+            }
+            std::lock_guard<std::mutex> g(scp->mutex);
+            scp->active--;
+            scp->idle.notify_all();
+        }).detach();
+    }
+    // Drain: the associations already running finish their transfers.
+    std::unique_lock<std::mutex> g(scp->mutex);
+    scp->idle.wait(g, [scp] { return scp->active == 0; });
+    return 0;
+}
+
+extern "C" void pdcm_scp_stop(pdcm_scp *scp) { scp->stop.store(true); }
+
+extern "C" void pdcm_scp_destroy(pdcm_scp *scp) {
+    if (!scp) return;
+    if (scp->net) ASC_dropNetwork(&scp->net);
+    delete scp;
+}

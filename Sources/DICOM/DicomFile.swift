@@ -1,0 +1,68 @@
+internal import CDCMTK
+
+/// A parsed DICOM file: attributes by tag path, pixels decoded by DCMTK.
+public final class DicomFile {
+    private let handle: OpaquePointer
+    public let path: String
+
+    public init(path: String) throws {
+        DCMTK.initialize()
+        let (h, err) = withErrorBuffer { pdcm_file_open(path, $0, $1) }
+        guard let h else { throw DICOMError(.readFailed, err) }
+        self.handle = h
+        self.path = path
+    }
+
+    deinit { pdcm_file_close(handle) }
+
+    /// The attribute's value(s) as DICOM writes them (multiple values joined by `\`),
+    /// or nil when absent or empty. `tagPath` is a keyword ("PatientName"), a tag
+    /// ("(0020,0032)") or a path into sequences ("Seq[0].Attr").
+    public func string(_ tagPath: String) -> String? {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let found = buf.withUnsafeMutableBufferPointer { pdcm_file_get_string(handle, tagPath, $0.baseAddress!, $0.count) }
+        return found == 1 ? String(cString: buf).trimmingSpaces() : nil
+    }
+
+    public func int(_ tagPath: String) -> Int? {
+        string(tagPath).flatMap { Int($0.split(separator: "\\").first.map(String.init)?.trimmingSpaces() ?? "") }
+    }
+
+    public func doubles(_ tagPath: String) -> [Double]? {
+        guard let s = string(tagPath) else { return nil }
+        let values = s.split(separator: "\\", omittingEmptySubsequences: false).map { Double(String($0).trimmingSpaces()) }
+        guard values.allSatisfy({ $0 != nil }) else { return nil }
+        return values.map { $0! }
+    }
+
+    public func double(_ tagPath: String) -> Double? { doubles(tagPath)?.first }
+
+    public var transferSyntaxUID: String {
+        var buf = [CChar](repeating: 0, count: 128)
+        buf.withUnsafeMutableBufferPointer { pdcm_file_transfer_syntax(handle, $0.baseAddress!, $0.count) }
+        return String(cString: buf)
+    }
+
+    /// Stored pixel values (no rescale), all frames, row-major, as Float.
+    public func storedPixels() throws -> [Float] {
+        let rows = int("Rows") ?? 0, cols = int("Columns") ?? 0
+        let spp = int("SamplesPerPixel") ?? 1, frames = max(int("NumberOfFrames") ?? 1, 1)
+        let n = rows * cols * spp * frames
+        guard n > 0 else { throw DICOMError(.decodeFailed, "\(path): Rows or Columns missing") }
+        var out = [Float](repeating: 0, count: n)
+        let (rc, err) = out.withUnsafeMutableBufferPointer { o in
+            withErrorBuffer { pdcm_file_decode_pixels(handle, o.baseAddress!, n, $0, $1) }
+        }
+        guard rc == 0 else { throw DICOMError(.decodeFailed, "\(path): \(err)") }
+        return out
+    }
+}
+
+extension String {
+    func trimmingSpaces() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\0" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\0" { s = s.dropLast() }
+        return String(s)
+    }
+}

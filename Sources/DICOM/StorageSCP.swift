@@ -1,0 +1,184 @@
+import Foundation
+internal import CDCMTK
+
+/// Who is asking to associate.
+public struct AssociationRequest: Sendable {
+    public var callingAE: String
+    public var calledAE: String
+    public var host: String
+}
+
+public enum AssociationDecision: Sendable {
+    case accept
+    case refuseCallingAE(String)
+    case refuseHost(String)
+}
+
+/// One instance received, written to the spool and fsync'd — not yet acknowledged.
+public struct ReceivedInstance: Sendable {
+    public var path: String
+    public var sopClassUID: String
+    public var sopInstanceUID: String
+    public var studyUID: String
+    public var seriesUID: String
+    public var modality: String
+    public var patientID: String
+    public var patientName: String
+    public var studyDescription: String
+    public var seriesDescription: String
+    public var transferSyntaxUID: String
+    public var callingAE: String
+    public var peerHost: String
+    public var acquisitionTime: String?
+    public var contentTime: String?
+    public var imagePosition: [Double]?
+    public var temporalPosition: Int?
+    public var temporalPositions: Int?
+    public var acquisitionNumber: Int?
+    public var imagesInAcquisition: Int?
+    public var instanceNumber: Int?
+    public var fileSize: Int
+}
+
+/// What the SCP asks of its owner. Every method is called on a DCMTK worker thread (one
+/// per association), never on Swift's cooperative pool, and may block (SQLite commits).
+public protocol StorageSCPDelegate: AnyObject, Sendable {
+    func decide(_ request: AssociationRequest) -> AssociationDecision
+    /// Commits the instance and returns the DIMSE status to answer with; a non-success
+    /// status makes the SCP delete the file. `reason` explains a failure.
+    func store(_ instance: ReceivedInstance) -> (status: UInt16, reason: String)
+    func rejected(_ peer: AssociationRequest, status: UInt16, reason: String)
+    func log(level: Int, _ message: String)
+}
+
+public struct StorageSCPConfig: Sendable {
+    public var aeTitle: String
+    public var port: UInt16
+    public var maxAssociations: Int
+    public var spoolDirectory: String
+    public var minFreeBytes: UInt64
+    public var acseTimeoutSeconds: Int
+    public var dimseTimeoutSeconds: Int
+
+    public init(aeTitle: String, port: UInt16, maxAssociations: Int = 8, spoolDirectory: String,
+                minFreeBytes: UInt64 = 0, acseTimeoutSeconds: Int = 10, dimseTimeoutSeconds: Int = 60) {
+        self.aeTitle = aeTitle
+        self.port = port
+        self.maxAssociations = maxAssociations
+        self.spoolDirectory = spoolDirectory
+        self.minFreeBytes = minFreeBytes
+        self.acseTimeoutSeconds = acseTimeoutSeconds
+        self.dimseTimeoutSeconds = dimseTimeoutSeconds
+    }
+}
+
+/// DCMTK's storage SCP (C-ECHO; C-STORE of CT and Enhanced CT) behind a Swift face.
+/// `init` binds the port; `run()` blocks its thread until `stop()`, then drains.
+// @unchecked Sendable: the handle is used by run() on one thread and stop() from
+// another; pdcm_scp_stop only sets an atomic flag, and pdcm_scp_port reads a value fixed
+// at creation.
+public final class StorageSCP: @unchecked Sendable {
+    private let handle: OpaquePointer
+    private let box: Unmanaged<DelegateBox>
+    public let port: UInt16
+
+    public init(config: StorageSCPConfig, delegate: StorageSCPDelegate) throws {
+        DCMTK.initialize()
+        let box = Unmanaged.passRetained(DelegateBox(delegate))
+        var callbacks = pdcm_scp_callbacks()
+        callbacks.ctx = box.toOpaque()
+        callbacks.accept = { ctx, info, reason, len in
+            let d = Unmanaged<DelegateBox>.fromOpaque(ctx!).takeUnretainedValue().delegate
+            switch d.decide(AssociationRequest(info!.pointee)) {
+            case .accept: return Int32(PDCM_ACCEPT)
+            case .refuseCallingAE(let why): copy(why, into: reason, len); return Int32(PDCM_REFUSE_CALLING_AE)
+            case .refuseHost(let why): copy(why, into: reason, len); return Int32(PDCM_REFUSE_HOST)
+            }
+        }
+        callbacks.store = { ctx, info, reason, len in
+            let d = Unmanaged<DelegateBox>.fromOpaque(ctx!).takeUnretainedValue().delegate
+            let (status, why) = d.store(ReceivedInstance(info!.pointee))
+            if status != 0 { copy(why, into: reason, len) }
+            return status
+        }
+        callbacks.reject = { ctx, peer, status, reason in
+            let d = Unmanaged<DelegateBox>.fromOpaque(ctx!).takeUnretainedValue().delegate
+            d.rejected(AssociationRequest(peer!.pointee), status: status, reason: string(reason))
+        }
+        callbacks.log = { ctx, level, message in
+            let d = Unmanaged<DelegateBox>.fromOpaque(ctx!).takeUnretainedValue().delegate
+            d.log(level: Int(level), string(message))
+        }
+        let (h, err): (OpaquePointer?, String) = config.aeTitle.withCString { ae in
+            config.spoolDirectory.withCString { spool in
+                var c = pdcm_scp_config()
+                c.ae_title = ae
+                c.port = config.port
+                c.max_associations = Int32(config.maxAssociations)
+                c.spool_dir = spool
+                c.min_free_bytes = config.minFreeBytes
+                c.acse_timeout_s = Int32(config.acseTimeoutSeconds)
+                c.dimse_timeout_s = Int32(config.dimseTimeoutSeconds)
+                return withErrorBuffer { pdcm_scp_create(&c, &callbacks, $0, $1) }
+            }
+        }
+        guard let h else {
+            box.release()
+            throw DICOMError(.listenFailed, err)
+        }
+        self.handle = h
+        self.box = box
+        self.port = pdcm_scp_port(h)
+    }
+
+    deinit {
+        pdcm_scp_destroy(handle)
+        box.release()
+    }
+
+    /// Serves associations until `stop()`; then waits for running ones. Blocks.
+    public func run() { _ = pdcm_scp_run(handle) }
+
+    /// Makes `run()` return within about a second (after draining). Any thread.
+    public func stop() { pdcm_scp_stop(handle) }
+
+    public var activeAssociations: Int { Int(pdcm_scp_active_associations(handle)) }
+}
+
+// Holds the delegate strongly for the C callbacks' context pointer.
+private final class DelegateBox: Sendable {
+    let delegate: StorageSCPDelegate
+    init(_ d: StorageSCPDelegate) { delegate = d }
+}
+
+private func copy(_ s: String, into buf: UnsafeMutablePointer<CChar>?, _ len: Int) {
+    guard let buf, len > 0 else { return }
+    let bytes = Array(s.utf8.prefix(len - 1))
+    for (i, b) in bytes.enumerated() { buf[i] = CChar(bitPattern: b) }
+    buf[bytes.count] = 0
+}
+
+extension AssociationRequest {
+    init(_ i: pdcm_assoc_info) {
+        self.init(callingAE: string(i.calling_ae), calledAE: string(i.called_ae), host: string(i.peer_host))
+    }
+}
+
+extension ReceivedInstance {
+    init(_ i: pdcm_store_info) {
+        func opt(_ v: Int) -> Int? { v < 0 ? nil : v }
+        func optS(_ p: UnsafePointer<CChar>?) -> String? { let s = string(p); return s.isEmpty ? nil : s }
+        let pos = string(i.image_position).split(separator: "\\").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+        self.init(
+            path: string(i.path), sopClassUID: string(i.sop_class_uid), sopInstanceUID: string(i.sop_instance_uid),
+            studyUID: string(i.study_uid), seriesUID: string(i.series_uid), modality: string(i.modality),
+            patientID: string(i.patient_id), patientName: string(i.patient_name),
+            studyDescription: string(i.study_description), seriesDescription: string(i.series_description),
+            transferSyntaxUID: string(i.transfer_syntax), callingAE: string(i.calling_ae), peerHost: string(i.peer_host),
+            acquisitionTime: optS(i.acquisition_time), contentTime: optS(i.content_time),
+            imagePosition: pos.count == 3 ? pos : nil,
+            temporalPosition: opt(i.temporal_position), temporalPositions: opt(i.temporal_positions),
+            acquisitionNumber: opt(i.acquisition_number), imagesInAcquisition: opt(i.images_in_acquisition),
+            instanceNumber: opt(i.instance_number), fileSize: Int(i.file_size))
+    }
+}

@@ -1,0 +1,358 @@
+import Foundation
+
+/// perfd's state: instances, series, jobs and their events, in one SQLite file.
+/// Every method is one transaction.
+public final class JobStore: Sendable {
+    public let db: Database
+
+    public init(path: String) throws {
+        db = try Database(path: path)
+    }
+
+    // MARK: ingest
+
+    public struct RecordOutcome: Sendable, Equatable {
+        public var isNew: Bool
+        /// A job that was running on this series and is now superseded by the late instance.
+        public var supersededJob: Int?
+    }
+
+    /// Commits one received instance. The same SOP instance stored twice is kept once.
+    /// An instance arriving after its series' job started supersedes that job and sends
+    /// the series back to "receiving", so a new job covers the whole series.
+    @discardableResult
+    public func recordInstance(_ i: InstanceRecord, now: Double = Clock.now()) throws -> RecordOutcome {
+        try db.write { tx in
+            try tx.execute("""
+                INSERT INTO series (series_uid, study_uid, patient_id, patient_name, study_description,
+                    series_description, modality, calling_ae, first_received, last_received, state)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'receiving')
+                ON CONFLICT(series_uid) DO NOTHING
+                """, i.seriesUID, i.studyUID, i.patientID, i.patientName, i.studyDescription,
+                i.seriesDescription, i.modality, i.callingAE, now, now)
+            let position = i.position.map { $0.map { String($0) }.joined(separator: "\\") }
+            let existing = try tx.query("SELECT path, file_size FROM instances WHERE sop_instance_uid = ?", i.sopInstanceUID)
+            if let old = existing.first {
+                // Stored again: the file was replaced atomically at the same path; keep one row.
+                try tx.execute("UPDATE instances SET path = ?, file_size = ?, transfer_syntax = ?, received_at = ? WHERE sop_instance_uid = ?",
+                               i.path, i.fileSize, i.transferSyntax, now, i.sopInstanceUID)
+                try tx.execute("UPDATE series SET last_received = ?, bytes = bytes - ? + ? WHERE series_uid = ?",
+                               now, old["file_size"].int ?? 0, i.fileSize, i.seriesUID)
+                return RecordOutcome(isNew: false, supersededJob: nil)
+            }
+            try tx.execute("""
+                INSERT INTO instances (sop_instance_uid, series_uid, sop_class_uid, path, file_size, transfer_syntax,
+                    temporal_position, acquisition_number, instance_number, acquisition_time, content_time, position, received_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, i.sopInstanceUID, i.seriesUID, i.sopClassUID, i.path, i.fileSize, i.transferSyntax,
+                i.temporalPosition, i.acquisitionNumber, i.instanceNumber, i.acquisitionTime, i.contentTime, position, now)
+            try tx.execute("""
+                UPDATE series SET instance_count = instance_count + 1, bytes = bytes + ?, last_received = ?,
+                    temporal_positions = COALESCE(?, temporal_positions),
+                    images_in_acquisition = COALESCE(?, images_in_acquisition)
+                WHERE series_uid = ?
+                """, i.fileSize, now, i.temporalPositions, i.imagesInAcquisition, i.seriesUID)
+            var superseded: Int?
+            if let job = try tx.query("SELECT * FROM jobs WHERE series_uid = ? ORDER BY id DESC LIMIT 1", i.seriesUID).first.map(JobRecord.init) {
+                switch job.state {
+                case .queued:
+                    try tx.execute("UPDATE jobs SET instances = instances + 1, updated_at = ? WHERE id = ?", now, job.id)
+                case .running, .exporting:
+                    try tx.execute("UPDATE jobs SET state = 'superseded', finished_at = ?, updated_at = ? WHERE id = ?", now, now, job.id)
+                    try Self.addEvent(tx, job.id, .warning, "superseded: instance \(i.sopInstanceUID) arrived while the job was \(job.state.rawValue); a new job will cover the whole series", now)
+                    try tx.execute("UPDATE series SET state = 'receiving', completed_at = NULL WHERE series_uid = ?", i.seriesUID)
+                    superseded = job.id
+                case .done, .failed, .cancelled, .superseded:
+                    try tx.execute("UPDATE series SET state = 'receiving', completed_at = NULL WHERE series_uid = ?", i.seriesUID)
+                }
+            }
+            return RecordOutcome(isNew: true, supersededJob: superseded)
+        }
+    }
+
+    /// Every spool path the database knows, for start-up reconciliation.
+    public func knownPaths() throws -> Set<String> {
+        try db.read { tx in Set(try tx.query("SELECT path FROM instances").compactMap { $0["path"].text }) }
+    }
+
+    // MARK: series
+
+    public func receivingSeries() throws -> [SeriesRecord] {
+        try db.read { tx in try tx.query("SELECT * FROM series WHERE state = 'receiving' ORDER BY first_received").map(SeriesRecord.init) }
+    }
+
+    public func series(_ uid: String) throws -> SeriesRecord? {
+        try db.read { tx in try tx.query("SELECT * FROM series WHERE series_uid = ?", uid).first.map(SeriesRecord.init) }
+    }
+
+    /// (distinct slice positions, distinct temporal positions) seen in a series.
+    public func seriesShape(_ uid: String) throws -> (positions: Int, timepoints: Int) {
+        try db.read { tx in
+            let r = try tx.query("SELECT COUNT(DISTINCT position) AS p, COUNT(DISTINCT temporal_position) AS t FROM instances WHERE series_uid = ?", uid)
+            return (r.first?["p"].int ?? 0, r.first?["t"].int ?? 0)
+        }
+    }
+
+    /// Marks a receiving series complete and queues its job, in one transaction.
+    /// Returns nil if the series was no longer receiving (someone else got there first).
+    public func completeSeries(_ uid: String, reason: String, pipeline: String, now: Double = Clock.now()) throws -> JobRecord? {
+        try db.write { tx in
+            guard let s = try tx.query("SELECT * FROM series WHERE series_uid = ? AND state = 'receiving'", uid).first.map(SeriesRecord.init) else { return nil }
+            try tx.execute("UPDATE series SET state = 'complete', completed_at = ?, completion_reason = ? WHERE series_uid = ?", now, reason, uid)
+            let rerun = try tx.query("SELECT COALESCE(MAX(rerun) + 1, 0) AS r FROM jobs WHERE series_uid = ? AND pipeline = ?", uid, pipeline).first?["r"].int ?? 0
+            try tx.execute("""
+                INSERT INTO jobs (series_uid, study_uid, pipeline, state, progress, instances, rerun, created_at, updated_at)
+                VALUES (?, ?, ?, 'queued', 0, ?, ?, ?, ?)
+                """, uid, s.studyUID, pipeline, s.instanceCount, rerun, now, now)
+            let id = tx.lastInsertRowID
+            try Self.addEvent(tx, id, .info, "queued: series complete (\(reason)), \(s.instanceCount) instances, pipeline \(pipeline)", now)
+            return try tx.query("SELECT * FROM jobs WHERE id = ?", id).first.map(JobRecord.init)
+        }
+    }
+
+    public func instances(ofSeries uid: String) throws -> [StoredInstance] {
+        try db.read { tx in
+            try tx.query("SELECT * FROM instances WHERE series_uid = ? ORDER BY instance_number, sop_instance_uid", uid).map {
+                StoredInstance(sopInstanceUID: $0["sop_instance_uid"].text ?? "", path: $0["path"].text ?? "",
+                               temporalPosition: $0["temporal_position"].int, acquisitionNumber: $0["acquisition_number"].int,
+                               instanceNumber: $0["instance_number"].int, acquisitionTime: $0["acquisition_time"].text,
+                               contentTime: $0["content_time"].text)
+            }
+        }
+    }
+
+    // MARK: jobs
+
+    public func jobs(state: JobState? = nil, limit: Int = 1000) throws -> [JobRecord] {
+        try db.read { tx in
+            if let state {
+                return try tx.query("SELECT * FROM jobs WHERE state = ? ORDER BY id DESC LIMIT ?", state.rawValue, limit).map(JobRecord.init)
+            }
+            return try tx.query("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", limit).map(JobRecord.init)
+        }
+    }
+
+    public func job(_ id: Int) throws -> JobRecord? {
+        try db.read { tx in try tx.query("SELECT * FROM jobs WHERE id = ?", id).first.map(JobRecord.init) }
+    }
+
+    public func events(job id: Int) throws -> [JobEvent] {
+        try db.read { tx in
+            try tx.query("SELECT at, level, message FROM job_events WHERE job_id = ? ORDER BY id", id).map {
+                JobEvent(at: $0["at"].double ?? 0, level: $0["level"].text ?? "", message: $0["message"].text ?? "")
+            }
+        }
+    }
+
+    public func stages(job id: Int) throws -> [StageRecord] {
+        try db.read { tx in
+            try tx.query("SELECT * FROM job_stages WHERE job_id = ? ORDER BY started_at", id).map {
+                StageRecord(stage: $0["stage"].text ?? "", startedAt: $0["started_at"].double ?? 0,
+                            finishedAt: $0["finished_at"].double, result: $0["result"].text)
+            }
+        }
+    }
+
+    /// The next job to work on: a running one (resumed after a restart) before a queued
+    /// one, oldest first. The job is marked running in the same transaction.
+    public func claimNextJob(excluding busy: Set<Int> = [], now: Double = Clock.now()) throws -> JobRecord? {
+        try db.write { tx in
+            let candidates = try tx.query("""
+                SELECT * FROM jobs WHERE state IN ('running', 'queued')
+                ORDER BY CASE state WHEN 'running' THEN 0 ELSE 1 END, id
+                """).map(JobRecord.init).filter { !busy.contains($0.id) }
+            guard var job = candidates.first else { return nil }
+            if job.state == .queued {
+                try tx.execute("UPDATE jobs SET state = 'running', started_at = ?, updated_at = ? WHERE id = ?", now, now, job.id)
+                try Self.addEvent(tx, job.id, .info, "started", now)
+                job.state = .running
+                job.startedAt = now
+            } else {
+                try Self.addEvent(tx, job.id, .info, "resumed after restart at stage \(job.stage ?? "start")", now)
+            }
+            return job
+        }
+    }
+
+    /// Records that a stage began. Throws `JobGone` when the job was cancelled or
+    /// superseded meanwhile, so the worker stops.
+    public func beginStage(job id: Int, stage: String, now: Double = Clock.now()) throws {
+        try db.write { tx in
+            try Self.requireRunning(tx, id)
+            try tx.execute("UPDATE jobs SET stage = ?, progress = 0, updated_at = ? WHERE id = ?", stage, now, id)
+            try tx.execute("""
+                INSERT INTO job_stages (job_id, stage, started_at) VALUES (?, ?, ?)
+                ON CONFLICT(job_id, stage) DO UPDATE SET started_at = excluded.started_at, finished_at = NULL
+                """, id, stage, now)
+        }
+    }
+
+    public func setProgress(job id: Int, _ progress: Double, now: Double = Clock.now()) throws {
+        try db.write { tx in
+            try tx.execute("UPDATE jobs SET progress = ?, updated_at = ? WHERE id = ? AND state IN ('running', 'exporting')",
+                           min(max(progress, 0), 1), now, id)
+        }
+    }
+
+    /// Commits a finished stage with its result summary (JSON text).
+    public func finishStage(job id: Int, stage: String, result: String?, now: Double = Clock.now()) throws {
+        try db.write { tx in
+            try Self.requireRunning(tx, id)
+            try tx.execute("UPDATE job_stages SET finished_at = ?, result = ? WHERE job_id = ? AND stage = ?", now, result, id, stage)
+            try tx.execute("UPDATE jobs SET progress = 1, updated_at = ? WHERE id = ?", now, id)
+        }
+    }
+
+    public func finishedStages(job id: Int) throws -> [String: String] {
+        try db.read { tx in
+            var out: [String: String] = [:]
+            for r in try tx.query("SELECT stage, result FROM job_stages WHERE job_id = ? AND finished_at IS NOT NULL", id) {
+                out[r["stage"].text ?? ""] = r["result"].text ?? ""
+            }
+            return out
+        }
+    }
+
+    public func setState(job id: Int, _ state: JobState, now: Double = Clock.now()) throws {
+        try db.write { tx in
+            try Self.requireRunning(tx, id)
+            let finished: Double? = state.isActive ? nil : now
+            try tx.execute("UPDATE jobs SET state = ?, finished_at = ?, updated_at = ? WHERE id = ?", state.rawValue, finished, now, id)
+            try Self.addEvent(tx, id, .info, state.rawValue, now)
+        }
+    }
+
+    public func setQC(job id: Int, _ qc: String) throws {
+        try db.write { tx in try tx.execute("UPDATE jobs SET qc = ? WHERE id = ?", qc, id) }
+    }
+
+    /// Fails a job with a reason a person can act on; the stage stays recorded.
+    public func fail(job id: Int, stage: String?, reason: String, now: Double = Clock.now()) throws {
+        try db.write { tx in
+            try tx.execute("UPDATE jobs SET state = 'failed', error = ?, stage = COALESCE(?, stage), finished_at = ?, updated_at = ? WHERE id = ? AND state IN ('running', 'exporting', 'queued')",
+                           reason, stage, now, now, id)
+            try Self.addEvent(tx, id, .error, "failed\(stage.map { " at \($0)" } ?? ""): \(reason)", now)
+        }
+    }
+
+    public enum AdminError: Error, CustomStringConvertible {
+        case noSuchJob(Int), notRetryable(Int, JobState), notCancellable(Int, JobState)
+        public var description: String {
+            switch self {
+            case .noSuchJob(let id): "no job \(id); `perfd jobs` lists them"
+            case .notRetryable(let id, let s): "job \(id) is \(s.rawValue); only failed, cancelled, superseded or done jobs can be retried"
+            case .notCancellable(let id, let s): "job \(id) is \(s.rawValue) already; only queued, running or exporting jobs can be cancelled"
+            }
+        }
+    }
+
+    /// Queues a finished job again with the next re-run number (so its outputs get new UIDs).
+    @discardableResult
+    public func retry(job id: Int, now: Double = Clock.now()) throws -> JobRecord {
+        try db.write { tx in
+            guard let job = try tx.query("SELECT * FROM jobs WHERE id = ?", id).first.map(JobRecord.init) else { throw AdminError.noSuchJob(id) }
+            guard !job.state.isActive else { throw AdminError.notRetryable(id, job.state) }
+            let count = try tx.query("SELECT instance_count FROM series WHERE series_uid = ?", job.seriesUID).first?["instance_count"].int ?? job.instances
+            try tx.execute("""
+                UPDATE jobs SET state = 'queued', stage = NULL, progress = 0, error = NULL, qc = NULL, rerun = rerun + 1,
+                    instances = ?, started_at = NULL, finished_at = NULL, updated_at = ? WHERE id = ?
+                """, count, now, id)
+            try tx.execute("DELETE FROM job_stages WHERE job_id = ?", id)
+            try Self.addEvent(tx, id, .info, "retry requested by admin (was \(job.state.rawValue))", now)
+            return try tx.query("SELECT * FROM jobs WHERE id = ?", id).first.map(JobRecord.init)!
+        }
+    }
+
+    @discardableResult
+    public func cancel(job id: Int, now: Double = Clock.now()) throws -> JobRecord {
+        try db.write { tx in
+            guard let job = try tx.query("SELECT * FROM jobs WHERE id = ?", id).first.map(JobRecord.init) else { throw AdminError.noSuchJob(id) }
+            guard job.state.isActive else { throw AdminError.notCancellable(id, job.state) }
+            try tx.execute("UPDATE jobs SET state = 'cancelled', finished_at = ?, updated_at = ? WHERE id = ?", now, now, id)
+            try Self.addEvent(tx, id, .warning, "cancelled by admin", now)
+            return try tx.query("SELECT * FROM jobs WHERE id = ?", id).first.map(JobRecord.init)!
+        }
+    }
+
+    public func addEvent(job id: Int, _ level: EventLevel, _ message: String, now: Double = Clock.now()) throws {
+        try db.write { tx in try Self.addEvent(tx, id, level, message, now) }
+    }
+
+    public enum EventLevel: String, Sendable { case info, warning, error }
+
+    /// Thrown by stage bookkeeping when the job was cancelled or superseded underneath.
+    public struct JobGone: Error, CustomStringConvertible {
+        public var id: Int
+        public var state: JobState
+        public var description: String { "job \(id) is \(state.rawValue)" }
+    }
+
+    static func requireRunning(_ tx: Transaction, _ id: Int) throws {
+        let state = try tx.query("SELECT state FROM jobs WHERE id = ?", id).first?["state"].text.flatMap(JobState.init) ?? .failed
+        guard state == .running || state == .exporting else { throw JobGone(id: id, state: state) }
+    }
+
+    static func addEvent(_ tx: Transaction, _ id: Int, _ level: EventLevel, _ message: String, _ now: Double) throws {
+        try tx.execute("INSERT INTO job_events (job_id, at, level, message) VALUES (?, ?, ?, ?)", id, now, level.rawValue, message)
+    }
+
+    // MARK: daemon and global events
+
+    public func logEvent(kind: String, _ message: String, now: Double = Clock.now()) throws {
+        try db.write { tx in
+            try tx.execute("INSERT INTO events (at, kind, message) VALUES (?, ?, ?)", now, kind, message)
+            // Keep the table bounded: the log file has the full history.
+            try tx.execute("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - 10000")
+        }
+    }
+
+    public func recentEvents(limit: Int = 20) throws -> [GlobalEvent] {
+        try db.read { tx in
+            try tx.query("SELECT at, kind, message FROM events ORDER BY id DESC LIMIT ?", limit).map {
+                GlobalEvent(at: $0["at"].double ?? 0, kind: $0["kind"].text ?? "", message: $0["message"].text ?? "")
+            }
+        }
+    }
+
+    public func daemonStarted(pid: Int, aeTitle: String, port: Int, now: Double = Clock.now()) throws {
+        try db.write { tx in
+            try tx.execute("""
+                INSERT INTO daemon (id, pid, ae_title, port, started_at, heartbeat_at, stopped_at) VALUES (1, ?, ?, ?, ?, ?, NULL)
+                ON CONFLICT(id) DO UPDATE SET pid = excluded.pid, ae_title = excluded.ae_title, port = excluded.port,
+                    started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, stopped_at = NULL
+                """, pid, aeTitle, port, now, now)
+        }
+    }
+
+    public func daemonHeartbeat(now: Double = Clock.now()) throws {
+        try db.write { tx in try tx.execute("UPDATE daemon SET heartbeat_at = ? WHERE id = 1", now) }
+    }
+
+    public func daemonStopped(now: Double = Clock.now()) throws {
+        try db.write { tx in try tx.execute("UPDATE daemon SET stopped_at = ? WHERE id = 1", now) }
+    }
+
+    public func daemon() throws -> DaemonRecord? {
+        try db.read { tx in
+            try tx.query("SELECT * FROM daemon WHERE id = 1").first.map {
+                DaemonRecord(pid: $0["pid"].int ?? 0, aeTitle: $0["ae_title"].text ?? "", port: $0["port"].int ?? 0,
+                             startedAt: $0["started_at"].double ?? 0, heartbeatAt: $0["heartbeat_at"].double ?? 0,
+                             stoppedAt: $0["stopped_at"].double)
+            }
+        }
+    }
+
+    public func jobCounts() throws -> [JobState: Int] {
+        try db.read { tx in
+            var out: [JobState: Int] = [:]
+            for r in try tx.query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state") {
+                if let s = JobState(rawValue: r["state"].text ?? "") { out[s] = r["n"].int ?? 0 }
+            }
+            return out
+        }
+    }
+
+    public func recentFailures(limit: Int = 5) throws -> [JobRecord] {
+        try db.read { tx in try tx.query("SELECT * FROM jobs WHERE state = 'failed' ORDER BY finished_at DESC LIMIT ?", limit).map(JobRecord.init) }
+    }
+}

@@ -1,0 +1,117 @@
+import Foundation
+/// Named, append-only schema migrations, each in its own transaction. Never edit a
+/// migration that has shipped: add a new one.
+enum Migrations {
+    static let all: [(name: String, sql: String)] = [
+        ("001_initial", """
+        CREATE TABLE series (
+            series_uid TEXT PRIMARY KEY,
+            study_uid TEXT NOT NULL,
+            patient_id TEXT NOT NULL DEFAULT '',
+            patient_name TEXT NOT NULL DEFAULT '',
+            study_description TEXT NOT NULL DEFAULT '',
+            series_description TEXT NOT NULL DEFAULT '',
+            modality TEXT NOT NULL DEFAULT '',
+            calling_ae TEXT NOT NULL DEFAULT '',
+            first_received REAL NOT NULL,
+            last_received REAL NOT NULL,
+            instance_count INTEGER NOT NULL DEFAULT 0 CHECK (instance_count >= 0),
+            bytes INTEGER NOT NULL DEFAULT 0,
+            temporal_positions INTEGER,
+            images_in_acquisition INTEGER,
+            state TEXT NOT NULL CHECK (state IN ('receiving', 'complete')),
+            completed_at REAL,
+            completion_reason TEXT
+        );
+        CREATE TABLE instances (
+            sop_instance_uid TEXT PRIMARY KEY,
+            series_uid TEXT NOT NULL REFERENCES series(series_uid),
+            sop_class_uid TEXT NOT NULL,
+            path TEXT NOT NULL,
+            file_size INTEGER NOT NULL,
+            transfer_syntax TEXT NOT NULL DEFAULT '',
+            temporal_position INTEGER,
+            acquisition_number INTEGER,
+            instance_number INTEGER,
+            acquisition_time TEXT,
+            content_time TEXT,
+            position TEXT,
+            received_at REAL NOT NULL
+        );
+        CREATE INDEX instances_by_series ON instances(series_uid);
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            series_uid TEXT NOT NULL REFERENCES series(series_uid),
+            study_uid TEXT NOT NULL,
+            pipeline TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN
+                ('queued', 'running', 'exporting', 'done', 'failed', 'cancelled', 'superseded')),
+            stage TEXT,
+            progress REAL NOT NULL DEFAULT 0 CHECK (progress >= 0 AND progress <= 1),
+            instances INTEGER NOT NULL,
+            rerun INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            qc TEXT,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX jobs_by_state ON jobs(state);
+        CREATE INDEX jobs_by_series ON jobs(series_uid);
+        CREATE TABLE job_stages (
+            job_id INTEGER NOT NULL REFERENCES jobs(id),
+            stage TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            finished_at REAL,
+            result TEXT,
+            PRIMARY KEY (job_id, stage)
+        );
+        CREATE TABLE job_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id INTEGER NOT NULL REFERENCES jobs(id),
+            at REAL NOT NULL,
+            level TEXT NOT NULL CHECK (level IN ('info', 'warning', 'error')),
+            message TEXT NOT NULL
+        );
+        CREATE INDEX job_events_by_job ON job_events(job_id);
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            kind TEXT NOT NULL,
+            message TEXT NOT NULL
+        );
+        CREATE TABLE daemon (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            pid INTEGER NOT NULL,
+            ae_title TEXT NOT NULL,
+            port INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            heartbeat_at REAL NOT NULL,
+            stopped_at REAL
+        );
+        """),
+    ]
+
+    static func apply(to db: Database) throws {
+        try db.write { tx in
+            try tx.executeScript("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+        }
+        for m in all {
+            try db.write { tx in
+                guard try tx.query("SELECT 1 FROM migrations WHERE name = ?", m.name).isEmpty else { return }
+                try tx.executeScript(m.sql)
+                try tx.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", m.name, Clock.now())
+            }
+        }
+    }
+}
+
+/// Wall-clock seconds since 1970: what every timestamp column holds.
+public enum Clock {
+    public static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}

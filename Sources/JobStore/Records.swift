@@ -1,0 +1,177 @@
+import Foundation
+
+public enum JobState: String, Codable, Sendable, CaseIterable {
+    case queued, running, exporting, done, failed, cancelled, superseded
+
+    /// States in which the job still owns work.
+    public var isActive: Bool { self == .queued || self == .running || self == .exporting }
+}
+
+public struct JobRecord: Codable, Sendable, Equatable {
+    public var id: Int
+    public var seriesUID: String
+    public var studyUID: String
+    public var pipeline: String
+    public var state: JobState
+    public var stage: String?
+    public var progress: Double
+    public var instances: Int
+    public var rerun: Int
+    public var error: String?
+    public var qc: String?
+    public var createdAt: Double
+    public var startedAt: Double?
+    public var finishedAt: Double?
+    public var updatedAt: Double
+
+    enum CodingKeys: String, CodingKey {
+        case id, pipeline, state, stage, progress, instances, rerun, error, qc
+        case seriesUID = "series_uid", studyUID = "study_uid"
+        case createdAt = "created_at", startedAt = "started_at", finishedAt = "finished_at", updatedAt = "updated_at"
+    }
+
+    init(_ r: Row) {
+        id = r["id"].int ?? 0
+        seriesUID = r["series_uid"].text ?? ""
+        studyUID = r["study_uid"].text ?? ""
+        pipeline = r["pipeline"].text ?? ""
+        state = JobState(rawValue: r["state"].text ?? "") ?? .failed
+        stage = r["stage"].text
+        progress = r["progress"].double ?? 0
+        instances = r["instances"].int ?? 0
+        rerun = r["rerun"].int ?? 0
+        error = r["error"].text
+        qc = r["qc"].text
+        createdAt = r["created_at"].double ?? 0
+        startedAt = r["started_at"].double
+        finishedAt = r["finished_at"].double
+        updatedAt = r["updated_at"].double ?? 0
+    }
+}
+
+/// What the SCP hands the store for one received instance.
+public struct InstanceRecord: Sendable {
+    public var sopInstanceUID: String
+    public var sopClassUID: String
+    public var seriesUID: String
+    public var studyUID: String
+    public var path: String
+    public var fileSize: Int
+    public var transferSyntax: String
+    public var temporalPosition: Int?
+    public var temporalPositions: Int?
+    public var acquisitionNumber: Int?
+    public var imagesInAcquisition: Int?
+    public var instanceNumber: Int?
+    public var acquisitionTime: String?
+    public var contentTime: String?
+    public var position: [Double]?
+    public var patientID: String
+    public var patientName: String
+    public var studyDescription: String
+    public var seriesDescription: String
+    public var modality: String
+    public var callingAE: String
+
+    public init(sopInstanceUID: String, sopClassUID: String, seriesUID: String, studyUID: String, path: String,
+                fileSize: Int, transferSyntax: String = "", temporalPosition: Int? = nil, temporalPositions: Int? = nil,
+                acquisitionNumber: Int? = nil, imagesInAcquisition: Int? = nil, instanceNumber: Int? = nil,
+                acquisitionTime: String? = nil, contentTime: String? = nil, position: [Double]? = nil,
+                patientID: String = "", patientName: String = "", studyDescription: String = "",
+                seriesDescription: String = "", modality: String = "CT", callingAE: String = "") {
+        self.sopInstanceUID = sopInstanceUID; self.sopClassUID = sopClassUID; self.seriesUID = seriesUID
+        self.studyUID = studyUID; self.path = path; self.fileSize = fileSize; self.transferSyntax = transferSyntax
+        self.temporalPosition = temporalPosition; self.temporalPositions = temporalPositions
+        self.acquisitionNumber = acquisitionNumber; self.imagesInAcquisition = imagesInAcquisition
+        self.instanceNumber = instanceNumber; self.acquisitionTime = acquisitionTime; self.contentTime = contentTime
+        self.position = position; self.patientID = patientID; self.patientName = patientName
+        self.studyDescription = studyDescription; self.seriesDescription = seriesDescription
+        self.modality = modality; self.callingAE = callingAE
+    }
+}
+
+/// An instance as stored: what 4D assembly needs to find and order it.
+public struct StoredInstance: Sendable, Equatable {
+    public var sopInstanceUID: String
+    public var path: String
+    public var temporalPosition: Int?
+    public var acquisitionNumber: Int?
+    public var instanceNumber: Int?
+    public var acquisitionTime: String?
+    public var contentTime: String?
+}
+
+public struct SeriesRecord: Codable, Sendable, Equatable {
+    public var seriesUID: String
+    public var studyUID: String
+    public var patientID: String
+    public var seriesDescription: String
+    public var modality: String
+    public var callingAE: String
+    public var firstReceived: Double
+    public var lastReceived: Double
+    public var instanceCount: Int
+    public var bytes: Int
+    public var temporalPositions: Int?
+    public var imagesInAcquisition: Int?
+    public var state: String
+
+    enum CodingKeys: String, CodingKey {
+        case seriesUID = "series_uid", studyUID = "study_uid", patientID = "patient_id"
+        case seriesDescription = "series_description", modality, callingAE = "calling_ae"
+        case firstReceived = "first_received", lastReceived = "last_received", instanceCount = "instances", bytes
+        case temporalPositions = "temporal_positions", imagesInAcquisition = "images_in_acquisition", state
+    }
+
+    init(_ r: Row) {
+        seriesUID = r["series_uid"].text ?? ""
+        studyUID = r["study_uid"].text ?? ""
+        patientID = r["patient_id"].text ?? ""
+        seriesDescription = r["series_description"].text ?? ""
+        modality = r["modality"].text ?? ""
+        callingAE = r["calling_ae"].text ?? ""
+        firstReceived = r["first_received"].double ?? 0
+        lastReceived = r["last_received"].double ?? 0
+        instanceCount = r["instance_count"].int ?? 0
+        bytes = r["bytes"].int ?? 0
+        temporalPositions = r["temporal_positions"].int
+        imagesInAcquisition = r["images_in_acquisition"].int
+        state = r["state"].text ?? ""
+    }
+}
+
+public struct JobEvent: Codable, Sendable {
+    public var at: Double
+    public var level: String
+    public var message: String
+}
+
+public struct StageRecord: Codable, Sendable {
+    public var stage: String
+    public var startedAt: Double
+    public var finishedAt: Double?
+    public var result: String?
+
+    enum CodingKeys: String, CodingKey {
+        case stage, result, startedAt = "started_at", finishedAt = "finished_at"
+    }
+}
+
+public struct DaemonRecord: Codable, Sendable {
+    public var pid: Int
+    public var aeTitle: String
+    public var port: Int
+    public var startedAt: Double
+    public var heartbeatAt: Double
+    public var stoppedAt: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case pid, port, aeTitle = "ae_title", startedAt = "started_at", heartbeatAt = "heartbeat_at", stoppedAt = "stopped_at"
+    }
+}
+
+public struct GlobalEvent: Codable, Sendable {
+    public var at: Double
+    public var kind: String
+    public var message: String
+}

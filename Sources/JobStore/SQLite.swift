@@ -1,0 +1,186 @@
+import CSQLite
+import Foundation
+
+/// The JobStore module's one error type: the SQLite result code, its message, and the
+/// statement that failed.
+public struct StoreError: Error, CustomStringConvertible, Sendable {
+    public var code: Int32
+    public var message: String
+    public var sql: String
+
+    public var description: String {
+        sql.isEmpty ? "database: \(message)" : "database: \(message) (in: \(sql.prefix(120)))"
+    }
+}
+
+/// A value bound to or read from a statement.
+public enum SQLValue: Sendable, Equatable {
+    case int(Int64), double(Double), text(String), null
+
+    public var int: Int? { if case .int(let v) = self { return Int(v) }; if case .double(let d) = self { return Int(d) }; return nil }
+    public var double: Double? { if case .double(let v) = self { return v }; if case .int(let i) = self { return Double(i) }; return nil }
+    public var text: String? { if case .text(let v) = self { return v }; return nil }
+}
+
+public protocol SQLConvertible { var sqlValue: SQLValue { get } }
+extension Int: SQLConvertible { public var sqlValue: SQLValue { .int(Int64(self)) } }
+extension Int64: SQLConvertible { public var sqlValue: SQLValue { .int(self) } }
+extension Double: SQLConvertible { public var sqlValue: SQLValue { .double(self) } }
+extension String: SQLConvertible { public var sqlValue: SQLValue { .text(self) } }
+extension Optional: SQLConvertible where Wrapped: SQLConvertible {
+    public var sqlValue: SQLValue { self?.sqlValue ?? .null }
+}
+
+/// One result row, by column name.
+public struct Row: Sendable {
+    public var values: [String: SQLValue]
+    public subscript(_ name: String) -> SQLValue { values[name] ?? .null }
+}
+
+private let SQLITE_TRANSIENT = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+/// A thin wrapper over one libsqlite3 connection. Not thread-safe by itself: `Database`
+/// serialises access.
+final class Connection {
+    let handle: OpaquePointer
+
+    init(path: String, readOnly: Bool = false) throws {
+        var db: OpaquePointer?
+        let flags = readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+        let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
+        guard rc == SQLITE_OK, let db else {
+            let msg = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
+            sqlite3_close(db)
+            throw StoreError(code: rc, message: "cannot open \(path): \(msg)", sql: "")
+        }
+        handle = db
+        sqlite3_busy_timeout(db, 10_000)
+    }
+
+    deinit { sqlite3_close_v2(handle) }
+
+    func execute(_ sql: String, _ args: [SQLValue] = []) throws {
+        _ = try run(sql, args, collect: false)
+    }
+
+    func query(_ sql: String, _ args: [SQLValue] = []) throws -> [Row] {
+        try run(sql, args, collect: true)
+    }
+
+    var changes: Int { Int(sqlite3_changes(handle)) }
+    var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
+
+    private func error(_ rc: Int32, _ sql: String) -> StoreError {
+        StoreError(code: rc, message: String(cString: sqlite3_errmsg(handle)), sql: sql)
+    }
+
+    private func run(_ sql: String, _ args: [SQLValue], collect: Bool) throws -> [Row] {
+        // Multi-statement scripts (migrations) go through exec when they take no arguments.
+        if args.isEmpty && !collect {
+            var errmsg: UnsafeMutablePointer<CChar>?
+            let rc = sqlite3_exec(handle, sql, nil, nil, &errmsg)
+            if rc != SQLITE_OK {
+                let m = errmsg.map { String(cString: $0) } ?? "error \(rc)"
+                sqlite3_free(errmsg)
+                throw StoreError(code: rc, message: m, sql: sql)
+            }
+            return []
+        }
+        var stmt: OpaquePointer?
+        var rc = sqlite3_prepare_v2(handle, sql, -1, &stmt, nil)
+        guard rc == SQLITE_OK, let stmt else { throw error(rc, sql) }
+        defer { sqlite3_finalize(stmt) }
+        for (i, a) in args.enumerated() {
+            let idx = Int32(i + 1)
+            switch a {
+            case .int(let v): rc = sqlite3_bind_int64(stmt, idx, v)
+            case .double(let v): rc = sqlite3_bind_double(stmt, idx, v)
+            case .text(let v): rc = sqlite3_bind_text(stmt, idx, v, -1, SQLITE_TRANSIENT)
+            case .null: rc = sqlite3_bind_null(stmt, idx)
+            }
+            guard rc == SQLITE_OK else { throw error(rc, sql) }
+        }
+        var rows: [Row] = []
+        while true {
+            rc = sqlite3_step(stmt)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else { throw error(rc, sql) }
+            guard collect else { continue }
+            var values: [String: SQLValue] = [:]
+            for c in 0..<sqlite3_column_count(stmt) {
+                let name = String(cString: sqlite3_column_name(stmt, c))
+                switch sqlite3_column_type(stmt, c) {
+                case SQLITE_INTEGER: values[name] = .int(sqlite3_column_int64(stmt, c))
+                case SQLITE_FLOAT: values[name] = .double(sqlite3_column_double(stmt, c))
+                case SQLITE_NULL: values[name] = .null
+                default: values[name] = .text(String(cString: sqlite3_column_text(stmt, c)))
+                }
+            }
+            rows.append(Row(values: values))
+        }
+        return rows
+    }
+}
+
+/// The database file: one connection, serialised by a lock so DCMTK's worker threads,
+/// the tracker and the job worker can share it. WAL lets `perfd status` read from another
+/// process while the daemon writes.
+// @unchecked Sendable: every use of `connection` happens inside `lock`.
+public final class Database: @unchecked Sendable {
+    private let connection: Connection
+    private let lock = NSLock()
+    public let path: String
+
+    public init(path: String) throws {
+        self.path = path
+        let dir = (path as NSString).deletingLastPathComponent
+        if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        connection = try Connection(path: path)
+        // Spool files are fsync'd before acknowledgement and are the durable record; a
+        // commit survives a crash of perfd at synchronous=NORMAL, and the startup
+        // reconciliation re-indexes any spool file whose row a power cut took.
+        try connection.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+        try Migrations.apply(to: self)
+    }
+
+    /// Runs `body` inside one transaction (BEGIN IMMEDIATE: writers queue, never deadlock).
+    @discardableResult
+    public func write<T>(_ body: (Transaction) throws -> T) throws -> T {
+        lock.lock(); defer { lock.unlock() }
+        try connection.execute("BEGIN IMMEDIATE")
+        do {
+            let r = try body(Transaction(connection: connection))
+            try connection.execute("COMMIT")
+            return r
+        } catch {
+            try? connection.execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// Runs `body` with a consistent read view.
+    public func read<T>(_ body: (Transaction) throws -> T) throws -> T {
+        lock.lock(); defer { lock.unlock() }
+        try connection.execute("BEGIN")
+        defer { try? connection.execute("COMMIT") }
+        return try body(Transaction(connection: connection))
+    }
+}
+
+/// Statements inside a transaction.
+public struct Transaction {
+    let connection: Connection
+
+    public func execute(_ sql: String, _ args: SQLConvertible?...) throws {
+        try connection.execute(sql, args.map { $0?.sqlValue ?? .null })
+    }
+
+    public func executeScript(_ sql: String) throws { try connection.execute(sql) }
+
+    public func query(_ sql: String, _ args: SQLConvertible?...) throws -> [Row] {
+        try connection.query(sql, args.map { $0?.sqlValue ?? .null })
+    }
+
+    public var changes: Int { connection.changes }
+    public var lastInsertRowID: Int { Int(connection.lastInsertRowID) }
+}

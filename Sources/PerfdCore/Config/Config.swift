@@ -1,0 +1,214 @@
+import Foundation
+import Yams
+
+/// perfd.yaml, validated. Key names are a contract (DESIGN §3): they may grow, not change.
+public struct Config: Sendable, Equatable {
+    public struct Peer: Sendable, Equatable {
+        public var aeTitle: String
+        public var host: String?
+        public init(aeTitle: String, host: String? = nil) { self.aeTitle = aeTitle; self.host = host }
+    }
+    public struct Destination: Sendable, Equatable {
+        public var aeTitle: String
+        public var host: String
+        public var port: Int
+    }
+    /// Which pipeline a completed series gets: the first rule whose conditions all hold.
+    public struct PipelineRule: Sendable, Equatable {
+        public var pipeline: String
+        public var modality: String?
+        public var seriesDescriptionContains: String?
+        public var minTimepoints: Int?
+        public var model: String?
+    }
+    public struct ExportRetry: Sendable, Equatable {
+        public var initialSeconds: Double = 5
+        public var maxSeconds: Double = 600
+        public var giveUpHours: Double = 24
+    }
+
+    public var aeTitle = "PERFD"
+    public var port = 11112
+    public var allowedPeers: [Peer] = []
+    public var spoolDir = "/var/lib/perfd/spool"
+    public var database = "/var/lib/perfd/perfd.sqlite"
+    public var seriesQuietSeconds: Double = 10
+    public var pipelines: [PipelineRule] = []
+    public var defaultPipeline = "baseline-mean03"
+    public var destinations: [Destination] = []
+    public var exportRetry = ExportRetry()
+    public var retentionDays: Double = 7
+    public var minFreeDiskGB: Double = 2
+    public var workers = 1
+    public var threads = 2
+    public var maxAssociations = 8
+    public var logLevel = "info"
+
+    public init() {}
+
+    public static let knownKeys: Set<String> = [
+        "ae_title", "port", "allowed_peers", "spool_dir", "database", "series_quiet_seconds", "pipelines",
+        "default_pipeline", "destinations", "export_retry", "retention_days", "min_free_disk_gb", "workers",
+        "threads", "max_associations", "log_level",
+    ]
+
+    public static let pipelineNames = ["baseline-t0", "baseline-mean03", "baseline-mean-all", "ncct", "perfusion", "perfusion-svd"]
+
+    /// The pipeline for a completed series.
+    public func pipeline(modality: String, seriesDescription: String, timepoints: Int?) -> String {
+        for r in pipelines {
+            if let m = r.modality, m.caseInsensitiveCompare(modality) != .orderedSame { continue }
+            if let d = r.seriesDescriptionContains, !seriesDescription.localizedCaseInsensitiveContains(d) { continue }
+            if let n = r.minTimepoints, (timepoints ?? 0) < n { continue }
+            return r.pipeline
+        }
+        return defaultPipeline
+    }
+}
+
+/// Every problem found in a config file, each naming the key and the fix.
+public struct ConfigError: Error, CustomStringConvertible, Sendable {
+    public var path: String
+    public var problems: [String]
+    public var description: String {
+        "\(path): " + (problems.count == 1 ? problems[0] : "\(problems.count) problems:\n" + problems.map { "  - \($0)" }.joined(separator: "\n"))
+    }
+}
+
+extension Config {
+    public static func load(path: String) throws -> Config {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError(path: path, problems: ["cannot read the file (does it exist? pass --config PATH)"])
+        }
+        return try parse(yaml: text, path: path)
+    }
+
+    public static func parse(yaml: String, path: String = "perfd.yaml") throws -> Config {
+        let node: Node
+        do {
+            guard let n = try Yams.compose(yaml: yaml) else { throw ConfigError(path: path, problems: ["the file is empty"]) }
+            node = n
+        } catch let e as ConfigError {
+            throw e
+        } catch {
+            throw ConfigError(path: path, problems: ["not valid YAML: \(error)"])
+        }
+        guard let map = node.mapping else { throw ConfigError(path: path, problems: ["the top level must be a mapping of keys"]) }
+        var p = Problems()
+        var c = Config()
+        for (k, v) in map {
+            guard let key = k.string else { continue }
+            switch key {
+            case "ae_title": c.aeTitle = p.aeTitle(v, key) ?? c.aeTitle
+            case "port": c.port = p.int(v, key, 0...65535) ?? c.port
+            case "allowed_peers":
+                guard let seq = v.sequence else { p.add("allowed_peers must be a list of {ae_title, host}"); continue }
+                c.allowedPeers = seq.enumerated().compactMap { i, item in
+                    let where_ = "allowed_peers[\(i)]"
+                    guard let m = item.mapping else { p.add("\(where_) must be a mapping with ae_title and optional host"); return nil }
+                    p.unknownKeys(m, where_, ["ae_title", "host"])
+                    guard let ae = m["ae_title"].flatMap({ p.aeTitle($0, "\(where_).ae_title") }) else {
+                        if m["ae_title"] == nil { p.add("\(where_) needs ae_title") }
+                        return nil
+                    }
+                    return Peer(aeTitle: ae, host: m["host"]?.string)
+                }
+            case "spool_dir": c.spoolDir = p.string(v, key) ?? c.spoolDir
+            case "database": c.database = p.string(v, key) ?? c.database
+            case "series_quiet_seconds": c.seriesQuietSeconds = p.double(v, key, 0.1...86400) ?? c.seriesQuietSeconds
+            case "default_pipeline": c.defaultPipeline = p.pipeline(v, key) ?? c.defaultPipeline
+            case "pipelines":
+                guard let seq = v.sequence else { p.add("pipelines must be a list of rules ({pipeline, modality, series_description, min_timepoints})"); continue }
+                c.pipelines = seq.enumerated().compactMap { i, item in
+                    let where_ = "pipelines[\(i)]"
+                    guard let m = item.mapping else { p.add("\(where_) must be a mapping"); return nil }
+                    p.unknownKeys(m, where_, ["pipeline", "modality", "series_description", "min_timepoints", "model"])
+                    guard let name = m["pipeline"].flatMap({ p.pipeline($0, "\(where_).pipeline") }) else {
+                        if m["pipeline"] == nil { p.add("\(where_) needs pipeline (one of \(pipelineNames.joined(separator: ", ")))") }
+                        return nil
+                    }
+                    return PipelineRule(pipeline: name, modality: m["modality"]?.string,
+                                        seriesDescriptionContains: m["series_description"]?.string,
+                                        minTimepoints: m["min_timepoints"].flatMap { p.int($0, "\(where_).min_timepoints", 1...10000) },
+                                        model: m["model"]?.string)
+                }
+            case "destinations":
+                guard let seq = v.sequence else { p.add("destinations must be a list of {ae_title, host, port}"); continue }
+                c.destinations = seq.enumerated().compactMap { i, item in
+                    let where_ = "destinations[\(i)]"
+                    guard let m = item.mapping else { p.add("\(where_) must be a mapping with ae_title, host, port"); return nil }
+                    p.unknownKeys(m, where_, ["ae_title", "host", "port"])
+                    let ae = m["ae_title"].flatMap { p.aeTitle($0, "\(where_).ae_title") }
+                    let host = m["host"].flatMap { p.string($0, "\(where_).host") }
+                    let port = m["port"].flatMap { p.int($0, "\(where_).port", 1...65535) }
+                    guard let ae, let host, let port else {
+                        for k in ["ae_title", "host", "port"] where m[k] == nil { p.add("\(where_) needs \(k)") }
+                        return nil
+                    }
+                    return Destination(aeTitle: ae, host: host, port: port)
+                }
+            case "export_retry":
+                guard let m = v.mapping else { p.add("export_retry must be a mapping {initial_seconds, max_seconds, give_up_hours}"); continue }
+                p.unknownKeys(m, key, ["initial_seconds", "max_seconds", "give_up_hours"])
+                if let x = m["initial_seconds"].flatMap({ p.double($0, "export_retry.initial_seconds", 0.01...86400) }) { c.exportRetry.initialSeconds = x }
+                if let x = m["max_seconds"].flatMap({ p.double($0, "export_retry.max_seconds", 0.01...86400) }) { c.exportRetry.maxSeconds = x }
+                if let x = m["give_up_hours"].flatMap({ p.double($0, "export_retry.give_up_hours", 0.001...10000) }) { c.exportRetry.giveUpHours = x }
+            case "retention_days": c.retentionDays = p.double(v, key, 0...36500) ?? c.retentionDays
+            case "min_free_disk_gb": c.minFreeDiskGB = p.double(v, key, 0...1_000_000) ?? c.minFreeDiskGB
+            case "workers": c.workers = p.int(v, key, 1...64) ?? c.workers
+            case "threads": c.threads = p.int(v, key, 1...256) ?? c.threads
+            case "max_associations": c.maxAssociations = p.int(v, key, 1...256) ?? c.maxAssociations
+            case "log_level":
+                let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+                if let s = p.string(v, key) {
+                    if levels.contains(s) { c.logLevel = s } else { p.add("log_level \"\(s)\" is not one of \(levels.joined(separator: ", "))") }
+                }
+            default:
+                p.add("unknown key \"\(key)\" (known keys: \(knownKeys.sorted().joined(separator: ", ")))")
+            }
+        }
+        if c.allowedPeers.isEmpty && map["allowed_peers"] == nil {
+            p.add("allowed_peers is missing: with no list every sender is refused; add the scanner's AE title (and host)")
+        }
+        guard p.list.isEmpty else { throw ConfigError(path: path, problems: p.list) }
+        return c
+    }
+}
+
+/// Collects problems instead of stopping at the first, so check-config explains them all.
+private struct Problems {
+    var list: [String] = []
+    mutating func add(_ s: String) { list.append(s) }
+
+    mutating func string(_ n: Node, _ key: String) -> String? {
+        guard let s = n.scalar?.string, !s.isEmpty else { add("\(key) must be a non-empty string"); return nil }
+        return s
+    }
+    mutating func int(_ n: Node, _ key: String, _ range: ClosedRange<Int>) -> Int? {
+        guard let s = n.scalar?.string, let v = Int(s) else { add("\(key) must be a whole number"); return nil }
+        guard range.contains(v) else { add("\(key) is \(v); it must be between \(range.lowerBound) and \(range.upperBound)"); return nil }
+        return v
+    }
+    mutating func double(_ n: Node, _ key: String, _ range: ClosedRange<Double>) -> Double? {
+        guard let s = n.scalar?.string, let v = Double(s) else { add("\(key) must be a number"); return nil }
+        guard range.contains(v) else { add("\(key) is \(v); it must be between \(range.lowerBound) and \(range.upperBound)"); return nil }
+        return v
+    }
+    mutating func aeTitle(_ n: Node, _ key: String) -> String? {
+        guard let s = string(n, key) else { return nil }
+        guard s.count <= 16, s.allSatisfy({ $0.isASCII && $0 != "\\" && !$0.isNewline }) else {
+            add("\(key) \"\(s)\" is not a valid AE title (1–16 ASCII characters, no backslash)"); return nil
+        }
+        return s
+    }
+    mutating func pipeline(_ n: Node, _ key: String) -> String? {
+        guard let s = string(n, key) else { return nil }
+        guard Config.pipelineNames.contains(s) else {
+            add("\(key) \"\(s)\" is not a pipeline (one of \(Config.pipelineNames.joined(separator: ", ")))"); return nil
+        }
+        return s
+    }
+    mutating func unknownKeys(_ m: Node.Mapping, _ where_: String, _ known: [String]) {
+        for k in m.keys { if let s = k.string, !known.contains(s) { add("\(where_): unknown key \"\(s)\" (known: \(known.joined(separator: ", ")))") } }
+    }
+}

@@ -1,0 +1,57 @@
+import Foundation
+import Volume
+
+/// NIfTI-1 single-file (.nii) writer and reader for float32 volumes, with the affine
+/// taken from the DICOM geometry (LPS converted to NIfTI's RAS).
+public enum NIfTI {
+    /// The 4×4 voxel-to-RAS affine (row-major) of a DICOM geometry; index order (i, j, k) = (x, y, z).
+    public static func affine(_ g: Geometry) -> [[Double]] {
+        let cols: [SIMD3<Double>] = [g.rowDirection * g.spacing.z, g.columnDirection * g.spacing.y, g.sliceDirection * g.spacing.x]
+        let flip = SIMD3<Double>(-1, -1, 1)  // LPS → RAS
+        let c = cols.map { $0 * flip }
+        let o = g.origin * flip
+        return (0..<3).map { r in [c[0][r], c[1][r], c[2][r], o[r]] } + [[0, 0, 0, 1]]
+    }
+
+    public static func write(_ v: Volume3D, to path: String, description: String = "perfd") throws {
+        var header = Data(count: 348)
+        func put<T>(_ value: T, at offset: Int) {
+            withUnsafeBytes(of: value) { header.replaceSubrange(offset..<(offset + $0.count), with: $0) }
+        }
+        put(Int32(348), at: 0)
+        let dims: [Int16] = [3, Int16(v.width), Int16(v.height), Int16(v.depth), 1, 1, 1, 1]
+        for (i, d) in dims.enumerated() { put(d, at: 40 + 2 * i) }
+        put(Int16(16), at: 70)   // datatype FLOAT32
+        put(Int16(32), at: 72)   // bitpix
+        let pix: [Float] = [1, Float(v.geometry.spacing.z), Float(v.geometry.spacing.y), Float(v.geometry.spacing.x), 1, 1, 1, 1]
+        for (i, p) in pix.enumerated() { put(p, at: 76 + 4 * i) }
+        put(Float(352), at: 108) // vox_offset
+        put(Float(1), at: 112)   // scl_slope
+        put(UInt8(2), at: 123)   // xyzt_units: mm
+        let desc = Array(description.utf8.prefix(79))
+        header.replaceSubrange(148..<(148 + desc.count), with: desc)
+        put(Int16(1), at: 252)   // qform_code: scanner
+        put(Int16(1), at: 254)   // sform_code: scanner
+        let a = affine(v.geometry)
+        for r in 0..<3 { for c in 0..<4 { put(Float(a[r][c]), at: 280 + 16 * r + 4 * c) } }
+        header.replaceSubrange(344..<348, with: Array("n+1\0".utf8))
+        var data = header
+        data.append(Data(count: 4))  // no extensions
+        v.voxels.withUnsafeBufferPointer { data.append(Data(buffer: $0)) }
+        guard FileManager.default.createFile(atPath: path, contents: data) else {
+            throw PipelineError(message: "cannot write \(path)")
+        }
+    }
+
+    /// Reads back a float32 file written by `write` (shape and voxels; affine as stored).
+    public static func read(_ path: String) throws -> (dims: [Int], affine: [[Float]], voxels: [Float]) {
+        guard let d = FileManager.default.contents(atPath: path), d.count >= 352 else { throw PipelineError(message: "cannot read \(path)") }
+        func get<T>(_ type: T.Type, _ o: Int) -> T { d.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: o, as: T.self) } }
+        let dims = (1...3).map { Int(get(Int16.self, 40 + 2 * $0)) }
+        let aff = (0..<3).map { r in (0..<4).map { c in get(Float.self, 280 + 16 * r + 4 * c) } }
+        let off = Int(get(Float.self, 108))
+        let n = dims.reduce(1, *)
+        let vox: [Float] = d.withUnsafeBytes { raw in (0..<n).map { raw.loadUnaligned(fromByteOffset: off + 4 * $0, as: Float.self) } }
+        return (dims, aff, vox)
+    }
+}

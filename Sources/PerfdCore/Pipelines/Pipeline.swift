@@ -1,0 +1,65 @@
+import Foundation
+import Volume
+
+/// A named quantitative result with its unit, e.g. ("ncct", "HU") or ("cbf", "ml/100g/min").
+public struct QuantitativeVolume: Sendable {
+    public var name: String
+    public var unit: String
+    public var volume: Volume3D
+    public init(name: String, unit: String, volume: Volume3D) { self.name = name; self.unit = unit; self.volume = volume }
+}
+
+/// A method that turns a (registered) 4D series into quantitative volumes; rendering turns
+/// those into DICOM series.
+public protocol Pipeline: Sendable {
+    var name: String { get }
+    func run(_ series: Series4D, progress: @Sendable (Double) -> Void) throws -> [QuantitativeVolume]
+}
+
+public struct PipelineError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public var description: String { message }
+}
+
+public enum Pipelines {
+    /// The pipelines this build can run.
+    public static func make(_ name: String) throws -> Pipeline {
+        switch name {
+        case "baseline-t0": return BaselinePipeline(name: name, frames: .first)
+        case "baseline-mean03": return BaselinePipeline(name: name, frames: .firstFour)
+        case "baseline-mean-all": return BaselinePipeline(name: name, frames: .all)
+        default:
+            throw PipelineError(message: "pipeline \"\(name)\" is not available in this build (available: baseline-t0, baseline-mean03, baseline-mean-all); choose one in the config's pipelines/default_pipeline")
+        }
+    }
+}
+
+/// The paper's baselines for a derived NCCT: the first frame, the mean of frames 0–3, or
+/// the mean of all frames (van de Leemput et al. 2020, §IV).
+public struct BaselinePipeline: Pipeline {
+    public enum Frames: Sendable { case first, firstFour, all }
+    public let name: String
+    let frames: Frames
+
+    public func run(_ s: Series4D, progress: @Sendable (Double) -> Void) throws -> [QuantitativeVolume] {
+        let count: Int
+        switch frames {
+        case .first: count = 1
+        case .firstFour: count = min(4, s.timepoints)
+        case .all: count = s.timepoints
+        }
+        let n = s.frameSize
+        var out = [Float](repeating: 0, count: n)
+        s.voxels.withUnsafeBufferPointer { v in
+            for t in 0..<count {
+                let base = t * n
+                for i in 0..<n { out[i] += v[base + i] }
+                progress(Double(t + 1) / Double(count))
+            }
+        }
+        let scale = 1 / Float(count)
+        for i in 0..<n { out[i] *= scale }
+        let vol = Volume3D(depth: s.depth, height: s.height, width: s.width, voxels: out, geometry: s.geometry)
+        return [QuantitativeVolume(name: "ncct", unit: "HU", volume: vol)]
+    }
+}

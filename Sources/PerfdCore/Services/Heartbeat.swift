@@ -1,0 +1,17 @@
+import JobStore
+import Logging
+import ServiceLifecycle
+
+/// Tells `perfd status` (another process) that the daemon is alive.
+public struct HeartbeatService: Service {
+    let store: JobStore
+    let logger: Logger
+    public init(store: JobStore, logger: Logger) { self.store = store; self.logger = logger }
+
+    public func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            do { try store.daemonHeartbeat() } catch { logger.warning("heartbeat: \(error)") }
+            try? await Task.sleep(for: .seconds(2))
+        }
+    }
+}

@@ -1,0 +1,151 @@
+import DICOM
+import Foundation
+import JobStore
+import Logging
+import ServiceLifecycle
+
+/// The storage SCP's policy: who may associate, and what "stored" means (fsync'd file +
+/// committed row). Called on DCMTK's worker threads.
+public final class IngestHandler: StorageSCPDelegate {
+    let store: JobStore
+    let allowedPeers: [Config.Peer]
+    let logger: Logger
+
+    public init(store: JobStore, allowedPeers: [Config.Peer], logger: Logger) {
+        self.store = store
+        self.allowedPeers = allowedPeers
+        self.logger = logger
+    }
+
+    public func decide(_ r: AssociationRequest) -> AssociationDecision {
+        let decision = Self.decide(r, allowedPeers: allowedPeers)
+        switch decision {
+        case .accept:
+            logger.debug("association accepted", metadata: ["calling_ae": "\(r.callingAE)", "host": "\(r.host)"])
+        case .refuseCallingAE(let why), .refuseHost(let why):
+            logger.warning("association refused: \(why)")
+            try? store.logEvent(kind: "association_refused", why)
+        }
+        return decision
+    }
+
+    /// Pure policy: an empty list refuses everyone; a peer entry without host matches any host.
+    public static func decide(_ r: AssociationRequest, allowedPeers: [Config.Peer]) -> AssociationDecision {
+        let byAE = allowedPeers.filter { $0.aeTitle == r.callingAE }
+        guard !byAE.isEmpty else {
+            return .refuseCallingAE("calling AE \"\(r.callingAE)\" from \(r.host) is not in allowed_peers")
+        }
+        guard byAE.contains(where: { $0.host == nil || $0.host == r.host || Self.resolves($0.host!, to: r.host) }) else {
+            let hosts = byAE.compactMap(\.host).joined(separator: ", ")
+            return .refuseHost("calling AE \"\(r.callingAE)\" from \(r.host) is allowed only from \(hosts) (allowed_peers)")
+        }
+        return .accept
+    }
+
+    /// Whether a configured host name resolves to the peer's address.
+    static func resolves(_ name: String, to ip: String) -> Bool {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var res: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(name, nil, &hints, &res) == 0, let first = res else { return false }
+        defer { freeaddrinfo(first) }
+        var p: UnsafeMutablePointer<addrinfo>? = first
+        while let a = p {
+            var buf = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            if getnameinfo(a.pointee.ai_addr, a.pointee.ai_addrlen, &buf, socklen_t(buf.count), nil, 0, NI_NUMERICHOST) == 0,
+               String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) == ip { return true }
+            p = a.pointee.ai_next
+        }
+        return false
+    }
+
+    public func store(_ i: ReceivedInstance) -> (status: UInt16, reason: String) {
+        do {
+            let outcome = try store.recordInstance(InstanceRecord(i))
+            if let job = outcome.supersededJob {
+                logger.warning("job \(job) superseded: series \(i.seriesUID) received instance \(i.sopInstanceUID) after the job started")
+            }
+            return (DIMSEStatus.success, "")
+        } catch {
+            logger.error("cannot commit instance \(i.sopInstanceUID): \(error)")
+            return (DIMSEStatus.outOfResources, "database error: \(error)")
+        }
+    }
+
+    public func rejected(_ peer: AssociationRequest, status: UInt16, reason: String) {
+        let msg = String(format: "C-STORE from %@ (%@) answered 0x%04X: %@", peer.callingAE, peer.host, status, reason)
+        logger.warning("\(msg)")
+        try? store.logEvent(kind: "store_rejected", msg)
+    }
+
+    public func log(level: Int, _ message: String) {
+        switch level {
+        case 0: logger.debug("\(message)")
+        case 1: logger.info("\(message)")
+        case 2: logger.warning("\(message)")
+        default: logger.error("\(message)")
+        }
+    }
+}
+
+extension InstanceRecord {
+    init(_ i: ReceivedInstance) {
+        self.init(sopInstanceUID: i.sopInstanceUID, sopClassUID: i.sopClassUID, seriesUID: i.seriesUID, studyUID: i.studyUID,
+                  path: i.path, fileSize: i.fileSize, transferSyntax: i.transferSyntaxUID,
+                  temporalPosition: i.temporalPosition, temporalPositions: i.temporalPositions,
+                  acquisitionNumber: i.acquisitionNumber, imagesInAcquisition: i.imagesInAcquisition,
+                  instanceNumber: i.instanceNumber, acquisitionTime: i.acquisitionTime, contentTime: i.contentTime,
+                  position: i.imagePosition, patientID: i.patientID, patientName: i.patientName,
+                  studyDescription: i.studyDescription, seriesDescription: i.seriesDescription,
+                  modality: i.modality, callingAE: i.callingAE)
+    }
+}
+
+/// Runs the storage SCP: binds at start (so the caller learns of a busy port at once),
+/// serves on its own thread, drains on graceful shutdown.
+public final class IngestService: Service, @unchecked Sendable {
+    // @unchecked Sendable: `scp` is set once in init and only read afterwards; the SCP
+    // itself is thread-safe for stop() and port.
+    public let scp: StorageSCP
+    let store: JobStore
+    let config: Config
+    let logger: Logger
+
+    public init(config: Config, store: JobStore, logger: Logger) throws {
+        self.config = config
+        self.store = store
+        self.logger = logger
+        try FileManager.default.createDirectory(atPath: config.spoolDir, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        let handler = IngestHandler(store: store, allowedPeers: config.allowedPeers, logger: logger)
+        scp = try StorageSCP(config: StorageSCPConfig(
+            aeTitle: config.aeTitle, port: UInt16(config.port), maxAssociations: config.maxAssociations,
+            spoolDirectory: config.spoolDir, minFreeBytes: UInt64(config.minFreeDiskGB * 1_073_741_824)), delegate: handler)
+    }
+
+    public var port: Int { Int(scp.port) }
+
+    public func run() async throws {
+        let scp = self.scp
+        logger.info("listening as \(config.aeTitle) on port \(scp.port)")
+        try store.daemonStarted(pid: Int(getpid()), aeTitle: config.aeTitle, port: Int(scp.port))
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                    let thread = Thread {
+                        scp.run()
+                        done.resume()
+                    }
+                    thread.name = "perfd-scp"
+                    thread.start()
+                }
+            } onGracefulShutdown: {
+                scp.stop()
+            }
+        } onCancel: {
+            scp.stop()
+        }
+        try? store.daemonStopped()
+        logger.info("listener stopped")
+    }
+}

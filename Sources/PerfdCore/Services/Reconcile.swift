@@ -1,0 +1,61 @@
+import DICOM
+import Foundation
+import JobStore
+import Logging
+
+/// Start-up check of the spool against the database. A file that is in the spool but has
+/// no row was fsync'd but its commit was lost (a power cut at synchronous=NORMAL): it is
+/// indexed again. A leftover temporary file was never acknowledged: it is removed.
+public enum SpoolReconciler {
+    public struct Outcome: Sendable, Equatable {
+        public var reindexed = 0
+        public var removedTemporary = 0
+        public var unreadable: [String] = []
+    }
+
+    public static func run(spoolDir: String, store: JobStore, logger: Logger) throws -> Outcome {
+        var out = Outcome()
+        let fm = FileManager.default
+        guard let seriesDirs = try? fm.contentsOfDirectory(atPath: spoolDir) else { return out }
+        let known = try store.knownPaths()
+        for dir in seriesDirs.sorted() {
+            let dirPath = spoolDir + "/" + dir
+            var isDir: ObjCBool = false
+            guard fm.fileExists(atPath: dirPath, isDirectory: &isDir), isDir.boolValue,
+                  let names = try? fm.contentsOfDirectory(atPath: dirPath) else { continue }
+            for name in names {
+                let path = dirPath + "/" + name
+                if name.hasPrefix(".") && name.hasSuffix(".tmp") {
+                    try? fm.removeItem(atPath: path)
+                    out.removedTemporary += 1
+                    continue
+                }
+                guard name.hasSuffix(".dcm"), !known.contains(path) else { continue }
+                do {
+                    let f = try DicomFile(path: path)
+                    guard let sop = f.string("SOPInstanceUID"), let series = f.string("SeriesInstanceUID"),
+                          let study = f.string("StudyInstanceUID") else { throw DICOMError(.readFailed, "UIDs missing") }
+                    let size = (try? fm.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+                    try store.recordInstance(InstanceRecord(
+                        sopInstanceUID: sop, sopClassUID: f.string("SOPClassUID") ?? "", seriesUID: series, studyUID: study,
+                        path: path, fileSize: size, transferSyntax: f.transferSyntaxUID,
+                        temporalPosition: f.int("TemporalPositionIdentifier"), temporalPositions: f.int("NumberOfTemporalPositions"),
+                        acquisitionNumber: f.int("AcquisitionNumber"), imagesInAcquisition: f.int("ImagesInAcquisition"),
+                        instanceNumber: f.int("InstanceNumber"), acquisitionTime: f.string("AcquisitionTime"),
+                        contentTime: f.string("ContentTime"), position: f.doubles("ImagePositionPatient"),
+                        patientID: f.string("PatientID") ?? "", patientName: f.string("PatientName") ?? "",
+                        studyDescription: f.string("StudyDescription") ?? "", seriesDescription: f.string("SeriesDescription") ?? "",
+                        modality: f.string("Modality") ?? "", callingAE: "(recovered)"))
+                    out.reindexed += 1
+                } catch {
+                    out.unreadable.append(path)
+                    logger.error("spool file \(path) is unreadable and was left in place: \(error)")
+                }
+            }
+        }
+        if out.reindexed > 0 || out.removedTemporary > 0 {
+            logger.notice("spool reconciled: \(out.reindexed) files re-indexed, \(out.removedTemporary) temporary files removed")
+        }
+        return out
+    }
+}

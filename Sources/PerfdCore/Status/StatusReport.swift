@@ -1,0 +1,134 @@
+import Foundation
+import JobStore
+
+/// What `perfd status` shows, read straight from the database (so it works whether the
+/// daemon runs or not).
+public struct StatusReport: Codable, Sendable {
+    public struct Listener: Codable, Sendable {
+        public var running: Bool
+        public var aeTitle: String?
+        public var port: Int?
+        public var pid: Int?
+        public var upSince: String?
+        public var lastHeartbeatSecondsAgo: Double?
+        enum CodingKeys: String, CodingKey {
+            case running, port, pid, aeTitle = "ae_title", upSince = "up_since", lastHeartbeatSecondsAgo = "last_heartbeat_s_ago"
+        }
+    }
+    public struct RunningJob: Codable, Sendable {
+        public var id: Int
+        public var pipeline: String
+        public var state: String
+        public var stage: String?
+        public var progress: Double
+        public var qc: String?
+    }
+    public struct Failure: Codable, Sendable {
+        public var id: Int
+        public var seriesUID: String
+        public var stage: String?
+        public var error: String
+        public var at: String?
+        enum CodingKeys: String, CodingKey { case id, stage, error, at, seriesUID = "series_uid" }
+    }
+    public struct Disk: Codable, Sendable {
+        public var spoolDir: String
+        public var spoolBytes: Int
+        public var freeBytes: Int?
+        public var minFreeBytes: Int
+        enum CodingKeys: String, CodingKey {
+            case spoolDir = "spool_dir", spoolBytes = "spool_bytes", freeBytes = "free_bytes", minFreeBytes = "min_free_bytes"
+        }
+    }
+
+    public var database: String
+    public var listener: Listener
+    public var receiving: [SeriesRecord]
+    public var jobs: [String: Int]
+    public var active: [RunningJob]
+    public var recentFailures: [Failure]
+    public var recentEvents: [GlobalEvent]
+    public var disk: Disk
+
+    enum CodingKeys: String, CodingKey {
+        case database, listener, receiving, jobs, active, disk
+        case recentFailures = "recent_failures", recentEvents = "recent_events"
+    }
+
+    public static func gather(store: JobStore, config: Config, now: Double = Clock.now()) throws -> StatusReport {
+        let d = try store.daemon()
+        var running = false
+        if let d, d.stoppedAt == nil, now - d.heartbeatAt < 15, kill(pid_t(d.pid), 0) == 0 { running = true }
+        let listener = Listener(running: running, aeTitle: d?.aeTitle, port: d?.port, pid: d?.pid,
+                                upSince: running ? d.map { iso($0.startedAt) } : nil,
+                                lastHeartbeatSecondsAgo: d.map { ((now - $0.heartbeatAt) * 10).rounded() / 10 })
+        let counts = try store.jobCounts()
+        var jobs: [String: Int] = [:]
+        for s in JobState.allCases { jobs[s.rawValue] = counts[s] ?? 0 }
+        let active = try (store.jobs(state: .running) + store.jobs(state: .exporting)).map {
+            RunningJob(id: $0.id, pipeline: $0.pipeline, state: $0.state.rawValue, stage: $0.stage, progress: $0.progress, qc: $0.qc)
+        }
+        let failures = try store.recentFailures().map {
+            Failure(id: $0.id, seriesUID: $0.seriesUID, stage: $0.stage, error: $0.error ?? "", at: $0.finishedAt.map(iso))
+        }
+        var free: Int?
+        var vfs = statvfs()
+        if statvfs(config.spoolDir, &vfs) == 0 { free = Int(vfs.f_bavail) * Int(vfs.f_frsize) }
+        let spoolBytes = try store.db.read { tx in try tx.query("SELECT COALESCE(SUM(file_size), 0) AS b FROM instances").first?["b"].int ?? 0 }
+        return StatusReport(database: store.db.path, listener: listener, receiving: try store.receivingSeries(), jobs: jobs,
+                            active: active, recentFailures: failures, recentEvents: try store.recentEvents(limit: 5),
+                            disk: Disk(spoolDir: config.spoolDir, spoolBytes: spoolBytes, freeBytes: free,
+                                       minFreeBytes: Int(config.minFreeDiskGB * 1_073_741_824)))
+    }
+
+    /// One screen for a person.
+    public func text(now: Double = Clock.now()) -> String {
+        var out: [String] = []
+        if listener.running {
+            out.append("listener   running: AE \(listener.aeTitle ?? "?") on port \(listener.port ?? 0), pid \(listener.pid ?? 0), up since \(listener.upSince ?? "?")")
+        } else if let port = listener.port {
+            out.append("listener   stopped (last seen as \(listener.aeTitle ?? "?") on port \(port), \(Int(listener.lastHeartbeatSecondsAgo ?? 0)) s ago)")
+        } else {
+            out.append("listener   stopped (never started with this database)")
+        }
+        out.append("database   \(database)")
+        if receiving.isEmpty {
+            out.append("receiving  none")
+        } else {
+            out.append("receiving  \(receiving.count) series")
+            for s in receiving.prefix(10) {
+                let expected = s.temporalPositions.flatMap { t in s.imagesInAcquisition.map { " of \(t * $0)" } } ?? ""
+                out.append("  \(s.seriesUID)  \(s.instanceCount)\(expected) instances from \(s.callingAE), last \(Int(now - s.lastReceived)) s ago")
+            }
+        }
+        let order = JobState.allCases.map(\.rawValue)
+        out.append("jobs       " + order.map { "\($0) \(jobs[$0] ?? 0)" }.joined(separator: ", "))
+        for j in active {
+            out.append("  job \(j.id)  \(j.pipeline)  \(j.state) at \(j.stage ?? "start") \(Int(j.progress * 100))%\(j.qc == "motion" ? "  MOTION" : "")")
+        }
+        if !recentFailures.isEmpty {
+            out.append("failures   (most recent first)")
+            for f in recentFailures { out.append("  job \(f.id) at \(f.stage ?? "?"): \(f.error)") }
+        }
+        if !recentEvents.isEmpty {
+            out.append("events     (most recent first)")
+            for e in recentEvents { out.append("  \(StatusReport.iso(e.at))  \(e.kind): \(e.message)") }
+        }
+        let freeText = disk.freeBytes.map { "\(Self.bytes($0)) free" } ?? "free space unknown"
+        out.append("spool      \(disk.spoolDir): \(Self.bytes(disk.spoolBytes)) in use, \(freeText) (refuses below \(Self.bytes(disk.minFreeBytes)))")
+        return out.joined(separator: "\n")
+    }
+
+    static func iso(_ t: Double) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        return f.string(from: Date(timeIntervalSince1970: t))
+    }
+
+    static func bytes(_ b: Int) -> String {
+        let units = ["B", "KB", "MB", "GB", "TB"]
+        var v = Double(b), i = 0
+        while v >= 1000 && i < units.count - 1 { v /= 1000; i += 1 }
+        return i == 0 ? "\(b) B" : String(format: "%.1f %@", v, units[i])
+    }
+}

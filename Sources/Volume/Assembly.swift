@@ -1,0 +1,188 @@
+import DICOM
+import Foundation
+
+/// Why a set of instances does not make a 4D series; the message names what is wrong.
+public struct AssemblyError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public var description: String { message }
+    init(_ m: String) { message = m }
+}
+
+/// The attributes 4D assembly needs from one instance.
+public struct SliceHeader: Sendable {
+    public var path: String
+    public var rows: Int, columns: Int
+    public var position: SIMD3<Double>
+    public var rowDirection: SIMD3<Double>, columnDirection: SIMD3<Double>
+    public var pixelSpacing: (row: Double, column: Double)
+    public var temporalPosition: Int?
+    public var acquisitionNumber: Int?
+    public var time: Double?   // seconds since midnight, from AcquisitionTime or ContentTime
+    public var slope: Double, intercept: Double
+    public var frames: Int
+
+    /// Reads the header of one file (DCMTK parses it).
+    public init(file f: DicomFile) throws {
+        path = f.path
+        guard let r = f.int("Rows"), let c = f.int("Columns") else { throw AssemblyError("\(f.path): Rows/Columns missing") }
+        rows = r; columns = c
+        frames = f.int("NumberOfFrames") ?? 1
+        guard frames == 1 else {
+            throw AssemblyError("\(f.path) is a multi-frame (Enhanced CT) object; 4D assembly reads single-frame CT Image Storage only — set the scanner to send classic CT images")
+        }
+        guard let p = f.doubles("ImagePositionPatient"), p.count == 3 else { throw AssemblyError("\(f.path): ImagePositionPatient missing") }
+        guard let o = f.doubles("ImageOrientationPatient"), o.count == 6 else { throw AssemblyError("\(f.path): ImageOrientationPatient missing") }
+        guard let s = f.doubles("PixelSpacing"), s.count == 2 else { throw AssemblyError("\(f.path): PixelSpacing missing") }
+        position = SIMD3(p[0], p[1], p[2])
+        rowDirection = SIMD3(o[0], o[1], o[2])
+        columnDirection = SIMD3(o[3], o[4], o[5])
+        pixelSpacing = (s[0], s[1])
+        temporalPosition = f.int("TemporalPositionIdentifier")
+        acquisitionNumber = f.int("AcquisitionNumber")
+        time = (f.string("AcquisitionTime") ?? f.string("ContentTime")).flatMap(parseDicomTime)
+        slope = f.double("RescaleSlope") ?? 1
+        intercept = f.double("RescaleIntercept") ?? 0
+    }
+}
+
+/// DICOM TM ("HHMMSS.FFFFFF", or with colons) to seconds since midnight.
+public func parseDicomTime(_ s: String) -> Double? {
+    let t = s.replacingOccurrences(of: ":", with: "").trimmingCharacters(in: .whitespaces)
+    guard t.count >= 2 else { return nil }
+    let parts = t.split(separator: ".", maxSplits: 1)
+    let hms = Array(parts[0])
+    guard hms.allSatisfy(\.isNumber) else { return nil }
+    func num(_ a: Int, _ b: Int) -> Double { b <= hms.count ? Double(String(hms[a..<b])) ?? 0 : 0 }
+    var secs = num(0, 2) * 3600 + num(2, 4) * 60 + num(4, 6)
+    if parts.count == 2, let frac = Double("0." + parts[1]) { secs += frac }
+    return secs
+}
+
+public enum Assembler {
+    /// Builds the 4D series from the files of one series. Throws `AssemblyError` naming
+    /// what is wrong when the files do not make one.
+    public static func assemble(paths: [String]) throws -> Series4D {
+        guard !paths.isEmpty else { throw AssemblyError("the series has no instances") }
+        var headers: [SliceHeader] = []
+        var files: [String: DicomFile] = [:]
+        for p in paths {
+            let f = try DicomFile(path: p)
+            headers.append(try SliceHeader(file: f))
+            files[p] = f
+        }
+        let layout = try plan(headers)
+        let (T, D) = (layout.grid.count, layout.grid[0].count)
+        let H = headers[0].rows, W = headers[0].columns
+        var voxels = [Float](repeating: 0, count: T * D * H * W)
+        for t in 0..<T {
+            for z in 0..<D {
+                let h = layout.grid[t][z]
+                let stored = try files[h.path]!.storedPixels()
+                guard stored.count >= H * W else { throw AssemblyError("\(h.path): pixel data holds \(stored.count) values, expected \(H * W)") }
+                let base = ((t * D) + z) * H * W
+                let slope = Float(h.slope), icpt = Float(h.intercept)
+                voxels.withUnsafeMutableBufferPointer { v in
+                    for i in 0..<(H * W) { v[base + i] = stored[i] * slope + icpt }
+                }
+            }
+        }
+        return Series4D(timepoints: T, depth: D, height: H, width: W, voxels: voxels, geometry: layout.geometry,
+                        frameTimes: layout.frameTimes, temporalSource: layout.temporalSource,
+                        files: layout.grid.map { $0.map(\.path) })
+    }
+
+    public struct Layout {
+        public var grid: [[SliceHeader]]   // [t][z]
+        public var geometry: Geometry
+        public var frameTimes: [Double]
+        public var temporalSource: String
+    }
+
+    /// Orders headers into time points × slices without reading pixels (pure; tested alone).
+    public static func plan(_ headers: [SliceHeader]) throws -> Layout {
+        let first = headers[0]
+        for h in headers {
+            if h.rows != first.rows || h.columns != first.columns {
+                throw AssemblyError("image sizes differ: \(first.path) is \(first.columns)×\(first.rows), \(h.path) is \(h.columns)×\(h.rows)")
+            }
+            if (h.rowDirection - first.rowDirection).length > 1e-3 || (h.columnDirection - first.columnDirection).length > 1e-3 {
+                throw AssemblyError("orientations differ: \(h.path) has ImageOrientationPatient unlike \(first.path)")
+            }
+            if abs(h.pixelSpacing.row - first.pixelSpacing.row) > 1e-4 || abs(h.pixelSpacing.column - first.pixelSpacing.column) > 1e-4 {
+                throw AssemblyError("pixel spacings differ: \(h.path) vs \(first.path)")
+            }
+        }
+        let normal = first.rowDirection.cross(first.columnDirection)
+        // Distinct slice positions along the normal (0.01 mm tolerance).
+        let distances = headers.map { $0.position.dot(normal) }
+        var levels: [Double] = []
+        for d in distances.sorted() where levels.last.map({ abs($0 - d) > 0.01 }) ?? true { levels.append(d) }
+        func sliceIndex(_ d: Double) -> Int { levels.firstIndex { abs($0 - d) <= 0.01 }! }
+
+        // Time points: TemporalPositionIdentifier, else AcquisitionNumber, else the order
+        // of acquisition/content time at each slice position.
+        var groups: [Int: [SliceHeader]] = [:]
+        var source: String
+        if headers.allSatisfy({ $0.temporalPosition != nil }) && Set(headers.map { $0.temporalPosition! }).count > 1 {
+            source = "TemporalPositionIdentifier"
+            for h in headers { groups[h.temporalPosition!, default: []].append(h) }
+        } else if headers.allSatisfy({ $0.acquisitionNumber != nil }) && Set(headers.map { $0.acquisitionNumber! }).count > 1 {
+            source = "AcquisitionNumber"
+            for h in headers { groups[h.acquisitionNumber!, default: []].append(h) }
+        } else if headers.allSatisfy({ $0.time != nil }) {
+            source = "acquisition time order per slice"
+            var perSlice: [Int: [SliceHeader]] = [:]
+            for h in headers { perSlice[sliceIndex(h.position.dot(normal)), default: []].append(h) }
+            for (_, list) in perSlice {
+                for (k, h) in list.sorted(by: { $0.time! < $1.time! }).enumerated() { groups[k, default: []].append(h) }
+            }
+        } else {
+            throw AssemblyError("cannot tell time points apart: instances carry neither TemporalPositionIdentifier, nor distinct AcquisitionNumbers, nor AcquisitionTime/ContentTime")
+        }
+        let keys = groups.keys.sorted()
+        guard keys.count >= 2 else {
+            throw AssemblyError("only one time point (\(headers.count) images at \(levels.count) slice positions): a perfusion series needs at least 2")
+        }
+        var grid: [[SliceHeader]] = []
+        for (t, key) in keys.enumerated() {
+            var slots = [SliceHeader?](repeating: nil, count: levels.count)
+            for h in groups[key]! {
+                let z = sliceIndex(h.position.dot(normal))
+                if let other = slots[z] {
+                    throw AssemblyError("time point \(t + 1) has two images at slice position \(String(format: "%.2f", levels[z])) mm: \(other.path) and \(h.path)")
+                }
+                slots[z] = h
+            }
+            if let missing = slots.firstIndex(where: { $0 == nil }) {
+                let have = slots.compactMap { $0 }.count
+                throw AssemblyError("time point \(t + 1) of \(keys.count) lacks the slice at \(String(format: "%.2f", levels[missing])) mm along the slice normal (has \(have) of \(levels.count) slices)")
+            }
+            grid.append(slots.map { $0! })
+        }
+        // Slice spacing from the sorted positions; must be uniform.
+        var spacingZ = 1.0
+        if levels.count > 1 {
+            let gaps = zip(levels.dropFirst(), levels).map { $0 - $1 }
+            spacingZ = gaps.sorted()[gaps.count / 2]
+            if let bad = gaps.first(where: { abs($0 - spacingZ) > max(0.05 * spacingZ, 0.01) }) {
+                throw AssemblyError("slice spacing is not uniform: gaps of \(String(format: "%.3f", spacingZ)) and \(String(format: "%.3f", bad)) mm")
+            }
+        }
+        let t0 = grid[0][0]
+        let geometry = Geometry(origin: t0.position, rowDirection: t0.rowDirection, columnDirection: t0.columnDirection,
+                                sliceDirection: normal, spacing: SIMD3(spacingZ, t0.pixelSpacing.row, t0.pixelSpacing.column))
+        // Frame time: the earliest time stamp of each time point, relative to the first.
+        var frameTimes: [Double]
+        let starts = grid.map { $0.compactMap(\.time).min() }
+        if starts.allSatisfy({ $0 != nil }) {
+            var s = starts.map { $0! }
+            // Midnight roll-over.
+            for i in 1..<s.count where s[i] < s[i - 1] - 43200 { s[i] += 86400 }
+            frameTimes = s.map { $0 - s[0] }
+        } else {
+            frameTimes = (0..<grid.count).map(Double.init)
+            source += " (no time stamps: 1 s per time point assumed)"
+        }
+        return Layout(grid: grid, geometry: geometry, frameTimes: frameTimes, temporalSource: source)
+    }
+}

@@ -1,0 +1,71 @@
+/// A 3D scalar volume in patient space: voxels z-major (slice, row, column).
+public struct Volume3D: Sendable {
+    public var depth: Int, height: Int, width: Int
+    public var voxels: [Float]
+    public var geometry: Geometry
+
+    public init(depth: Int, height: Int, width: Int, voxels: [Float], geometry: Geometry) {
+        precondition(voxels.count == depth * height * width, "voxel count does not match shape")
+        self.depth = depth; self.height = height; self.width = width
+        self.voxels = voxels; self.geometry = geometry
+    }
+
+    public var count: Int { depth * height * width }
+    public subscript(z: Int, y: Int, x: Int) -> Float {
+        get { voxels[(z * height + y) * width + x] }
+        set { voxels[(z * height + y) * width + x] = newValue }
+    }
+}
+
+/// Where voxels sit in the DICOM patient frame (LPS, millimetres).
+public struct Geometry: Sendable, Equatable {
+    /// Position of voxel (0,0,0): ImagePositionPatient of the first slice.
+    public var origin: SIMD3<Double>
+    /// Direction cosines of a row (increasing column index) and of a column (increasing row index).
+    public var rowDirection: SIMD3<Double>
+    public var columnDirection: SIMD3<Double>
+    /// Unit vector from slice k to slice k+1.
+    public var sliceDirection: SIMD3<Double>
+    /// Spacing in mm: (between slices, between rows, between columns).
+    public var spacing: SIMD3<Double>
+
+    public init(origin: SIMD3<Double>, rowDirection: SIMD3<Double>, columnDirection: SIMD3<Double>,
+                sliceDirection: SIMD3<Double>, spacing: SIMD3<Double>) {
+        self.origin = origin; self.rowDirection = rowDirection; self.columnDirection = columnDirection
+        self.sliceDirection = sliceDirection; self.spacing = spacing
+    }
+
+    /// Patient-space position (mm) of voxel index (z, y, x).
+    public func position(z: Double, y: Double, x: Double) -> SIMD3<Double> {
+        origin + rowDirection * (x * spacing.z) + columnDirection * (y * spacing.y) + sliceDirection * (z * spacing.x)
+    }
+}
+
+/// A CTP series: T time points of the same D×H×W slab, in HU.
+public struct Series4D: Sendable {
+    public var timepoints: Int, depth: Int, height: Int, width: Int
+    /// Voxels t-major: [t][z][y][x].
+    public var voxels: [Float]
+    public var geometry: Geometry
+    /// Seconds from the first time point.
+    public var frameTimes: [Double]
+    /// How time points were told apart (for the report and the log).
+    public var temporalSource: String
+    /// Source files per time point and slice, [t][z].
+    public var files: [[String]]
+
+    public var frameSize: Int { depth * height * width }
+
+    public func frame(_ t: Int) -> Volume3D {
+        let n = frameSize
+        return Volume3D(depth: depth, height: height, width: width, voxels: Array(voxels[(t * n)..<((t + 1) * n)]), geometry: geometry)
+    }
+}
+
+extension SIMD3 where Scalar == Double {
+    func dot(_ o: SIMD3<Double>) -> Double { (self * o).sum() }
+    func cross(_ o: SIMD3<Double>) -> SIMD3<Double> {
+        SIMD3(y * o.z - z * o.y, z * o.x - x * o.z, x * o.y - y * o.x)
+    }
+    var length: Double { dot(self).squareRoot() }
+}

@@ -1,0 +1,212 @@
+import ArgumentParser
+import DICOM
+import Foundation
+import JobStore
+import Logging
+import PerfdCore
+
+@main
+struct Perfd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "perfd",
+        abstract: "CT perfusion daemon: receives CTP series over DICOM, computes derived NCCT or perfusion maps, sends them back to the PACS.",
+        discussion: "Start with `perfd check-config --config perfd.yaml`, then `perfd serve`. `perfd status` shows what the daemon is doing.",
+        subcommands: [Serve.self, Status.self, Jobs.self, Show.self, Retry.self, Cancel.self, CheckConfig.self, PhantomCommand.self])
+}
+
+struct ConfigOption: ParsableArguments {
+    @Option(name: .long, help: "Path of perfd.yaml.")
+    var config: String = "/etc/perfd/perfd.yaml"
+
+    func load() throws -> Config {
+        do { return try Config.load(path: config) } catch { throw CLIError("\(error)") }
+    }
+
+    func store() throws -> (Config, JobStore) {
+        let c = try load()
+        do { return (c, try JobStore(path: c.database)) } catch {
+            throw CLIError("cannot open the database \(c.database): \(error) (check `database` in \(config) and its permissions)")
+        }
+    }
+}
+
+/// A one-line error for stderr; ArgumentParser prints it and exits non-zero.
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let e = JSONEncoder()
+    e.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(data: try e.encode(value), encoding: .utf8)!)
+}
+
+func makeLogger(level: String) -> Logger {
+    LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+    var logger = Logger(label: "perfd")
+    logger.logLevel = Logger.Level(rawValue: level) ?? .info
+    return logger
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the daemon (the systemd unit's ExecStart). SIGTERM drains gracefully.")
+    @OptionGroup var options: ConfigOption
+
+    func run() async throws {
+        let config = try options.load()
+        let logger = makeLogger(level: config.logLevel)
+        let daemon: Daemon
+        do { daemon = try Daemon(config: config, logger: logger) } catch { throw CLIError("cannot start: \(error)") }
+        try await daemon.run(logger: logger)
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "One screen: listener, series being received, jobs per state, running jobs, failures, spool disk use.")
+    @OptionGroup var options: ConfigOption
+    @Flag(help: "Machine-readable output.") var json = false
+
+    func run() throws {
+        let (config, store) = try options.store()
+        let report = try StatusReport.gather(store: store, config: config)
+        if json { try printJSON(report) } else { print(report.text()) }
+    }
+}
+
+struct Jobs: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List jobs, newest first.")
+    @OptionGroup var options: ConfigOption
+    @Option(help: "Only jobs in this state (\(JobState.allCases.map(\.rawValue).joined(separator: ", "))).") var state: String?
+    @Flag(help: "Machine-readable output.") var json = false
+
+    func run() throws {
+        let (_, store) = try options.store()
+        var filter: JobState?
+        if let state {
+            guard let s = JobState(rawValue: state) else {
+                throw CLIError("unknown state \"\(state)\"; use one of \(JobState.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            filter = s
+        }
+        let jobs = try store.jobs(state: filter)
+        if json { try printJSON(jobs); return }
+        if jobs.isEmpty { print("no jobs"); return }
+        print("ID".padding(6) + "STATE".padding(11) + "STAGE".padding(10) + "PIPELINE".padding(18) + "INST".padding(6) + "SERIES")
+        for j in jobs {
+            print("\(j.id)".padding(6) + j.state.rawValue.padding(11) + (j.stage ?? "-").padding(10) + j.pipeline.padding(18)
+                  + "\(j.instances)".padding(6) + j.seriesUID + (j.error.map { "  error: \($0)" } ?? ""))
+        }
+    }
+}
+
+struct JobDetail: Encodable {
+    var job: JobRecord
+    var stages: [StageRecord]
+    var events: [JobEvent]
+}
+
+struct Show: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "One job: stages, timings, events, errors, outputs.")
+    @OptionGroup var options: ConfigOption
+    @Argument(help: "Job id (see `perfd jobs`).") var job: Int
+    @Flag(help: "Machine-readable output.") var json = false
+
+    func run() throws {
+        let (_, store) = try options.store()
+        guard let j = try store.job(job) else { throw CLIError("no job \(job); `perfd jobs` lists them") }
+        let detail = JobDetail(job: j, stages: try store.stages(job: job), events: try store.events(job: job))
+        if json { try printJSON(detail); return }
+        print("job \(j.id): \(j.state.rawValue)\(j.stage.map { " at \($0)" } ?? "")  pipeline \(j.pipeline)  re-run \(j.rerun)")
+        print("series \(j.seriesUID) (study \(j.studyUID)), \(j.instances) instances")
+        if let e = j.error { print("error: \(e)") }
+        if let qc = j.qc { print("registration QC: \(qc)") }
+        if !detail.stages.isEmpty {
+            print("stages:")
+            for s in detail.stages {
+                let dur = s.finishedAt.map { String(format: "%.2f s", $0 - s.startedAt) } ?? "unfinished"
+                print("  \(s.stage.padding(10)) \(dur)\(s.result.map { "  \($0)" } ?? "")")
+            }
+        }
+        print("events:")
+        let f = ISO8601DateFormatter()
+        for e in detail.events { print("  \(f.string(from: Date(timeIntervalSince1970: e.at)))  \(e.level.padding(8)) \(e.message)") }
+    }
+}
+
+struct Retry: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Queue a failed, cancelled, superseded or done job again (its outputs get new UIDs).")
+    @OptionGroup var options: ConfigOption
+    @Argument(help: "Job id.") var job: Int
+    func run() throws {
+        let (_, store) = try options.store()
+        do { let j = try store.retry(job: job); print("job \(j.id) queued again (re-run \(j.rerun))") } catch { throw CLIError("\(error)") }
+    }
+}
+
+struct Cancel: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Cancel a queued or running job (a running job stops at its next stage boundary).")
+    @OptionGroup var options: ConfigOption
+    @Argument(help: "Job id.") var job: Int
+    func run() throws {
+        let (_, store) = try options.store()
+        do { let j = try store.cancel(job: job); print("job \(j.id) cancelled") } catch { throw CLIError("\(error)") }
+    }
+}
+
+struct CheckConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "check-config", abstract: "Validate perfd.yaml and explain every problem.")
+    @OptionGroup var options: ConfigOption
+    func run() throws {
+        let c = try options.load()
+        var notes: [String] = []
+        if c.allowedPeers.isEmpty { notes.append("allowed_peers is empty: every sender will be refused") }
+        if c.destinations.isEmpty { notes.append("no destinations: results stay local") }
+        let spoolParent = (c.spoolDir as NSString).deletingLastPathComponent
+        if !FileManager.default.fileExists(atPath: c.spoolDir) && !FileManager.default.isWritableFile(atPath: spoolParent) {
+            notes.append("spool_dir \(c.spoolDir) does not exist and \(spoolParent) is not writable by this user")
+        }
+        print("\(options.config): OK — AE \(c.aeTitle) on port \(c.port), \(c.allowedPeers.count) allowed peers, \(c.destinations.count) destinations, default pipeline \(c.defaultPipeline)")
+        for n in notes { print("note: \(n)") }
+    }
+}
+
+struct PhantomCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "phantom", abstract: "Write a synthetic CTP series as DICOM files, with its truth in truth.json.")
+    @Option(help: "Output directory.") var output: String
+    @Option(help: "Rows and columns (square images).") var size = 512
+    @Option(help: "Slices per time point.") var slices = 8
+    @Option(help: "Time points (at least 2; scanners send 19 or more).") var timepoints = 19
+    @Option(help: "Seconds between time points.") var interval = 2.0
+    @Option(help: "Slice thickness and spacing in mm.") var sliceThickness = 5.0
+    @Option(help: "Image noise σ in HU.") var noise = 10.0
+    @Option(help: "Random seed (same seed, same pixels).") var seed: UInt64 = 1
+    @Option(help: "Transfer syntax: explicit, implicit, big-endian, deflated, jpeg-lossless, jpeg-ls, rle.") var transferSyntax = "explicit"
+    @Option(help: "Study Instance UID to use (default: a new one).") var studyUid: String?
+    @Option(help: "Series description.") var seriesDescription = "CTP phantom"
+
+    func validate() throws {
+        guard (8...1024).contains(size) else { throw ValidationError("--size must be between 8 and 1024") }
+        guard timepoints >= 1 else { throw ValidationError("--timepoints must be at least 1") }
+        guard slices >= 1 else { throw ValidationError("--slices must be at least 1") }
+    }
+
+    func run() throws {
+        let syntaxes: [String: TransferSyntax] = ["explicit": .explicitLittleEndian, "implicit": .implicitLittleEndian,
+                                                  "big-endian": .explicitBigEndian, "deflated": .deflated,
+                                                  "jpeg-lossless": .jpegLossless, "jpeg-ls": .jpegLSLossless, "rle": .rle]
+        guard let ts = syntaxes[transferSyntax] else {
+            throw CLIError("unknown transfer syntax \"\(transferSyntax)\"; use one of \(syntaxes.keys.sorted().joined(separator: ", "))")
+        }
+        var o = PhantomOptions()
+        o.size = size; o.slices = slices; o.timepoints = timepoints; o.frameInterval = interval
+        o.sliceThickness = sliceThickness; o.noiseSigma = noise; o.seed = seed; o.transferSyntax = ts
+        o.studyUID = studyUid; o.seriesDescription = seriesDescription
+        let r = try Phantom.write(to: output, options: o)
+        print("wrote \(r.files.count) files (\(timepoints) time points × \(slices) slices, \(size)×\(size)) to \(output); series \(r.seriesUID)")
+    }
+}
+
+extension String {
+    func padding(_ n: Int) -> String { count >= n ? self + " " : self + String(repeating: " ", count: n - count) }
+}
