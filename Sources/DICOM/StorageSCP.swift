@@ -6,6 +6,9 @@ public struct AssociationRequest: Sendable {
     public var callingAE: String
     public var calledAE: String
     public var host: String
+    public init(callingAE: String, calledAE: String, host: String) {
+        self.callingAE = callingAE; self.calledAE = calledAE; self.host = host
+    }
 }
 
 public enum AssociationDecision: Sendable {

@@ -21,6 +21,16 @@ public struct SliceHeader: Sendable {
     public var slope: Double, intercept: Double
     public var frames: Int
 
+    public init(path: String, rows: Int, columns: Int, position: SIMD3<Double>,
+                rowDirection: SIMD3<Double> = SIMD3(1, 0, 0), columnDirection: SIMD3<Double> = SIMD3(0, 1, 0),
+                pixelSpacing: (row: Double, column: Double) = (1, 1), temporalPosition: Int? = nil,
+                acquisitionNumber: Int? = nil, time: Double? = nil, slope: Double = 1, intercept: Double = 0) {
+        self.path = path; self.rows = rows; self.columns = columns; self.position = position
+        self.rowDirection = rowDirection; self.columnDirection = columnDirection; self.pixelSpacing = pixelSpacing
+        self.temporalPosition = temporalPosition; self.acquisitionNumber = acquisitionNumber; self.time = time
+        self.slope = slope; self.intercept = intercept; self.frames = 1
+    }
+
     /// Reads the header of one file (DCMTK parses it).
     public init(file f: DicomFile) throws {
         path = f.path

@@ -54,6 +54,14 @@ public struct Series4D: Sendable {
     /// Source files per time point and slice, [t][z].
     public var files: [[String]]
 
+    public init(timepoints: Int, depth: Int, height: Int, width: Int, voxels: [Float], geometry: Geometry,
+                frameTimes: [Double], temporalSource: String, files: [[String]]) {
+        precondition(voxels.count == timepoints * depth * height * width, "voxel count does not match shape")
+        self.timepoints = timepoints; self.depth = depth; self.height = height; self.width = width
+        self.voxels = voxels; self.geometry = geometry; self.frameTimes = frameTimes
+        self.temporalSource = temporalSource; self.files = files
+    }
+
     public var frameSize: Int { depth * height * width }
 
     public func frame(_ t: Int) -> Volume3D {

@@ -1,0 +1,133 @@
+import Foundation
+import JobStore
+import PerfdTestSupport
+import Testing
+
+func instance(_ n: Int, series: String = "1.2.3.4", t: Int? = nil) -> InstanceRecord {
+    InstanceRecord(sopInstanceUID: "1.2.3.4.\(n)", sopClassUID: "1.2.840.10008.5.1.4.1.1.2", seriesUID: series,
+                   studyUID: "1.2.3", path: "/spool/\(series)/\(n).dcm", fileSize: 1000, temporalPosition: t,
+                   temporalPositions: 2, imagesInAcquisition: 2, position: [0, 0, Double(n % 2)], callingAE: "SCANNER")
+}
+
+@Suite struct JobStoreTests {
+    @Test func sameInstanceTwiceIsKeptOnce() throws {
+        let dir = TempDir()
+        let store = try JobStore(path: dir.path + "/db.sqlite")
+        #expect(try store.recordInstance(instance(1)).isNew)
+        #expect(try !store.recordInstance(instance(1)).isNew)
+        #expect(try store.series("1.2.3.4")?.instanceCount == 1)
+        #expect(try store.instances(ofSeries: "1.2.3.4").count == 1)
+    }
+
+    @Test func completionQueuesOneJobWithEveryInstance() throws {
+        let dir = TempDir()
+        let store = try JobStore(path: dir.path + "/db.sqlite")
+        for n in 0..<4 { try store.recordInstance(instance(n, t: n / 2 + 1)) }
+        let job = try #require(try store.completeSeries("1.2.3.4", reason: "test", pipeline: "baseline-t0"))
+        #expect(job.instances == 4)
+        #expect(job.state == .queued)
+        // A second completion of the same series is a no-op.
+        #expect(try store.completeSeries("1.2.3.4", reason: "again", pipeline: "baseline-t0") == nil)
+        #expect(try store.jobs().count == 1)
+    }
+
+    @Test func lateInstanceSupersedesRunningJobAndRequeuesTheSeries() throws {
+        let dir = TempDir()
+        let store = try JobStore(path: dir.path + "/db.sqlite")
+        for n in 0..<3 { try store.recordInstance(instance(n)) }
+        let first = try #require(try store.completeSeries("1.2.3.4", reason: "quiet", pipeline: "baseline-t0"))
+        let claimed = try #require(try store.claimNextJob())
+        #expect(claimed.id == first.id)
+        let outcome = try store.recordInstance(instance(3))
+        #expect(outcome.supersededJob == first.id)
+        #expect(try store.job(first.id)?.state == .superseded)
+        #expect(try store.series("1.2.3.4")?.state == "receiving")
+        // The worker's next bookkeeping call learns the job is gone.
+        #expect(throws: JobStore.JobGone.self) { try store.beginStage(job: first.id, stage: "assemble") }
+        let second = try #require(try store.completeSeries("1.2.3.4", reason: "quiet", pipeline: "baseline-t0"))
+        #expect(second.instances == 4)
+        #expect(second.rerun == 1)
+    }
+
+    @Test func lateInstanceWhileQueuedJoinsTheQueuedJob() throws {
+        let dir = TempDir()
+        let store = try JobStore(path: dir.path + "/db.sqlite")
+        try store.recordInstance(instance(0))
+        let job = try #require(try store.completeSeries("1.2.3.4", reason: "quiet", pipeline: "baseline-t0"))
+        try store.recordInstance(instance(1))
+        #expect(try store.job(job.id)?.instances == 2)
+        #expect(try store.job(job.id)?.state == .queued)
+    }
+
+    @Test func runningJobsResumeBeforeQueuedOnes() throws {
+        let dir = TempDir()
+        let path = dir.path + "/db.sqlite"
+        do {
+            let store = try JobStore(path: path)
+            try store.recordInstance(instance(0, series: "1.1"))
+            try store.recordInstance(instance(1, series: "1.2"))
+            _ = try store.completeSeries("1.1", reason: "q", pipeline: "baseline-t0")
+            _ = try store.completeSeries("1.2", reason: "q", pipeline: "baseline-t0")
+            let j = try #require(try store.claimNextJob())
+            try store.beginStage(job: j.id, stage: "assemble")
+            try store.finishStage(job: j.id, stage: "assemble", result: "{}")
+        }
+        // "Restart": a new connection to the same file.
+        let store = try JobStore(path: path)
+        let resumed = try #require(try store.claimNextJob())
+        #expect(resumed.seriesUID == "1.1")
+        #expect(try store.finishedStages(job: resumed.id)["assemble"] == "{}")
+        #expect(try store.events(job: resumed.id).last?.message.contains("resumed") == true)
+    }
+
+    @Test func retryAndCancelFollowTheRules() throws {
+        let dir = TempDir()
+        let store = try JobStore(path: dir.path + "/db.sqlite")
+        try store.recordInstance(instance(0))
+        let job = try #require(try store.completeSeries("1.2.3.4", reason: "q", pipeline: "baseline-t0"))
+        #expect(throws: JobStore.AdminError.self) { try store.retry(job: job.id) }
+        try store.cancel(job: job.id)
+        #expect(try store.job(job.id)?.state == .cancelled)
+        #expect(throws: JobStore.AdminError.self) { try store.cancel(job: job.id) }
+        let again = try store.retry(job: job.id)
+        #expect(again.state == .queued)
+        #expect(again.rerun == 1)
+        #expect(throws: JobStore.AdminError.self) { try store.retry(job: 999) }
+    }
+
+    @Test func failureKeepsReasonAndStage() throws {
+        let dir = TempDir()
+        let store = try JobStore(path: dir.path + "/db.sqlite")
+        try store.recordInstance(instance(0))
+        let job = try #require(try store.completeSeries("1.2.3.4", reason: "q", pipeline: "baseline-t0"))
+        _ = try store.claimNextJob()
+        try store.fail(job: job.id, stage: "assemble", reason: "only one time point")
+        let j = try #require(try store.job(job.id))
+        #expect(j.state == .failed)
+        #expect(j.stage == "assemble")
+        #expect(j.error == "only one time point")
+        #expect(try store.recentFailures().first?.id == job.id)
+    }
+
+    @Test func migrationsAreIdempotentAndRecorded() throws {
+        let dir = TempDir()
+        let path = dir.path + "/db.sqlite"
+        _ = try JobStore(path: path)
+        let store = try JobStore(path: path)
+        let names = try store.db.read { tx in try tx.query("SELECT name FROM migrations").compactMap { $0["name"].text } }
+        #expect(names == ["001_initial"])
+        let mode = try store.db.read { tx in try tx.query("PRAGMA journal_mode").first?["journal_mode"].text }
+        #expect(mode == "wal")
+    }
+
+    @Test func schemaRejectsInvalidStates() throws {
+        let dir = TempDir()
+        let store = try JobStore(path: dir.path + "/db.sqlite")
+        try store.recordInstance(instance(0))
+        #expect(throws: StoreError.self) {
+            try store.db.write { tx in
+                try tx.execute("INSERT INTO jobs (series_uid, study_uid, pipeline, state, instances, created_at, updated_at) VALUES ('1.2.3.4', '1', 'x', 'bogus', 1, 0, 0)")
+            }
+        }
+    }
+}

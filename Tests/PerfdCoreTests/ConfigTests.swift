@@ -1,0 +1,120 @@
+import DICOM
+import Foundation
+import PerfdCore
+import Testing
+
+@Suite struct ConfigTests {
+    /// The config in the foundation issue must work as written.
+    @Test func issueExampleParses() throws {
+        let c = try Config.parse(yaml: """
+        ae_title: PERFD
+        port: 11112
+        allowed_peers:
+          - ae_title: SCANNER
+            host: 127.0.0.1
+        spool_dir: /var/lib/perfd/spool
+        database: /var/lib/perfd/perfd.sqlite
+        series_quiet_seconds: 10
+        destinations:
+          - ae_title: PACS
+            host: 127.0.0.1
+            port: 4242
+        """)
+        #expect(c.aeTitle == "PERFD")
+        #expect(c.port == 11112)
+        #expect(c.allowedPeers == [Config.Peer(aeTitle: "SCANNER", host: "127.0.0.1")])
+        #expect(c.seriesQuietSeconds == 10)
+        #expect(c.destinations.first?.port == 4242)
+        #expect(c.database == "/var/lib/perfd/perfd.sqlite")
+    }
+
+    @Test func everyProblemIsListedWithItsKey() {
+        #expect {
+            try Config.parse(yaml: """
+            ae_title: THIS_AE_TITLE_IS_TOO_LONG
+            port: 70000
+            allowed_peers:
+              - host: 10.0.0.1
+            colour: blue
+            pipelines:
+              - pipeline: magic
+            """)
+        } throws: { e in
+            let text = "\(e)"
+            return text.contains("ae_title") && text.contains("not a valid AE title")
+                && text.contains("port is 70000") && text.contains("allowed_peers[0] needs ae_title")
+                && text.contains("unknown key \"colour\"") && text.contains("\"magic\" is not a pipeline")
+        }
+    }
+
+    @Test func missingAllowedPeersIsAnError() {
+        #expect { try Config.parse(yaml: "ae_title: PERFD\n") } throws: { "\($0)".contains("allowed_peers is missing") }
+    }
+
+    @Test func pipelineRulesPickTheFirstMatch() throws {
+        let c = try Config.parse(yaml: """
+        allowed_peers: []
+        default_pipeline: baseline-t0
+        pipelines:
+          - pipeline: baseline-mean-all
+            series_description: perf
+            min_timepoints: 10
+          - pipeline: baseline-mean03
+            modality: CT
+        """)
+        #expect(c.pipeline(modality: "CT", seriesDescription: "Brain PERFUSION 5mm", timepoints: 19) == "baseline-mean-all")
+        #expect(c.pipeline(modality: "CT", seriesDescription: "Brain PERFUSION 5mm", timepoints: 5) == "baseline-mean03")
+        #expect(c.pipeline(modality: "MR", seriesDescription: "x", timepoints: 19) == "baseline-t0")
+    }
+}
+
+@Suite struct PeerPolicyTests {
+    let peers = [Config.Peer(aeTitle: "SCANNER", host: "127.0.0.1"), Config.Peer(aeTitle: "ANYWHERE")]
+
+    func decide(_ ae: String, _ host: String) -> AssociationDecision {
+        IngestHandler.decide(AssociationRequest(callingAE: ae, calledAE: "PERFD", host: host), allowedPeers: peers)
+    }
+
+    @Test func allowedPeerFromItsHostIsAccepted() {
+        guard case .accept = decide("SCANNER", "127.0.0.1") else { Issue.record("expected accept"); return }
+        guard case .accept = decide("ANYWHERE", "10.1.2.3") else { Issue.record("expected accept"); return }
+    }
+
+    @Test func unknownAEIsRefusedByName() {
+        guard case .refuseCallingAE(let why) = decide("CT_SCAN1", "10.0.0.5") else { Issue.record("expected refusal"); return }
+        #expect(why == "calling AE \"CT_SCAN1\" from 10.0.0.5 is not in allowed_peers")
+    }
+
+    @Test func knownAEFromWrongHostIsRefused() {
+        guard case .refuseHost(let why) = decide("SCANNER", "10.9.9.9") else { Issue.record("expected refusal"); return }
+        #expect(why.contains("allowed only from 127.0.0.1"))
+    }
+
+    @Test func emptyListRefusesEveryone() {
+        let d = IngestHandler.decide(AssociationRequest(callingAE: "SCANNER", calledAE: "PERFD", host: "127.0.0.1"), allowedPeers: [])
+        guard case .refuseCallingAE = d else { Issue.record("expected refusal"); return }
+    }
+}
+
+@Suite struct SeriesCompletionTests {
+    func snap(count: Int, tp: Int? = 19, iia: Int? = 8, positions: Int = 8, timepoints: Int = 19, last: Double = 100) -> SeriesCompletion.Snapshot {
+        .init(instanceCount: count, temporalPositions: tp, imagesInAcquisition: iia, distinctPositions: positions,
+              distinctTimepoints: timepoints, lastReceived: last)
+    }
+
+    @Test func expectedCountCompletesAtOnce() {
+        #expect(SeriesCompletion.decide(snap(count: 152), now: 100.1, quietSeconds: 10) == .complete(reason: "expected count 152 reached"))
+        #expect(SeriesCompletion.decide(snap(count: 151), now: 100.1, quietSeconds: 10) == .waiting)
+    }
+
+    @Test func withoutImagesInAcquisitionDistinctPositionsCount() {
+        #expect(SeriesCompletion.expectedCount(snap(count: 0, iia: nil, positions: 8, timepoints: 19)) == 152)
+        // Not every time point seen yet: no expectation, the timer decides.
+        #expect(SeriesCompletion.expectedCount(snap(count: 0, iia: nil, positions: 8, timepoints: 18)) == nil)
+    }
+
+    @Test func quietTimerCompletesWhenNothingIsKnown() {
+        #expect(SeriesCompletion.decide(snap(count: 10, tp: nil, iia: nil), now: 109.9, quietSeconds: 10) == .waiting)
+        #expect(SeriesCompletion.decide(snap(count: 10, tp: nil, iia: nil), now: 110, quietSeconds: 10) == .complete(reason: "no new instance for 10 s"))
+    }
+}

@@ -1,0 +1,207 @@
+import DICOM
+import Foundation
+import PerfdCore
+
+/// A temporary directory removed when the value is released.
+public final class TempDir: @unchecked Sendable {
+    // @unchecked Sendable: `path` is immutable.
+    public let path: String
+    public init(_ label: String = "perfd-test") {
+        let p = NSTemporaryDirectory() + "\(label)-\(UUID().uuidString.prefix(8))"
+        try! FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
+        path = p
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+    public func sub(_ name: String) -> String {
+        let p = path + "/" + name
+        try? FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
+        return p
+    }
+}
+
+/// A TCP port that was free a moment ago (bind to 0, read back, close).
+public func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+/// Whether something accepts TCP connections on 127.0.0.1:port.
+public func portOpen(_ port: Int) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = UInt16(port).bigEndian
+    return withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    } == 0
+}
+
+/// Sends raw bytes to a port and closes (for garbage-PDU tests).
+public func sendRaw(_ bytes: [UInt8], port: Int) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = UInt16(port).bigEndian
+    let ok = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard ok == 0 else { return }
+    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+    var buf = [UInt8](repeating: 0, count: 256)
+    var tv = timeval(tv_sec: 2, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    _ = recv(fd, &buf, buf.count, 0)
+}
+
+public struct ToolResult: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+    public var output: String { stdout + stderr }
+}
+
+/// Runs a command to completion (searching PATH), with TCP_NODELAY=1 for DCMTK tools.
+@discardableResult
+public func runTool(_ tool: String, _ args: [String], environment: [String: String] = [:]) throws -> ToolResult {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: tool.hasPrefix("/") ? tool : "/usr/bin/env")
+    p.arguments = tool.hasPrefix("/") ? args : [tool] + args
+    var env = ProcessInfo.processInfo.environment
+    env["TCP_NODELAY"] = "1"
+    for (k, v) in environment { env[k] = v }
+    p.environment = env
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return ToolResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}
+
+/// The repository root and the built perfd binary.
+public enum Paths {
+    public static let root: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    public static var perfd: String {
+        if let p = ProcessInfo.processInfo.environment["PERFD_BIN"] { return p }
+        for config in ["debug", "release"] {
+            let p = root + "/.build/\(config)/perfd"
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        return root + "/.build/debug/perfd"
+    }
+}
+
+/// A config file for tests, on loopback with its own spool and database.
+public func writeConfig(in dir: TempDir, port: Int, quietSeconds: Double = 2, allowed: [(String, String?)] = [("SCANNER", "127.0.0.1")],
+                        extra: String = "") -> String {
+    var peers = ""
+    for (ae, host) in allowed {
+        peers += "  - ae_title: \(ae)\n" + (host.map { "    host: \($0)\n" } ?? "")
+    }
+    let yaml = """
+    ae_title: PERFD
+    port: \(port)
+    allowed_peers:
+    \(peers)spool_dir: \(dir.path)/state/spool
+    database: \(dir.path)/state/perfd.sqlite
+    series_quiet_seconds: \(quietSeconds)
+    min_free_disk_gb: 0
+    log_level: info
+    \(extra)
+    """
+    let path = dir.path + "/perfd.yaml"
+    try! yaml.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+/// `perfd serve` as a child process.
+public final class PerfdServer: @unchecked Sendable {
+    // @unchecked Sendable: the process handle is only touched by the test that owns it.
+    public let process = Process()
+    public let configPath: String
+    public let port: Int
+    public let logPath: String
+
+    public init(configPath: String, port: Int, logPath: String) throws {
+        self.configPath = configPath
+        self.port = port
+        self.logPath = logPath
+        process.executableURL = URL(fileURLWithPath: Paths.perfd)
+        process.arguments = ["serve", "--config", configPath]
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = FileHandle(forWritingAtPath: logPath)!
+        log.seekToEndOfFile()
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        let deadline = Date().addingTimeInterval(20)
+        while !portOpen(port) {
+            guard process.isRunning else { throw TestFailure("perfd serve exited at start: \(self.log)") }
+            guard Date() < deadline else { throw TestFailure("perfd serve did not listen on \(port) within 20 s: \(self.log)") }
+            usleep(50_000)
+        }
+    }
+
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    public func kill9() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    public func stop() {
+        guard process.isRunning else { return }
+        process.terminate()
+        process.waitUntilExit()
+    }
+
+    deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
+
+    /// Runs a perfd CLI command against this server's config.
+    public func cli(_ args: [String]) throws -> ToolResult {
+        try runTool(Paths.perfd, args + ["--config", configPath])
+    }
+}
+
+public struct TestFailure: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+/// Polls `condition` until it holds or `seconds` pass.
+public func waitFor(_ seconds: Double, _ what: String, _ condition: () throws -> Bool) throws {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if try condition() { return }
+        usleep(100_000)
+    }
+    throw TestFailure("timed out after \(seconds) s waiting for \(what)")
+}
+
+/// A small phantom written for a test.
+public func makePhantom(in dir: String, size: Int = 32, slices: Int = 3, timepoints: Int = 19, seed: UInt64 = 1,
+                        transferSyntax: TransferSyntax = .explicitLittleEndian, studyUID: String? = nil) throws -> PhantomResult {
+    var o = PhantomOptions()
+    o.size = size; o.slices = slices; o.timepoints = timepoints; o.seed = seed; o.transferSyntax = transferSyntax
+    o.studyUID = studyUID
+    return try Phantom.write(to: dir, options: o)
+}

@@ -1,0 +1,108 @@
+import DICOM
+import Foundation
+import PerfdCore
+import PerfdTestSupport
+import Testing
+@testable import Volume
+
+/// Headers for a T×D grid, with z positions spaced `dz` mm.
+func grid(_ T: Int, _ D: Int, dz: Double = 5, temporal: Bool = true, acquisition: Bool = false, times: Bool = true) -> [SliceHeader] {
+    var out: [SliceHeader] = []
+    for t in 0..<T {
+        for z in 0..<D {
+            out.append(SliceHeader(path: "t\(t)z\(z)", rows: 4, columns: 4, position: SIMD3(0, 0, Double(z) * dz),
+                                   temporalPosition: temporal ? t + 1 : nil, acquisitionNumber: acquisition ? t + 1 : nil,
+                                   time: times ? 3600 + Double(t) * 1.5 + Double(z) * 0.01 : nil))
+        }
+    }
+    return out
+}
+
+@Suite struct PlanTests {
+    @Test func ordersShuffledInstancesIntoTimeAndSlice() throws {
+        var rng = SeededRandom(seed: 7)
+        let layout = try Assembler.plan(grid(5, 4).shuffled(using: &rng))
+        #expect(layout.grid.count == 5)
+        #expect(layout.grid.allSatisfy { $0.count == 4 })
+        for t in 0..<5 { for z in 0..<4 { #expect(layout.grid[t][z].path == "t\(t)z\(z)") } }
+        #expect(layout.temporalSource == "TemporalPositionIdentifier")
+        #expect(layout.geometry.spacing.x == 5)
+        #expect(layout.frameTimes.map { ($0 * 1000).rounded() / 1000 } == [0, 1.5, 3, 4.5, 6])
+    }
+
+    @Test func fallsBackToAcquisitionNumberThenTime() throws {
+        #expect(try Assembler.plan(grid(3, 2, temporal: false, acquisition: true)).temporalSource == "AcquisitionNumber")
+        let byTime = try Assembler.plan(grid(3, 2, temporal: false).shuffled())
+        #expect(byTime.temporalSource.hasPrefix("acquisition time"))
+        for t in 0..<3 { for z in 0..<2 { #expect(byTime.grid[t][z].path == "t\(t)z\(z)") } }
+    }
+
+    @Test func slicesFollowTheNormalNotTheFileOrder() throws {
+        // Positions decreasing in z: slice 0 is the lowest along the normal.
+        let h = grid(2, 3, dz: -2.5)
+        let layout = try Assembler.plan(h)
+        #expect(layout.grid[0].map(\.path) == ["t0z2", "t0z1", "t0z0"])
+        #expect(layout.geometry.spacing.x == 2.5)
+    }
+
+    @Test func missingSliceIsNamed() {
+        var h = grid(3, 4)
+        h.removeAll { $0.path == "t2z1" }
+        #expect {
+            try Assembler.plan(h)
+        } throws: { e in
+            "\(e)".contains("time point 3 of 3 lacks the slice at 5.00 mm") && "\(e)".contains("has 3 of 4")
+        }
+    }
+
+    @Test func oneTimePointIsRefused() {
+        #expect { try Assembler.plan(grid(1, 4)) } throws: { "\($0)".contains("only one time point") }
+    }
+
+    @Test func differentSizesAreRefused() {
+        var h = grid(2, 2)
+        h[3].rows = 8
+        #expect { try Assembler.plan(h) } throws: { "\($0)".contains("image sizes differ") }
+    }
+
+    @Test func differentOrientationsAreRefused() {
+        var h = grid(2, 2)
+        h[1].rowDirection = SIMD3(0, 1, 0)
+        h[1].columnDirection = SIMD3(1, 0, 0)
+        #expect { try Assembler.plan(h) } throws: { "\($0)".contains("orientations differ") }
+    }
+
+    @Test func noWayToTellTimeApartIsRefused() {
+        #expect { try Assembler.plan(grid(2, 2, temporal: false, times: false)) } throws: { "\($0)".contains("cannot tell time points apart") }
+    }
+
+    @Test func dicomTimesParse() {
+        let a: Double = 30615.5, b: Double = 30615, c: Double = 30600
+        #expect(parseDicomTime("083015.5") == a)
+        #expect(parseDicomTime("08:30:15") == b)
+        #expect(parseDicomTime("0830") == c)
+        #expect(parseDicomTime("x") == nil)
+    }
+}
+
+@Suite struct AssembleFromFiles {
+    /// A phantom written by DCMTK and read back: shape, geometry, HU and frame times.
+    @Test(arguments: [TransferSyntax.explicitLittleEndian, .jpegLSLossless, .rle])
+    func phantomRoundTrip(_ ts: TransferSyntax) throws {
+        let dir = TempDir()
+        let ph = try makePhantom(in: dir.path, size: 48, slices: 3, timepoints: 5, transferSyntax: ts)
+        let s = try Assembler.assemble(paths: ph.files.shuffled())
+        let shape: [Int] = [s.timepoints, s.depth, s.height, s.width]
+        #expect(shape == [5, 3, 48, 48])
+        #expect(s.frameTimes == ph.frameTimes)
+        #expect(abs(s.geometry.spacing.y - 5) < 1e-9)   // 240 mm / 48
+        #expect(s.geometry.spacing.x == 5)
+        // Corner voxel is air at −1000 HU exactly (no noise outside the head).
+        #expect(s.voxels[0] == -1000)
+        // The head centre holds brain tissue (white matter 28 HU ± noise), not air or bone.
+        let centre = s.frame(0)[1, 24, 24]
+        #expect(centre > -30 && centre < 90, "centre voxel \(centre) HU")
+        // The arterial voxels enhance by hundreds of HU at the bolus peak.
+        #expect(s.files[0][0].hasSuffix("t00_z000.dcm"))
+    }
+}
