@@ -13,6 +13,7 @@
 #include "dcmtk/dcmnet/diutil.h"
 
 #include <atomic>
+#include <map>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -23,9 +24,56 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <fcntl.h>
 #include <unistd.h>
 
+// Group commit for directory fsyncs. Each stored instance needs its directory entry on
+// disk before the acknowledgement; when several associations store into one directory at
+// once, one fsync of the directory covers every rename that happened before it started,
+// so waiters share it instead of queueing one journal commit each.
+class DirSyncer {
+public:
+    int sync(const std::string &dir) {
+        Entry *e;
+        {
+            std::lock_guard<std::mutex> g(mapMutex_);
+            e = &entries_[dir];
+        }
+        std::unique_lock<std::mutex> lock(e->m);
+        const uint64_t ticket = ++e->requested;
+        while (e->completed < ticket) {
+            if (!e->syncing) {
+                e->syncing = true;
+                const uint64_t covers = e->requested;
+                lock.unlock();
+                int rc = pdcm::fsync_path(dir, true);
+                lock.lock();
+                e->syncing = false;
+                if (rc != 0) e->error = rc;
+                e->completed = covers;
+                e->cv.notify_all();
+            } else {
+                e->cv.wait(lock);
+            }
+        }
+        return e->error;
+    }
+
+private:
+    struct Entry {
+        std::mutex m;
+        std::condition_variable cv;
+        uint64_t requested = 0, completed = 0;
+        bool syncing = false;
+        int error = 0;
+    };
+    std::mutex mapMutex_;
+    std::map<std::string, Entry> entries_;
+};
+
 struct pdcm_scp {
+    DirSyncer dirSyncer;
+    std::string incoming_dir;   // spool_dir/.incoming: files still being received
     std::string ae_title;
     std::string spool_dir;
     uint64_t min_free_bytes = 0;
@@ -75,21 +123,39 @@ public:
 
 protected:
     OFBool checkCallingAETitleAccepted(const OFString &) override { return decide() != PDCM_REFUSE_CALLING_AE; }
-    OFBool checkCallingHostAccepted(const OFString &) override { return decide() == PDCM_ACCEPT; }
+    // DcmSCP asks about the host before the AE title; each check refuses only for its own
+    // reason so the peer hears the right one ("Calling AE Title Not Recognized").
+    OFBool checkCallingHostAccepted(const OFString &) override { return decide() != PDCM_REFUSE_HOST; }
 
     OFCondition handleIncomingCommand(T_DIMSE_Message *msg, const DcmPresentationContextInfo &info) override {
         if (msg->CommandField != DIMSE_C_STORE_RQ) return DcmThreadSCP::handleIncomingCommand(msg, info);
         T_DIMSE_C_StoreRQ &req = msg->msg.CStoreRQ;
         T_ASC_PresentationContextID presID = info.presentationContextID;
-        DcmFileFormat ff;
-        DcmDataset *ds = ff.getDataset();
-        OFCondition cond = receiveSTORERequest(req, presID, ds);
-        if (cond.bad()) {
-            owner_->log(2, std::string("C-STORE from ") + getPeerAETitle().c_str() + " could not be received: " + cond.text());
-            return cond;
-        }
         std::string reason;
-        Uint16 status = store(req, ff, info, reason);
+        Uint16 status;
+        if (diskLow(reason)) {
+            // The dataset must still be read off the wire; it is dropped, never spooled.
+            DcmDataset *ds = nullptr;
+            OFCondition cond = receiveSTORERequest(req, presID, ds);
+            delete ds;
+            if (cond.bad()) return cond;
+            status = STATUS_STORE_Refused_OutOfResources;
+        } else {
+            // Received straight into a spool file, exactly as sent; writeback starts while
+            // the transfer is still running so the final fsync has little left to do.
+            char name[96];
+            snprintf(name, sizeof name, "/tmp-%lx-%lu.dcm", (unsigned long)pthread_self(), ++counter_);
+            receiving_ = owner_->incoming_dir + name;
+            OFCondition cond = receiveSTORERequest(req, presID, OFString(receiving_.c_str()));
+            closeWriteback();
+            if (cond.bad()) {
+                unlink(receiving_.c_str());
+                owner_->log(2, std::string("C-STORE from ") + getPeerAETitle().c_str() + " could not be received: " + cond.text());
+                return cond;
+            }
+            status = store(req, receiving_, reason);
+            if (status != STATUS_Success) unlink(receiving_.c_str());
+        }
         if (status != STATUS_Success && owner_->cb.reject) {
             pdcm_assoc_info peer = peerInfo();
             owner_->cb.reject(owner_->cb.ctx, &peer, status, reason.c_str());
@@ -97,9 +163,37 @@ protected:
         return sendSTOREResponse(presID, req, status);
     }
 
+    // Called for every PDV received: every 256 KiB, ask the kernel to start writing the
+    // spool file out (SYNC_FILE_RANGE_WRITE does not wait).
+    void notifyRECEIVEProgress(const unsigned long byteCount) override {
+        if (receiving_.empty() || byteCount < kicked_ + (256u << 10)) return;
+        if (wbfd_ < 0) wbfd_ = open(receiving_.c_str(), O_RDONLY);
+        if (wbfd_ >= 0) sync_file_range(wbfd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+        kicked_ = byteCount;
+    }
+
 private:
     pdcm_scp *owner_;
     int decision_ = -1;
+    std::string receiving_;
+    unsigned long counter_ = 0, kicked_ = 0;
+    int wbfd_ = -1;
+
+    void closeWriteback() {
+        if (wbfd_ >= 0) close(wbfd_);
+        wbfd_ = -1;
+        kicked_ = 0;
+    }
+
+    bool diskLow(std::string &reason) {
+        struct statvfs vfs;
+        if (statvfs(owner_->spool_dir.c_str(), &vfs) != 0) return false;
+        uint64_t freeBytes = uint64_t(vfs.f_bavail) * vfs.f_frsize;
+        if (freeBytes >= owner_->min_free_bytes) return false;
+        reason = "spool " + owner_->spool_dir + " has " + std::to_string(freeBytes / (1024 * 1024)) +
+                 " MiB free, below min_free_disk_gb; free disk space or lower the limit";
+        return true;
+    }
     std::string calling_, called_, host_;
 
     pdcm_assoc_info peerInfo() {
@@ -117,18 +211,15 @@ private:
         return decision_;
     }
 
-    Uint16 store(T_DIMSE_C_StoreRQ &req, DcmFileFormat &ff, const DcmPresentationContextInfo &info, std::string &reason) {
-        DcmDataset *ds = ff.getDataset();
-        // Disk guard first: a full disk must never take a half-written file with it.
-        struct statvfs vfs;
-        if (statvfs(owner_->spool_dir.c_str(), &vfs) == 0) {
-            uint64_t freeBytes = uint64_t(vfs.f_bavail) * vfs.f_frsize;
-            if (freeBytes < owner_->min_free_bytes) {
-                reason = "spool " + owner_->spool_dir + " has " + std::to_string(freeBytes / (1024 * 1024)) +
-                         " MiB free, below min_free_disk_gb; free disk space or lower the limit";
-                return STATUS_STORE_Refused_OutOfResources;
-            }
+    Uint16 store(T_DIMSE_C_StoreRQ &req, const std::string &tmp, std::string &reason) {
+        // Parse what arrived; values over 4 KiB (pixel data) stay on disk, unread.
+        DcmFileFormat ff;
+        OFCondition lc = ff.loadFile(tmp.c_str(), EXS_Unknown, EGL_noChange, 4096, ERM_autoDetect);
+        if (lc.bad()) {
+            reason = std::string("the received dataset cannot be parsed: ") + lc.text();
+            return STATUS_STORE_Error_CannotUnderstand;
         }
+        DcmDataset *ds = ff.getDataset();
         const std::string sopClass = pdcm::get_string(ds, DCM_SOPClassUID);
         const std::string sop = pdcm::get_string(ds, DCM_SOPInstanceUID);
         const std::string study = pdcm::get_string(ds, DCM_StudyInstanceUID);
@@ -160,9 +251,21 @@ private:
             reason = "instance " + sop + " lacks Rows, Columns, BitsAllocated or Pixel Data";
             return STATUS_STORE_Error_DataSetDoesNotMatchSOPClass;
         }
+        if (!DcmXfer(ds->getOriginalXfer()).isEncapsulated()) {
+            // Native pixel data must hold every frame; a short element means a cut-off sender.
+            DcmElement *px = nullptr;
+            long frames = pdcm::get_long(ds, DCM_NumberOfFrames);
+            long spp = pdcm::get_long(ds, DCM_SamplesPerPixel);
+            unsigned long need = (unsigned long)rows * cols * (spp > 0 ? spp : 1) * (frames > 0 ? frames : 1) * ((bits + 7) / 8);
+            if (ds->findAndGetElement(DCM_PixelData, px).bad() || !px || px->getLength() < need) {
+                reason = "instance " + sop + " has " + std::to_string(px ? px->getLength() : 0) + " bytes of Pixel Data, " +
+                         std::to_string(need) + " expected; the file was cut short";
+                return STATUS_STORE_Error_DataSetDoesNotMatchSOPClass;
+            }
+        }
 
-        // Write to a temporary name, fsync, rename into place, fsync the directory: the
-        // instance is on disk before anyone is told it is.
+        // fsync the file, rename it into its series directory, fsync the directory (shared
+        // with concurrent stores): the instance is on disk before anyone is told it is.
         const std::string dir = owner_->spool_dir + "/" + series;
         if (mkdir(dir.c_str(), 0700) == 0) {
             pdcm::fsync_path(owner_->spool_dir, true);
@@ -171,21 +274,12 @@ private:
             return STATUS_STORE_Refused_OutOfResources;
         }
         const std::string finalPath = dir + "/" + sop + ".dcm";
-        char tid[32];
-        snprintf(tid, sizeof tid, "%lx", (unsigned long)pthread_self());
-        const std::string tmp = dir + "/." + sop + "." + tid + ".tmp";
         E_TransferSyntax xfer = ds->getOriginalXfer();
-        OFCondition c = ff.saveFile(tmp.c_str(), xfer, EET_ExplicitLength, EGL_recalcGL, EPD_noChange, 0, 0, EWM_createNewMeta);
-        if (c.bad()) {
-            unlink(tmp.c_str());
-            reason = "cannot write " + tmp + ": " + c.text();
-            return STATUS_STORE_Refused_OutOfResources;
-        }
+        const bool replacing = access(finalPath.c_str(), F_OK) == 0;
         int e = pdcm::fsync_path(tmp, false);
         if (e == 0 && rename(tmp.c_str(), finalPath.c_str()) != 0) e = errno;
-        if (e == 0) e = pdcm::fsync_path(dir, true);
+        if (e == 0) e = owner_->dirSyncer.sync(dir);
         if (e != 0) {
-            unlink(tmp.c_str());
             reason = "cannot make " + finalPath + " durable: " + strerror(e);
             return STATUS_STORE_Refused_OutOfResources;
         }
@@ -229,10 +323,10 @@ private:
         Uint16 status = owner_->cb.store ? owner_->cb.store(owner_->cb.ctx, &si, buf, sizeof buf) : STATUS_Success;
         if (status != STATUS_Success) {
             reason = buf;
-            // Not acknowledged, so not kept: the sender will retry.
-            unlink(finalPath.c_str());
+            // Not acknowledged, so not kept (the sender will retry) — unless it replaced
+            // an earlier, acknowledged copy of the same instance, which must stay.
+            if (!replacing) unlink(finalPath.c_str());
         }
-        (void)info;
         return status;
     }
 };
@@ -247,6 +341,12 @@ extern "C" pdcm_scp *pdcm_scp_create(const pdcm_scp_config *cfg, const pdcm_scp_
     scp->min_free_bytes = cfg->min_free_bytes;
     scp->max_associations = cfg->max_associations > 0 ? cfg->max_associations : 8;
     scp->cb = *cb;
+    scp->incoming_dir = scp->spool_dir + "/.incoming";
+    if (mkdir(scp->incoming_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+        pdcm::set_text(err, errlen, "cannot create " + scp->incoming_dir + ": " + strerror(errno));
+        delete scp;
+        return nullptr;
+    }
 
     DcmSCPConfig &c = scp->config;
     c.setAETitle(scp->ae_title.c_str());
@@ -255,7 +355,7 @@ extern "C" pdcm_scp *pdcm_scp_create(const pdcm_scp_config *cfg, const pdcm_scp_
     c.setACSETimeout(cfg->acse_timeout_s > 0 ? cfg->acse_timeout_s : 10);
     c.setDIMSETimeout(cfg->dimse_timeout_s > 0 ? cfg->dimse_timeout_s : 60);
     c.setDIMSEBlockingMode(DIMSE_NONBLOCKING);
-    c.setProgressNotificationMode(OFFalse);
+    c.setProgressNotificationMode(OFTrue);
     OFList<OFString> xfers;
     for (const char *ts : kTransferSyntaxes) xfers.push_back(ts);
     OFList<OFString> verification;

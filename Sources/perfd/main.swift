@@ -162,9 +162,15 @@ struct CheckConfig: ParsableCommand {
         var notes: [String] = []
         if c.allowedPeers.isEmpty { notes.append("allowed_peers is empty: every sender will be refused") }
         if c.destinations.isEmpty { notes.append("no destinations: results stay local") }
-        let spoolParent = (c.spoolDir as NSString).deletingLastPathComponent
-        if !FileManager.default.fileExists(atPath: c.spoolDir) && !FileManager.default.isWritableFile(atPath: spoolParent) {
-            notes.append("spool_dir \(c.spoolDir) does not exist and \(spoolParent) is not writable by this user")
+        // The spool (and database) directory must exist or be creatable by this user.
+        for (key, path) in [("spool_dir", c.spoolDir), ("database", (c.database as NSString).deletingLastPathComponent)] {
+            var existing = path
+            while !existing.isEmpty && existing != "/" && !FileManager.default.fileExists(atPath: existing) {
+                existing = (existing as NSString).deletingLastPathComponent
+            }
+            if !FileManager.default.isWritableFile(atPath: existing.isEmpty ? "." : existing) {
+                notes.append("\(key): \(existing) is not writable by this user; perfd serve will not be able to use \(path)")
+            }
         }
         print("\(options.config): OK — AE \(c.aeTitle) on port \(c.port), \(c.allowedPeers.count) allowed peers, \(c.destinations.count) destinations, default pipeline \(c.defaultPipeline)")
         for n in notes { print("note: \(n)") }

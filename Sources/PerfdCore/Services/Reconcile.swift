@@ -25,6 +25,12 @@ public enum SpoolReconciler {
                   let names = try? fm.contentsOfDirectory(atPath: dirPath) else { continue }
             for name in names {
                 let path = dirPath + "/" + name
+                if dir == ".incoming" {
+                    // Partly received, never acknowledged.
+                    try? fm.removeItem(atPath: path)
+                    out.removedTemporary += 1
+                    continue
+                }
                 if name.hasPrefix(".") && name.hasSuffix(".tmp") {
                     try? fm.removeItem(atPath: path)
                     out.removedTemporary += 1

@@ -1,0 +1,186 @@
+import DICOM
+import Foundation
+import PerfdCore
+import PerfdTestSupport
+import Testing
+
+/// `perfd serve` as a real process, DCMTK's storescu as the scanner, on loopback.
+@Suite(.serialized) struct IngestIntegrationTests {
+    struct JobRow: Decodable {
+        var id: Int
+        var series_uid: String
+        var study_uid: String
+        var pipeline: String
+        var state: String
+        var stage: String?
+        var instances: Int
+        var error: String?
+    }
+
+    func jobs(_ server: PerfdServer) throws -> [JobRow] {
+        let r = try server.cli(["jobs", "--json"])
+        guard r.status == 0 else { throw TestFailure("perfd jobs failed: \(r.output)") }
+        return try JSONDecoder().decode([JobRow].self, from: Data(r.stdout.utf8))
+    }
+
+    func store(_ files: [String], port: Int, aet: String = "SCANNER") throws -> ToolResult {
+        try runTool("storescu", ["-aet", aet, "-aec", "PERFD", "127.0.0.1", String(port)] + files)
+    }
+
+    func rowCount(_ dir: TempDir, _ series: String) throws -> Int {
+        let r = try runTool("sqlite3", [dir.path + "/state/perfd.sqlite", "SELECT COUNT(*) FROM instances WHERE series_uid = '\(series)'"])
+        return Int(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    }
+
+    @Test func phantomPushedByStorescuBecomesOneJobWithEveryInstance() throws {
+        let dir = TempDir()
+        let port = freePort()
+        let server = try PerfdServer(configPath: writeConfig(in: dir, port: port, quietSeconds: 30), port: port, logPath: dir.path + "/serve.log")
+        defer { server.stop() }
+        let ph = try makePhantom(in: dir.sub("ph"), size: 64, slices: 4, timepoints: 19)
+        let r = try store(ph.files, port: port)
+        #expect(r.status == 0, "\(r.output)")
+        // Expected count (19 × 4) completes the series without waiting for the 30 s timer.
+        try waitFor(10, "a job") { try !jobs(server).isEmpty }
+        let js = try jobs(server)
+        #expect(js.count == 1)
+        #expect(js[0].series_uid == ph.seriesUID)
+        #expect(js[0].study_uid == ph.studyUID)
+        #expect(js[0].instances == 76)
+        #expect(try rowCount(dir, ph.seriesUID) == 76)
+        // The job runs: assembly then the default baseline pipeline.
+        try waitFor(20, "the job to finish") { try jobs(server).first?.state == "done" }
+        let status = try server.cli(["status"])
+        #expect(status.stdout.contains("listener   running: AE PERFD on port \(port)"), "\(status.output)")
+        #expect(status.stdout.contains("done 1"))
+    }
+
+    @Test func killedMidSeriesRestartsAndLosesNothing() throws {
+        let dir = TempDir()
+        let port = freePort()
+        let config = writeConfig(in: dir, port: port, quietSeconds: 30)
+        let ph = try makePhantom(in: dir.sub("ph"), size: 48, slices: 4, timepoints: 19)
+        let half = ph.files.count / 2
+        var server = try PerfdServer(configPath: config, port: port, logPath: dir.path + "/serve.log")
+        #expect(try store(Array(ph.files[..<half]), port: port).status == 0)
+        server.kill9()
+        #expect(try rowCount(dir, ph.seriesUID) == half)
+        // While stopped, status still answers from the database.
+        let offline = try runTool(Paths.perfd, ["status", "--config", config])
+        #expect(offline.status == 0)
+        #expect(offline.stdout.contains("receiving  1 series"), "\(offline.output)")
+        server = try PerfdServer(configPath: config, port: port, logPath: dir.path + "/serve.log")
+        defer { server.stop() }
+        #expect(try store(Array(ph.files[half...]), port: port).status == 0)
+        try waitFor(10, "a job") { try !jobs(server).isEmpty }
+        let js = try jobs(server)
+        #expect(js.count == 1)
+        #expect(js.first?.instances == ph.files.count)
+        #expect(try rowCount(dir, ph.seriesUID) == ph.files.count)
+    }
+
+    @Test func unknownCallingAEIsRefusedAndTheAllowedOneStores() throws {
+        let dir = TempDir()
+        let port = freePort()
+        let server = try PerfdServer(configPath: writeConfig(in: dir, port: port, quietSeconds: 1), port: port, logPath: dir.path + "/serve.log")
+        defer { server.stop() }
+        let ph = try makePhantom(in: dir.sub("ph"), size: 16, slices: 2, timepoints: 3)
+        let refused = try store(ph.files, port: port, aet: "INTRUDER")
+        #expect(refused.status != 0)
+        #expect(refused.output.contains("Calling AE Title Not Recognized"), "\(refused.output)")
+        #expect(try rowCount(dir, ph.seriesUID) == 0)
+        #expect(server.log.contains("calling AE \"INTRUDER\" from 127.0.0.1 is not in allowed_peers"))
+        let status = try server.cli(["status"])
+        #expect(status.stdout.contains("association_refused"), "\(status.output)")
+        #expect(try store(ph.files, port: port).status == 0)
+        #expect(try rowCount(dir, ph.seriesUID) == 6)
+    }
+
+    @Test func badInputIsAnsweredAndTheDaemonKeepsServing() throws {
+        let dir = TempDir()
+        let port = freePort()
+        let server = try PerfdServer(configPath: writeConfig(in: dir, port: port, quietSeconds: 1), port: port, logPath: dir.path + "/serve.log")
+        defer { server.stop() }
+        let bad = dir.sub("bad")
+        let src = try makePhantom(in: dir.sub("src"), size: 32, slices: 1, timepoints: 1)
+        let good = try Data(contentsOf: URL(fileURLWithPath: src.files[0]))
+        // A truncated file: the header survives, the pixel data is cut.
+        try good.prefix(good.count / 2).write(to: URL(fileURLWithPath: bad + "/truncated.dcm"))
+        // Random bytes.
+        var rng = SeededRandom(seed: 3)
+        try Data((0..<4096).map { _ in UInt8.random(in: 0...255, using: &rng) }).write(to: URL(fileURLWithPath: bad + "/random.dcm"))
+        // Missing UIDs.
+        for (name, tag) in [("nostudy", "(0020,000d)"), ("noseries", "(0020,000e)")] {
+            try FileManager.default.copyItem(atPath: src.files[0], toPath: "\(bad)/\(name).dcm")
+            #expect(try runTool("dcmodify", ["-nb", "-ea", tag, "\(bad)/\(name).dcm"]).status == 0)
+        }
+        // Missing pixel data.
+        try FileManager.default.copyItem(atPath: src.files[0], toPath: "\(bad)/nopixels.dcm")
+        #expect(try runTool("dcmodify", ["-nb", "-ea", "(7fe0,0010)", "\(bad)/nopixels.dcm"]).status == 0)
+        // A non-CT object (MR Image Storage): no presentation context is accepted for it.
+        try FileManager.default.copyItem(atPath: src.files[0], toPath: "\(bad)/mr.dcm")
+        #expect(try runTool("dcmodify", ["-nb", "-m", "SOPClassUID=1.2.840.10008.5.1.4.1.1.4", "\(bad)/mr.dcm"]).status == 0)
+
+        for name in ["truncated", "random", "nostudy", "noseries", "nopixels", "mr"] {
+            _ = try runTool("storescu", ["-aet", "SCANNER", "-aec", "PERFD", "127.0.0.1", String(port), "\(bad)/\(name).dcm"])
+            #expect(portOpen(port), "perfd stopped listening after \(name)")
+        }
+        // Garbage PDUs: random bytes, and an A-ASSOCIATE-RQ header announcing 2 GB.
+        sendRaw((0..<512).map { _ in UInt8.random(in: 0...255, using: &rng) }, port: port)
+        sendRaw([0x01, 0x00, 0x7F, 0xFF, 0xFF, 0xFF, 0x00, 0x01, 0x00, 0x00], port: port)
+        sendRaw([], port: port)
+        #expect(server.process.isRunning, "\(server.log)")
+        #expect(try rowCount(dir, src.seriesUID) == 0)
+        let refused = server.log.components(separatedBy: "answered 0xA900").count - 1
+        #expect(refused >= 3, "\(server.log)")
+
+        // A good series afterwards still becomes a job.
+        let ph = try makePhantom(in: dir.sub("ph"), size: 32, slices: 2, timepoints: 4, seed: 9)
+        #expect(try store(ph.files, port: port).status == 0)
+        try waitFor(10, "a job for the good series") { try jobs(server).contains { $0.series_uid == ph.seriesUID && $0.instances == 8 } }
+    }
+
+    @Test func fourScannersAtOnceMakeFourCompleteJobs() throws {
+        let dir = TempDir()
+        let port = freePort()
+        let server = try PerfdServer(configPath: writeConfig(in: dir, port: port, quietSeconds: 30), port: port, logPath: dir.path + "/serve.log")
+        defer { server.stop() }
+        let series = try (0..<4).map { try makePhantom(in: dir.sub("ph\($0)"), size: 64, slices: 4, timepoints: 19, seed: UInt64(10 + $0)) }
+        let procs: [Process] = try series.map { ph in
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/storescu")
+            p.arguments = ["-aet", "SCANNER", "-aec", "PERFD", "127.0.0.1", String(port)] + ph.files
+            p.environment = ["TCP_NODELAY": "1"]
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+        for p in procs { p.waitUntilExit(); #expect(p.terminationStatus == 0) }
+        try waitFor(10, "four jobs") { try jobs(server).count == 4 }
+        let js = try jobs(server)
+        #expect(Set(js.map(\.series_uid)) == Set(series.map(\.seriesUID)))
+        #expect(js.allSatisfy { $0.instances == 76 })
+    }
+
+    @Test func seriesThatIsNotFourDFailsWithAReason() throws {
+        let dir = TempDir()
+        let port = freePort()
+        let server = try PerfdServer(configPath: writeConfig(in: dir, port: port, quietSeconds: 1), port: port, logPath: dir.path + "/serve.log")
+        defer { server.stop() }
+        let ph = try makePhantom(in: dir.sub("ph"), size: 16, slices: 3, timepoints: 1)
+        #expect(try store(ph.files, port: port).status == 0)
+        try waitFor(15, "the job to fail") { try jobs(server).first?.state == "failed" }
+        let job = try #require(try jobs(server).first)
+        #expect(job.stage == "assemble")
+        #expect(job.error?.contains("only one time point") == true)
+        let show = try server.cli(["show", String(job.id)])
+        #expect(show.stdout.contains("only one time point"))
+        let status = try server.cli(["status"])
+        #expect(status.stdout.contains("job \(job.id) at assemble: only one time point"), "\(status.output)")
+        // retry queues it again; it fails again for the same reason.
+        #expect(try server.cli(["retry", String(job.id)]).status == 0)
+        try waitFor(15, "the retried job to fail") { try jobs(server).first?.state == "failed" }
+        #expect(try server.cli(["cancel", String(job.id)]).stderr.contains("only queued, running or exporting jobs can be cancelled"))
+    }
+}
