@@ -28,13 +28,15 @@ let package = Package(
             ]
         ),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // Cairo draws the text, legends and curves burned into colour outputs.
+        .systemLibrary(name: "CCairo", pkgConfig: "cairo", providers: [.apt(["libcairo2-dev"])]),
         .target(name: "DICOM", dependencies: ["CDCMTK"]),
         .target(name: "Volume", dependencies: ["DICOM"]),
         .target(name: "JobStore", dependencies: ["CSQLite"]),
         .target(
             name: "PerfdCore",
             dependencies: [
-                "DICOM", "Volume", "JobStore",
+                "DICOM", "Volume", "JobStore", "CCairo",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),

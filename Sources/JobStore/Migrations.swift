@@ -91,6 +91,26 @@ enum Migrations {
             stopped_at REAL
         );
         """),
+        ("002_outbox", """
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id INTEGER NOT NULL REFERENCES jobs(id),
+            destination TEXT NOT NULL,
+            series_uid TEXT NOT NULL,
+            sop_instance_uid TEXT NOT NULL,
+            path TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('result', 'failure_notice')),
+            state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_error TEXT,
+            created_at REAL NOT NULL,
+            sent_at REAL,
+            UNIQUE (job_id, destination, sop_instance_uid)
+        );
+        CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
+        ALTER TABLE jobs ADD COLUMN report TEXT;
+        """),
     ]
 
     static func apply(to db: Database) throws {

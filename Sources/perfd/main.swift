@@ -11,7 +11,7 @@ struct Perfd: AsyncParsableCommand {
         commandName: "perfd",
         abstract: "CT perfusion daemon: receives CTP series over DICOM, computes derived NCCT or perfusion maps, sends them back to the PACS.",
         discussion: "Start with `perfd check-config --config perfd.yaml`, then `perfd serve`. `perfd status` shows what the daemon is doing.",
-        subcommands: [Serve.self, Status.self, Jobs.self, Show.self, Retry.self, Cancel.self, CheckConfig.self, PhantomCommand.self])
+        subcommands: [Serve.self, Status.self, Jobs.self, Show.self, Retry.self, Cancel.self, CheckConfig.self, RunCommand.self, PhantomCommand.self])
 }
 
 struct ConfigOption: ParsableArguments {
@@ -104,6 +104,16 @@ struct JobDetail: Encodable {
     var job: JobRecord
     var stages: [StageRecord]
     var events: [JobEvent]
+    var outbox: [OutboxRow]
+    var report: String?
+}
+
+struct OutboxRow: Encodable {
+    var destination: String
+    var series_uid: String
+    var state: String
+    var attempts: Int
+    var last_error: String?
 }
 
 struct Show: ParsableCommand {
@@ -115,7 +125,11 @@ struct Show: ParsableCommand {
     func run() throws {
         let (_, store) = try options.store()
         guard let j = try store.job(job) else { throw CLIError("no job \(job); `perfd jobs` lists them") }
-        let detail = JobDetail(job: j, stages: try store.stages(job: job), events: try store.events(job: job))
+        let outbox = try store.outbox(job: job).map {
+            OutboxRow(destination: $0.destination, series_uid: $0.seriesUID, state: $0.state, attempts: $0.attempts, last_error: $0.lastError)
+        }
+        let detail = JobDetail(job: j, stages: try store.stages(job: job), events: try store.events(job: job), outbox: outbox,
+                               report: try store.report(job: job))
         if json { try printJSON(detail); return }
         print("job \(j.id): \(j.state.rawValue)\(j.stage.map { " at \($0)" } ?? "")  pipeline \(j.pipeline)  re-run \(j.rerun)")
         print("series \(j.seriesUID) (study \(j.studyUID)), \(j.instances) instances")
@@ -126,6 +140,15 @@ struct Show: ParsableCommand {
             for s in detail.stages {
                 let dur = s.finishedAt.map { String(format: "%.2f s", $0 - s.startedAt) } ?? "unfinished"
                 print("  \(s.stage.padding(10)) \(dur)\(s.result.map { "  \($0)" } ?? "")")
+            }
+        }
+        if !outbox.isEmpty {
+            print("outputs:")
+            var groups: [String: [OutboxRow]] = [:]
+            for o in outbox { groups["\(o.series_uid) → \(o.destination)", default: []].append(o) }
+            for (k, rows) in groups.sorted(by: { $0.key < $1.key }) {
+                let sent = rows.filter { $0.state == "sent" }.count
+                print("  \(k): \(sent)/\(rows.count) sent\(rows.compactMap(\.last_error).last.map { "  (last error: \($0))" } ?? "")")
             }
         }
         print("events:")
@@ -174,6 +197,58 @@ struct CheckConfig: ParsableCommand {
         }
         print("\(options.config): OK — AE \(c.aeTitle) on port \(c.port), \(c.allowedPeers.count) allowed peers, \(c.destinations.count) destinations, default pipeline \(c.defaultPipeline)")
         for n in notes { print("note: \(n)") }
+    }
+}
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a pipeline offline on a folder of DICOM files: output DICOM, report.json and maps/*.nii.")
+    @Argument(help: "Folder with the CTP series (searched recursively for DICOM files).") var input: String
+    @Option(help: "Output folder.") var output: String
+    @Option(help: "Pipeline: \(Config.pipelineNames.joined(separator: ", ")).") var pipeline = "baseline-mean03"
+
+    func run() throws {
+        guard Config.pipelineNames.contains(pipeline) else {
+            throw CLIError("unknown pipeline \"\(pipeline)\"; use one of \(Config.pipelineNames.joined(separator: ", "))")
+        }
+        var files: [String] = []
+        guard let e = FileManager.default.enumerator(atPath: input) else { throw CLIError("cannot read the folder \(input)") }
+        for case let rel as String in e where !rel.hasSuffix(".json") && !rel.hasSuffix(".nii") {
+            let path = input + "/" + rel
+            var dir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &dir), !dir.boolValue { files.append(path) }
+        }
+        guard !files.isEmpty else { throw CLIError("no files in \(input)") }
+        try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+        let processing = Processing(pipelineName: pipeline, outputDirectory: output)
+        do {
+            let (report, outputs) = try processing.run(paths: files, observer: TerminalObserver())
+            for o in outputs { print("  \(o.description): \(o.instances) files") }
+            print("wrote \(output)/report.json, \(report.maps.keys.sorted().map { "maps/\($0).nii" }.joined(separator: ", ")) (total \(String(format: "%.2f", report.timingsS["total"] ?? 0)) s)")
+        } catch {
+            throw CLIError("\(error)")
+        }
+    }
+}
+
+/// Prints stages as they go; a progress line on a terminal.
+final class TerminalObserver: StageObserver, @unchecked Sendable {
+    // @unchecked Sendable: used from the one thread that runs the command.
+    let tty = isatty(STDOUT_FILENO) == 1
+    var started = Date()
+    func begin(_ stage: String) throws {
+        started = Date()
+        print("\(stage)...", terminator: tty ? "" : "\n")
+        fflush(nil)
+    }
+    func progress(_ stage: String, _ fraction: Double) {
+        guard tty else { return }
+        print("\r\(stage)... \(Int(fraction * 100))%", terminator: "")
+        fflush(nil)
+    }
+    func finish(_ stage: String, result: [String: Any]) throws {
+        print("\(tty ? "\r" : "")\(stage) done in \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
     }
 }
 

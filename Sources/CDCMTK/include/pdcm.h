@@ -154,6 +154,23 @@ void pdcm_scp_stop(pdcm_scp *scp);
 int pdcm_scp_active_associations(const pdcm_scp *scp);
 void pdcm_scp_destroy(pdcm_scp *scp);
 
+/* ---- storage SCU ------------------------------------------------------------------- */
+
+typedef struct {
+    const char *host;
+    uint16_t port;
+    const char *calling_ae;
+    const char *called_ae;
+    int timeout_s;               /* connection, ACSE and DIMSE timeout */
+} pdcm_scu_config;
+
+/* Sends `count` Part 10 files over one association (one presentation context per SOP class,
+ * explicit and implicit little endian offered). `statuses[i]` receives the DIMSE status of
+ * file i, or 0xFFFF when it was not sent. Returns 0 when the association worked (individual
+ * statuses may still be failures), non-zero with `err` filled when it did not. */
+int pdcm_store_files(const pdcm_scu_config *cfg, const char *const *paths, size_t count, uint16_t *statuses,
+                     char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

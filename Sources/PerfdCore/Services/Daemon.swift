@@ -16,6 +16,7 @@ public struct Daemon {
         ingest = try IngestService(config: config, store: store, logger: logger)
         services = [
             HeartbeatService(store: store, logger: logger),
+            ExporterService(store: store, config: config, logger: logger),
             JobWorkerService(store: store, config: config, logger: logger),
             SeriesTrackerService(store: store, config: config, logger: logger),
             ingest,

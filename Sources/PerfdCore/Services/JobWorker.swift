@@ -48,51 +48,62 @@ public struct JobWorkerService: Service {
     /// Runs all remaining stages of one job (blocking; call off the cooperative pool).
     public func process(_ job: JobRecord) {
         let workDir = Self.workDirectory(config: config, job: job.id)
-        var stage = "assemble"
+        let observer = StoreObserver(store: store, job: job.id)
         do {
-            try FileManager.default.createDirectory(atPath: workDir + "/maps", withIntermediateDirectories: true,
+            try FileManager.default.createDirectory(atPath: workDir, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
-            let done = try store.finishedStages(job: job.id)
-            if done["pipeline"] != nil {
-                try store.setState(job: job.id, .done)
-                return
-            }
-            try store.beginStage(job: job.id, stage: stage)
-            let start = Date()
             let paths = try store.instances(ofSeries: job.seriesUID).map(\.path)
-            let series = try Assembler.assemble(paths: paths)
-            try store.finishStage(job: job.id, stage: stage, result: Self.json([
-                "shape": [series.timepoints, series.depth, series.height, series.width],
-                "spacing_mm": [series.geometry.spacing.x, series.geometry.spacing.y, series.geometry.spacing.z],
-                "frame_times_s": series.frameTimes, "temporal_source": series.temporalSource,
-                "seconds": Date().timeIntervalSince(start),
-            ]))
-            logger.info("job \(job.id): assembled \(series.timepoints)×\(series.depth)×\(series.height)×\(series.width) (\(series.temporalSource))")
-
-            stage = "pipeline"
-            try store.beginStage(job: job.id, stage: stage)
-            let pStart = Date()
-            let pipeline = try Pipelines.make(job.pipeline)
-            let store = self.store, id = job.id
-            let outputs = try pipeline.run(series) { p in try? store.setProgress(job: id, p) }
-            var files: [String] = []
-            for o in outputs {
-                let path = "\(workDir)/maps/\(o.name).nii"
-                try NIfTI.write(o.volume, to: path, description: "perfd \(job.pipeline) \(o.name) [\(o.unit)]")
-                files.append(path)
+            let processing = Processing(pipelineName: job.pipeline, rerun: job.rerun, outputDirectory: workDir, job: job.id)
+            let (report, outputs) = try processing.run(paths: paths, observer: observer)
+            var entries: [OutboxEntry] = []
+            for d in config.destinations {
+                let dest = DICOMPeerName.format(d)
+                for o in outputs {
+                    for (n, f) in o.files.enumerated() {
+                        entries.append(OutboxEntry(destination: dest, seriesUID: o.seriesUID,
+                                                   sopInstanceUID: o.instanceUIDs[n], path: f, kind: "result"))
+                    }
+                }
             }
-            try store.finishStage(job: job.id, stage: stage, result: Self.json([
-                "outputs": outputs.map { ["name": $0.name, "unit": $0.unit] }, "files": files,
-                "seconds": Date().timeIntervalSince(pStart),
-            ]))
-            try store.setState(job: job.id, .done)
-            logger.info("job \(job.id) done: \(outputs.map(\.name).joined(separator: ", "))")
+            try store.finishRender(job: job.id, result: Self.json(["outputs": outputs.map { ["series_uid": $0.seriesUID, "description": $0.description, "instances": $0.instances] }]),
+                                   report: report.json(), outbox: entries)
+            logger.info("job \(job.id): rendered \(outputs.count) series; \(entries.isEmpty ? "done" : "exporting \(entries.count) files")")
         } catch let gone as JobStore.JobGone {
             logger.notice("job \(job.id) stopped: \(gone)")
         } catch {
             let reason = "\(error)"
+            let stage = observer.current ?? "assemble"
             logger.error("job \(job.id) failed at \(stage): \(reason)")
             try? store.fail(job: job.id, stage: stage, reason: reason)
+            sendFailureNotice(job: job, stage: stage, reason: reason, workDir: workDir)
+        }
+    }
+
+    /// Renders the one-image "processing failed" series and queues it for every destination.
+    func sendFailureNotice(job: JobRecord, stage: String, reason: String, workDir: String) {
+        do {
+            var source = SourceInfo()
+            if let first = try store.instances(ofSeries: job.seriesUID).first, let s = try? SourceInfo.read(path: first.path) {
+                source = s
+            } else {
+                source.studyUID = job.studyUID
+                source.seriesUID = job.seriesUID
+            }
+            let writer = SecondaryCaptureWriter(source: source, key: [job.seriesUID, job.pipeline, "failure", String(job.id), String(job.rerun)],
+                                                directory: workDir + "/dicom")
+            let picture = Pictures.failureNotice(seriesDescription: source.seriesDescription, seriesUID: job.seriesUID,
+                                                 stage: stage, reason: reason, job: job.id)
+            let out = try writer.writeRGB([picture], output: "failure-notice", seriesNumber: 9999,
+                                          description: "perfd PROCESSING FAILED - \(job.pipeline)",
+                                          derivation: "perfd could not process this series: \(reason)")
+            let entries = config.destinations.flatMap { d in
+                zip(out.files, out.instanceUIDs).map { OutboxEntry(destination: DICOMPeerName.format(d), seriesUID: out.seriesUID,
+                                                                   sopInstanceUID: $1, path: $0, kind: "failure_notice") }
+            }
+            try store.enqueueNotice(job: job.id, entries)
+            try store.addEvent(job: job.id, .info, "failure notice queued for \(config.destinations.count) destination(s)")
+        } catch {
+            logger.error("job \(job.id): cannot render the failure notice: \(error)")
         }
     }
 
@@ -114,10 +125,46 @@ actor BusySet {
 
 /// Runs blocking work (file reads, SQLite, number crunching) on its own thread and
 /// resumes the caller when it ends, so the cooperative pool is never held.
-func onThread(_ body: @escaping @Sendable () -> Void) async {
-    await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-        let t = Thread { body(); c.resume() }
+func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in
+        let t = Thread { c.resume(returning: body()) }
         t.stackSize = 8 << 20
         t.start()
+    }
+}
+
+/// Commits each stage of a job as the processing reports it.
+final class StoreObserver: StageObserver, @unchecked Sendable {
+    // @unchecked Sendable: used from the one thread that runs the job.
+    let store: JobStore
+    let job: Int
+    var current: String?
+    var lastProgress = Date.distantPast
+
+    init(store: JobStore, job: Int) { self.store = store; self.job = job }
+
+    func begin(_ stage: String) throws {
+        current = stage
+        try store.beginStage(job: job, stage: stage)
+    }
+
+    func progress(_ stage: String, _ fraction: Double) {
+        // At most a few commits a second.
+        guard Date().timeIntervalSince(lastProgress) > 0.25 else { return }
+        lastProgress = Date()
+        try? store.setProgress(job: job, fraction)
+    }
+
+    func finish(_ stage: String, result: [String: Any]) throws {
+        try store.finishStage(job: job, stage: stage, result: JobWorkerService.json(result))
+    }
+}
+
+/// How a destination is named in the outbox: "AE@host:port".
+enum DICOMPeerName {
+    static func format(_ d: Config.Destination) -> String { "\(d.aeTitle)@\(d.host):\(d.port)" }
+    static func parse(_ s: String) -> (ae: String, host: String, port: Int)? {
+        guard let at = s.firstIndex(of: "@"), let colon = s.lastIndex(of: ":"), let port = Int(s[s.index(after: colon)...]) else { return nil }
+        return (String(s[..<at]), String(s[s.index(after: at)..<colon]), port)
     }
 }

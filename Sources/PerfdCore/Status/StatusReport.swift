@@ -48,10 +48,11 @@ public struct StatusReport: Codable, Sendable {
     public var active: [RunningJob]
     public var recentFailures: [Failure]
     public var recentEvents: [GlobalEvent]
+    public var outbox: [OutboxSummary]
     public var disk: Disk
 
     enum CodingKeys: String, CodingKey {
-        case database, listener, receiving, jobs, active, disk
+        case database, listener, receiving, jobs, active, disk, outbox
         case recentFailures = "recent_failures", recentEvents = "recent_events"
     }
 
@@ -77,6 +78,7 @@ public struct StatusReport: Codable, Sendable {
         let spoolBytes = try store.db.read { tx in try tx.query("SELECT COALESCE(SUM(file_size), 0) AS b FROM instances").first?["b"].int ?? 0 }
         return StatusReport(database: store.db.path, listener: listener, receiving: try store.receivingSeries(), jobs: jobs,
                             active: active, recentFailures: failures, recentEvents: try store.recentEvents(limit: 5),
+                            outbox: try store.outboxSummary(now: now),
                             disk: Disk(spoolDir: config.spoolDir, spoolBytes: spoolBytes, freeBytes: free,
                                        minFreeBytes: Int(config.minFreeDiskGB * 1_073_741_824)))
     }
@@ -105,6 +107,16 @@ public struct StatusReport: Codable, Sendable {
         out.append("jobs       " + order.map { "\($0) \(jobs[$0] ?? 0)" }.joined(separator: ", "))
         for j in active {
             out.append("  job \(j.id)  \(j.pipeline)  \(j.state) at \(j.stage ?? "start") \(Int(j.progress * 100))%\(j.qc == "motion" ? "  MOTION" : "")")
+        }
+        if outbox.isEmpty {
+            out.append("outbox     empty")
+        } else {
+            for o in outbox {
+                var line = "outbox     \(o.destination): \(o.pending) pending, \(o.sent) sent, \(o.failed) failed"
+                if o.pending > 0, let n = o.nextAttemptInSeconds { line += ", next attempt in \(Int(n.rounded())) s" }
+                if o.pending > 0, let e = o.lastError { line += " (last error: \(e))" }
+                out.append(line)
+            }
         }
         if !recentFailures.isEmpty {
             out.append("failures   (most recent first)")

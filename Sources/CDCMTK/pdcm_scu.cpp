@@ -1,0 +1,65 @@
+// Storage SCU: perfd's exporter sends result files to the PACS with DCMTK's DcmSCU.
+#include "pdcm.h"
+#include "pdcm_internal.h"
+
+#include "dcmtk/dcmnet/scu.h"
+
+#include <map>
+#include <vector>
+
+extern "C" int pdcm_store_files(const pdcm_scu_config *cfg, const char *const *paths, size_t count, uint16_t *statuses,
+                                char *err, size_t errlen) {
+    pdcm_init();
+    for (size_t i = 0; i < count; i++) statuses[i] = 0xFFFF;
+    // The SOP class and transfer syntax of each file decide the presentation contexts.
+    std::vector<std::string> classes(count);
+    std::map<std::string, bool> distinct;
+    for (size_t i = 0; i < count; i++) {
+        DcmFileFormat ff;
+        if (ff.loadFile(paths[i], EXS_Unknown, EGL_noChange, 256).bad()) {
+            pdcm::set_text(err, errlen, std::string("cannot read ") + paths[i]);
+            return 1;
+        }
+        classes[i] = pdcm::get_string(ff.getMetaInfo(), DCM_MediaStorageSOPClassUID);
+        if (classes[i].empty()) classes[i] = pdcm::get_string(ff.getDataset(), DCM_SOPClassUID);
+        distinct[classes[i]] = true;
+    }
+    DcmSCU scu;
+    scu.setAETitle(cfg->calling_ae);
+    scu.setPeerAETitle(cfg->called_ae);
+    scu.setPeerHostName(cfg->host);
+    scu.setPeerPort(cfg->port);
+    const Uint32 timeout = cfg->timeout_s > 0 ? Uint32(cfg->timeout_s) : 30;
+    scu.setConnectionTimeout(Sint32(timeout));
+    scu.setACSETimeout(timeout);
+    scu.setDIMSETimeout(timeout);
+    scu.setDIMSEBlockingMode(DIMSE_NONBLOCKING);
+    OFList<OFString> xfers;
+    xfers.push_back(UID_LittleEndianExplicitTransferSyntax);
+    xfers.push_back(UID_LittleEndianImplicitTransferSyntax);
+    for (auto &kv : distinct) scu.addPresentationContext(kv.first.c_str(), xfers);
+    std::string where = std::string(cfg->called_ae) + "@" + cfg->host + ":" + std::to_string(cfg->port);
+    OFCondition c = scu.initNetwork();
+    if (c.good()) c = scu.negotiateAssociation();
+    if (c.bad()) {
+        pdcm::set_text(err, errlen, "cannot associate with " + where + ": " + c.text());
+        return 1;
+    }
+    for (size_t i = 0; i < count; i++) {
+        T_ASC_PresentationContextID pc = scu.findPresentationContextID(classes[i].c_str(), "");
+        if (pc == 0) {
+            statuses[i] = 0x0122;  // SOP class not supported by the peer
+            continue;
+        }
+        Uint16 status = 0xFFFF;
+        c = scu.sendSTORERequest(pc, paths[i], nullptr, status);
+        if (c.bad()) {
+            pdcm::set_text(err, errlen, "C-STORE to " + where + " failed: " + c.text());
+            scu.abortAssociation();
+            return 1;
+        }
+        statuses[i] = status;
+    }
+    scu.releaseAssociation();
+    return 0;
+}

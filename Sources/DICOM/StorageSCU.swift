@@ -1,0 +1,38 @@
+import Foundation
+internal import CDCMTK
+
+/// Where to send: a DICOM peer.
+public struct DICOMPeer: Sendable, Equatable, Hashable {
+    public var aeTitle: String
+    public var host: String
+    public var port: Int
+    public init(aeTitle: String, host: String, port: Int) { self.aeTitle = aeTitle; self.host = host; self.port = port }
+    public var description: String { "\(aeTitle)@\(host):\(port)" }
+}
+
+/// DCMTK's storage SCU: sends files over one association.
+public enum StorageSCU {
+    /// Sends the files and returns each file's DIMSE status (0xFFFF: not sent). Throws when
+    /// no association could be made or it broke.
+    public static func send(_ paths: [String], to peer: DICOMPeer, callingAE: String, timeoutSeconds: Int = 30) throws -> [UInt16] {
+        DCMTK.initialize()
+        var statuses = [UInt16](repeating: 0xFFFF, count: paths.count)
+        let cStrings = paths.map { strdup($0) }
+        defer { cStrings.forEach { free($0) } }
+        let (rc, err): (Int32, String) = peer.host.withCString { host in
+            callingAE.withCString { calling in
+                peer.aeTitle.withCString { called in
+                    var cfg = pdcm_scu_config(host: host, port: UInt16(peer.port), calling_ae: calling, called_ae: called,
+                                              timeout_s: Int32(timeoutSeconds))
+                    return cStrings.map { UnsafePointer($0) }.withUnsafeBufferPointer { ptrs in
+                        statuses.withUnsafeMutableBufferPointer { st in
+                            withErrorBuffer { pdcm_store_files(&cfg, ptrs.baseAddress, paths.count, st.baseAddress, $0, $1) }
+                        }
+                    }
+                }
+            }
+        }
+        guard rc == 0 else { throw DICOMError(.writeFailed, err) }
+        return statuses
+    }
+}

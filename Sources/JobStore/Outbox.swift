@@ -1,0 +1,182 @@
+import Foundation
+
+/// One file waiting to reach (or having reached) one destination.
+public struct OutboxItem: Sendable, Equatable {
+    public var id: Int
+    public var jobID: Int
+    public var destination: String
+    public var seriesUID: String
+    public var sopInstanceUID: String
+    public var path: String
+    public var kind: String
+    public var state: String
+    public var attempts: Int
+    public var nextAttemptAt: Double
+    public var lastError: String?
+    public var createdAt: Double
+
+    init(_ r: Row) {
+        id = r["id"].int ?? 0
+        jobID = r["job_id"].int ?? 0
+        destination = r["destination"].text ?? ""
+        seriesUID = r["series_uid"].text ?? ""
+        sopInstanceUID = r["sop_instance_uid"].text ?? ""
+        path = r["path"].text ?? ""
+        kind = r["kind"].text ?? ""
+        state = r["state"].text ?? ""
+        attempts = r["attempts"].int ?? 0
+        nextAttemptAt = r["next_attempt_at"].double ?? 0
+        lastError = r["last_error"].text
+        createdAt = r["created_at"].double ?? 0
+    }
+}
+
+/// A file to queue for export.
+public struct OutboxEntry: Sendable {
+    public var destination: String
+    public var seriesUID: String
+    public var sopInstanceUID: String
+    public var path: String
+    public var kind: String
+    public init(destination: String, seriesUID: String, sopInstanceUID: String, path: String, kind: String) {
+        self.destination = destination; self.seriesUID = seriesUID; self.sopInstanceUID = sopInstanceUID
+        self.path = path; self.kind = kind
+    }
+}
+
+public struct OutboxSummary: Codable, Sendable {
+    public var destination: String
+    public var pending: Int
+    public var sent: Int
+    public var failed: Int
+    public var nextAttemptInSeconds: Double?
+    public var lastError: String?
+    enum CodingKeys: String, CodingKey {
+        case destination, pending, sent, failed, nextAttemptInSeconds = "next_attempt_in_s", lastError = "last_error"
+    }
+}
+
+extension JobStore {
+    static func insertOutbox(_ tx: Transaction, job: Int, _ entries: [OutboxEntry], now: Double) throws {
+        for e in entries {
+            // Deterministic UIDs: a re-render after a crash maps onto the same rows, and a
+            // row already sent stays sent, so the PACS never gets a file twice.
+            try tx.execute("""
+                INSERT INTO outbox (job_id, destination, series_uid, sop_instance_uid, path, kind, state, attempts, next_attempt_at, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)
+                ON CONFLICT(job_id, destination, sop_instance_uid) DO UPDATE SET path = excluded.path,
+                    state = CASE WHEN outbox.state = 'sent' THEN 'sent' ELSE 'pending' END
+                """, job, e.destination, e.seriesUID, e.sopInstanceUID, e.path, e.kind, now, now)
+        }
+    }
+
+    /// Commits the render stage, its report and the outbox rows in one transaction, and
+    /// moves the job to exporting (or done when there is nowhere to send).
+    public func finishRender(job id: Int, result: String, report: String, outbox: [OutboxEntry], now: Double = Clock.now()) throws {
+        try db.write { tx in
+            try Self.requireRunning(tx, id)
+            try tx.execute("UPDATE job_stages SET finished_at = ?, result = ? WHERE job_id = ? AND stage = 'render'", now, result, id)
+            try Self.insertOutbox(tx, job: id, outbox, now: now)
+            let state = outbox.isEmpty ? "done" : "exporting"
+            try tx.execute("UPDATE jobs SET report = ?, state = ?, stage = ?, progress = ?, finished_at = ?, updated_at = ? WHERE id = ?",
+                           report, state, outbox.isEmpty ? "render" : "export", outbox.isEmpty ? 1.0 : 0.0,
+                           outbox.isEmpty ? now : nil, now, id)
+            try Self.addEvent(tx, id, .info, outbox.isEmpty ? "done (no destinations configured)" : "exporting \(outbox.count) files", now)
+        }
+    }
+
+    /// Queues a failure notice for export (whatever the job's state).
+    public func enqueueNotice(job id: Int, _ entries: [OutboxEntry], now: Double = Clock.now()) throws {
+        try db.write { tx in try Self.insertOutbox(tx, job: id, entries, now: now) }
+    }
+
+    public func report(job id: Int) throws -> String? {
+        try db.read { tx in try tx.query("SELECT report FROM jobs WHERE id = ?", id).first?["report"].text }
+    }
+
+    /// The next batch to send: due rows of one (job, destination), oldest first.
+    public func nextOutboxBatch(now: Double = Clock.now(), limit: Int = 500) throws -> [OutboxItem] {
+        try db.read { tx in
+            guard let first = try tx.query("""
+                SELECT job_id, destination FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?
+                ORDER BY next_attempt_at, id LIMIT 1
+                """, now).first else { return [] }
+            return try tx.query("""
+                SELECT * FROM outbox WHERE state = 'pending' AND job_id = ? AND destination = ? AND next_attempt_at <= ?
+                ORDER BY id LIMIT ?
+                """, first["job_id"].int, first["destination"].text, now, limit).map(OutboxItem.init)
+        }
+    }
+
+    public func markSent(_ ids: [Int], now: Double = Clock.now()) throws {
+        try db.write { tx in
+            for id in ids {
+                try tx.execute("UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?", now, id)
+            }
+        }
+    }
+
+    public func markRetry(_ ids: [Int], error: String, nextAttemptAt: Double) throws {
+        try db.write { tx in
+            for id in ids {
+                try tx.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?", error, nextAttemptAt, id)
+            }
+        }
+    }
+
+    public func markFailed(_ ids: [Int], error: String) throws {
+        try db.write { tx in
+            for id in ids { try tx.execute("UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?", error, id) }
+        }
+    }
+
+    /// An exporting job whose outbox has drained becomes done, or failed if any result
+    /// file could not be delivered.
+    public func settleExport(job id: Int, now: Double = Clock.now()) throws {
+        try db.write { tx in
+            guard let job = try tx.query("SELECT state FROM jobs WHERE id = ?", id).first, job["state"].text == "exporting" else { return }
+            let r = try tx.query("""
+                SELECT SUM(state = 'pending') AS pending, SUM(state = 'failed') AS failed, SUM(state = 'sent') AS sent,
+                       MAX(last_error) AS err FROM outbox WHERE job_id = ? AND kind = 'result'
+                """, id).first
+            guard (r?["pending"].int ?? 0) == 0 else { return }
+            if (r?["failed"].int ?? 0) > 0 {
+                let reason = "export failed: \(r?["err"].text ?? "the PACS did not accept the results")"
+                try tx.execute("UPDATE jobs SET state = 'failed', error = ?, finished_at = ?, updated_at = ? WHERE id = ?", reason, now, now, id)
+                try Self.addEvent(tx, id, .error, reason, now)
+            } else {
+                try tx.execute("UPDATE jobs SET state = 'done', progress = 1, finished_at = ?, updated_at = ? WHERE id = ?", now, now, id)
+                try Self.addEvent(tx, id, .info, "done: \(r?["sent"].int ?? 0) files delivered", now)
+            }
+        }
+    }
+
+    public func setExportProgress(job id: Int, now: Double = Clock.now()) throws {
+        try db.write { tx in
+            let r = try tx.query("SELECT COUNT(*) AS n, SUM(state != 'pending') AS d FROM outbox WHERE job_id = ? AND kind = 'result'", id).first
+            let n = r?["n"].int ?? 0, d = r?["d"].int ?? 0
+            if n > 0 { try tx.execute("UPDATE jobs SET progress = ?, updated_at = ? WHERE id = ? AND state = 'exporting'", Double(d) / Double(n), now, id) }
+        }
+    }
+
+    public func outboxSummary(now: Double = Clock.now()) throws -> [OutboxSummary] {
+        try db.read { tx in
+            try tx.query("""
+                SELECT destination, SUM(state = 'pending') AS pending, SUM(state = 'sent') AS sent, SUM(state = 'failed') AS failed,
+                       MIN(CASE WHEN state = 'pending' THEN next_attempt_at END) AS next_at,
+                       (SELECT last_error FROM outbox o2 WHERE o2.destination = outbox.destination AND o2.last_error IS NOT NULL
+                        ORDER BY o2.id DESC LIMIT 1) AS err
+                FROM outbox GROUP BY destination ORDER BY destination
+                """).map {
+                OutboxSummary(destination: $0["destination"].text ?? "", pending: $0["pending"].int ?? 0, sent: $0["sent"].int ?? 0,
+                              failed: $0["failed"].int ?? 0,
+                              nextAttemptInSeconds: $0["next_at"].double.map { max(0, ($0 - now) * 10).rounded() / 10 },
+                              lastError: $0["err"].text)
+            }
+        }
+    }
+
+    public func outbox(job id: Int) throws -> [OutboxItem] {
+        try db.read { tx in try tx.query("SELECT * FROM outbox WHERE job_id = ? ORDER BY id", id).map(OutboxItem.init) }
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import Volume
+
+/// Colour tables for maps: 256 RGB entries.
+public enum ColourMap {
+    /// The rainbow radiologists expect on perfusion maps: black → blue → cyan → green →
+    /// yellow → red, piecewise linear.
+    public static let perfusion: [(UInt8, UInt8, UInt8)] = {
+        let stops: [(Double, Double, Double, Double)] = [
+            (0.00, 0, 0, 0), (0.10, 0, 0, 0.6), (0.30, 0, 0.5, 1), (0.50, 0, 1, 0.3),
+            (0.70, 1, 1, 0), (0.88, 1, 0.3, 0), (1.00, 1, 0, 0),
+        ]
+        return (0..<256).map { i in
+            let t = Double(i) / 255
+            let k = stops.lastIndex { $0.0 <= t } ?? 0
+            let a = stops[k], b = stops[min(k + 1, stops.count - 1)]
+            let f = b.0 > a.0 ? (t - a.0) / (b.0 - a.0) : 0
+            func mix(_ x: Double, _ y: Double) -> UInt8 { UInt8((255 * (x + (y - x) * f)).rounded()) }
+            return (mix(a.1, b.1), mix(a.2, b.2), mix(a.3, b.3))
+        }
+    }()
+}
+
+/// Burned-in pictures for the radiologist: colour maps with legends, and failure notices.
+public enum Pictures {
+    /// One slice of a quantitative map, coloured over [lo, hi], with a legend bar, the unit
+    /// and range, a title and the not-for-diagnosis note. Voxels that are NaN (outside the
+    /// brain) are black.
+    public static func colourSlice(_ v: Volume3D, z: Int, title: String, unit: String, range: (lo: Double, hi: Double),
+                                   footer: String) -> (rgb: [UInt8], width: Int, height: Int) {
+        let scale = max(1, Int((512.0 / Double(max(v.height, v.width))).rounded(.down)))
+        let imgW = v.width * scale, imgH = v.height * scale
+        let legendW = 150, header = 40, footerH = 34
+        let canvas = Canvas(width: imgW + legendW, height: imgH + header + footerH)
+        canvas.fill((0, 0, 0))
+        var rgb = [UInt8](repeating: 0, count: v.width * v.height * 3)
+        let plane = v.width * v.height
+        for i in 0..<plane {
+            let x = Double(v.voxels[z * plane + i])
+            guard x.isFinite else { continue }
+            let t = max(0, min(1, (x - range.lo) / (range.hi - range.lo)))
+            let c = ColourMap.perfusion[Int((t * 255).rounded())]
+            rgb[3 * i] = c.0; rgb[3 * i + 1] = c.1; rgb[3 * i + 2] = c.2
+        }
+        canvas.image(rgb: rgb, width: v.width, height: v.height, x: 0, y: Double(header), scale: Double(scale))
+        canvas.text(title, x: 10, y: 27, size: 20, bold: true)
+        canvas.text("slice \(z + 1)/\(v.depth)", x: Double(imgW) - 110, y: 27, size: 14, color: (0.8, 0.8, 0.8))
+        // Legend bar: hi at the top, lo at the bottom, with five labelled ticks.
+        let barX = Double(imgW) + 20, barY = Double(header) + 30, barH = Double(imgH) - 60, barW = 26.0
+        for k in 0..<Int(barH) {
+            let c = ColourMap.perfusion[Int(((1 - Double(k) / barH) * 255).rounded())]
+            canvas.rect(x: barX, y: barY + Double(k), w: barW, h: 1, fill: (Double(c.0) / 255, Double(c.1) / 255, Double(c.2) / 255))
+        }
+        canvas.strokeRect(x: barX, y: barY, w: barW, h: barH, color: (1, 1, 1))
+        for k in 0...4 {
+            let f = Double(k) / 4
+            let y = barY + barH * (1 - f)
+            canvas.rect(x: barX + barW, y: y - 0.5, w: 6, h: 1, fill: (1, 1, 1))
+            canvas.text(formatTick(range.lo + f * (range.hi - range.lo)), x: barX + barW + 9, y: y + 5, size: 14)
+        }
+        canvas.text(unit, x: barX - 4, y: barY - 10, size: 15, bold: true)
+        canvas.text(footer, x: 10, y: Double(header + imgH) + 23, size: 13, color: (1, 0.85, 0.3))
+        return (canvas.rgbBytes(), canvas.width, canvas.height)
+    }
+
+    static func plainStage(_ stage: String) -> String {
+        switch stage {
+        case "assemble": return "assembling the time points into a 4D series (stage: assemble)"
+        case "register": return "correcting head motion (stage: register)"
+        case "pipeline": return "computing the results (stage: pipeline)"
+        case "render": return "writing the result images (stage: render)"
+        case "export": return "sending the results (stage: export)"
+        default: return "processing (stage: \(stage))"
+        }
+    }
+
+    static func formatTick(_ v: Double) -> String {
+        abs(v) >= 100 || v == v.rounded() ? String(Int(v.rounded())) : String(format: "%.1f", v)
+    }
+
+    /// The one-image series that tells the radiologist, in plain words, that processing
+    /// failed, for which series, at which stage and why.
+    public static func failureNotice(seriesDescription: String, seriesUID: String, stage: String, reason: String, job: Int,
+                                     when: Date = Date()) -> (rgb: [UInt8], width: Int, height: Int) {
+        let canvas = Canvas(width: 768, height: 512)
+        canvas.fill((0.08, 0.08, 0.08))
+        canvas.rect(x: 0, y: 0, w: 768, h: 70, fill: (0.62, 0.05, 0.05))
+        canvas.text("perfd: processing FAILED", x: 24, y: 46, size: 30, bold: true)
+        var y = 115.0
+        y = canvas.paragraph("Series: \(seriesDescription.isEmpty ? "(no description)" : seriesDescription)", x: 24, y: y, maxWidth: 720, size: 19)
+        y = canvas.paragraph("UID: \(seriesUID)", x: 24, y: y, maxWidth: 720, size: 13, color: (0.7, 0.7, 0.7))
+        y += 14
+        y = canvas.paragraph("Failed while \(plainStage(stage))", x: 24, y: y, maxWidth: 720, size: 19)
+        y += 6
+        y = canvas.paragraph("Why: \(reason)", x: 24, y: y, maxWidth: 720, size: 19, color: (1, 0.85, 0.3))
+        y += 18
+        y = canvas.paragraph("No derived images or perfusion maps were made for this series. Read the source images directly; the perfd administrator can see details with `perfd show \(job)`.", x: 24, y: y, maxWidth: 720, size: 16, color: (0.85, 0.85, 0.85))
+        let f = ISO8601DateFormatter()
+        canvas.text("job \(job) · \(f.string(from: when))", x: 24, y: 490, size: 13, color: (0.6, 0.6, 0.6))
+        return (canvas.rgbBytes(), canvas.width, canvas.height)
+    }
+}

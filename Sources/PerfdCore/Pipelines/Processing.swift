@@ -1,0 +1,111 @@
+import DICOM
+import Foundation
+import Volume
+
+/// Watches the stages of one run: the job worker commits them, `perfd run` prints them.
+public protocol StageObserver: Sendable {
+    func begin(_ stage: String) throws
+    func progress(_ stage: String, _ fraction: Double)
+    func finish(_ stage: String, result: [String: Any]) throws
+}
+
+/// The work of one job, the same for `perfd serve` and `perfd run`: assemble the 4D
+/// series, run the pipeline, write NIfTI maps and the DICOM outputs.
+public struct Processing: Sendable {
+    public var pipelineName: String
+    public var rerun: Int
+    public var outputDirectory: String
+    public var job: Int?
+
+    public init(pipelineName: String, rerun: Int = 0, outputDirectory: String, job: Int? = nil) {
+        self.pipelineName = pipelineName; self.rerun = rerun; self.outputDirectory = outputDirectory; self.job = job
+    }
+
+    public static let outputNames: [String: (title: String, unit: String, range: (Double, Double))] = [
+        "cbf": ("CBF", "ml/100g/min", (0, 80)), "cbv": ("CBV", "ml/100g", (0, 6)), "mtt": ("MTT", "s", (0, 14)),
+        "tmax": ("Tmax", "s", (0, 12)), "ttp": ("TTP", "s", (0, 40)),
+    ]
+
+    public func run(paths: [String], observer: StageObserver) throws -> (report: Report, outputs: [OutputSeries]) {
+        let total = Date()
+        var timings: [String: Double] = [:]
+
+        try observer.begin("assemble")
+        var t0 = Date()
+        let series = try Assembler.assemble(paths: paths)
+        timings["assemble"] = Date().timeIntervalSince(t0)
+        let sourceFirst = series.files[0][0]
+        let source = try SourceInfo.read(path: sourceFirst)
+        let input = Report.Input(seriesUID: source.seriesUID, timepoints: series.timepoints,
+                                 shape: [series.timepoints, series.depth, series.height, series.width],
+                                 spacingMM: [series.geometry.spacing.x, series.geometry.spacing.y, series.geometry.spacing.z],
+                                 frameTimesS: series.frameTimes, temporalSource: series.temporalSource)
+        try observer.finish("assemble", result: ["shape": input.shape, "spacing_mm": input.spacingMM,
+                                                 "frame_times_s": input.frameTimesS, "temporal_source": input.temporalSource,
+                                                 "seconds": timings["assemble"]!])
+
+        try observer.begin("pipeline")
+        t0 = Date()
+        let pipeline = try Pipelines.make(pipelineName)
+        let name = pipelineName
+        let results = try pipeline.run(series) { observer.progress(name, $0) }
+        timings["infer"] = Date().timeIntervalSince(t0)
+        try FileManager.default.createDirectory(atPath: outputDirectory + "/maps", withIntermediateDirectories: true)
+        var maps: [String: String] = [:]
+        for r in results {
+            let path = "\(outputDirectory)/maps/\(r.name).nii"
+            try NIfTI.write(r.volume, to: path, description: "perfd \(pipelineName) \(r.name) [\(r.unit)]")
+            maps[r.name] = path
+        }
+        try observer.finish("pipeline", result: ["outputs": results.map { ["name": $0.name, "unit": $0.unit] },
+                                                 "maps": maps, "seconds": timings["infer"]!])
+
+        try observer.begin("render")
+        t0 = Date()
+        let writer = SecondaryCaptureWriter(source: source, key: [source.seriesUID, pipelineName, Self.modelVersion(pipelineName), String(rerun)],
+                                            directory: outputDirectory + "/dicom")
+        // Each output slice references the source image of the first time point at that slice.
+        let sourceSlices: [(sopClass: String, sopInstance: String)] = try series.files[0].map {
+            let f = try DicomFile(path: $0)
+            return (f.string("SOPClassUID") ?? "", f.string("SOPInstanceUID") ?? "")
+        }
+        var outputs: [OutputSeries] = []
+        for (k, r) in results.enumerated() {
+            let number = 9000 + k + 1
+            if r.name == "ncct" {
+                outputs.append(try writer.writeGrey(r.volume, output: r.name, seriesNumber: number,
+                                                    description: "Derived NCCT perfd \(pipelineName) NOT FOR DIAGNOSIS",
+                                                    derivation: Self.derivation(pipelineName),
+                                                    window: (40, 80), sourceSlices: sourceSlices))
+            } else {
+                let meta = Self.outputNames[r.name] ?? (r.name.uppercased(), r.unit, (0, 1))
+                let images = (0..<r.volume.depth).map {
+                    Pictures.colourSlice(r.volume, z: $0, title: "\(meta.title) — perfd \(pipelineName)", unit: meta.unit,
+                                         range: meta.range, footer: "perfd \(pipelineName): not for diagnosis (model not clinically validated)")
+                }
+                outputs.append(try writer.writeRGB(images, output: r.name, seriesNumber: number,
+                                                   description: "\(meta.title) perfd \(pipelineName) NOT FOR DIAGNOSIS",
+                                                   derivation: Self.derivation(pipelineName)))
+            }
+            observer.progress("render", Double(k + 1) / Double(results.count))
+        }
+        timings["render"] = Date().timeIntervalSince(t0)
+        timings["total"] = Date().timeIntervalSince(total)
+        let report = Report(job: job, pipeline: pipelineName, model: nil, input: input,
+                            outputs: outputs.map { .init(seriesUID: $0.seriesUID, description: $0.description, instances: $0.instances) },
+                            maps: maps, summary: [:], timingsS: timings)
+        try report.json().write(toFile: outputDirectory + "/report.json", atomically: true, encoding: .utf8)
+        return (report, outputs)
+    }
+
+    static func modelVersion(_ pipeline: String) -> String { pipeline.hasPrefix("baseline") ? "none" : "0" }
+
+    static func derivation(_ pipeline: String) -> String {
+        switch pipeline {
+        case "baseline-t0": return "perfd baseline-t0: the first CTP time point as a derived non-contrast CT"
+        case "baseline-mean03": return "perfd baseline-mean03: mean of CTP time points 1-4 as a derived non-contrast CT"
+        case "baseline-mean-all": return "perfd baseline-mean-all: mean of all CTP time points as a derived non-contrast CT"
+        default: return "perfd \(pipeline)"
+        }
+    }
+}

@@ -1,0 +1,82 @@
+import DICOM
+import Foundation
+import JobStore
+import Logging
+import ServiceLifecycle
+
+/// Backoff policy of the outbox: exponential from `initial` to `max`, give up after `giveUp`.
+public struct ExportBackoff: Sendable {
+    public var initial: Double, max: Double, giveUp: Double
+    public init(_ r: Config.ExportRetry) { initial = r.initialSeconds; max = r.maxSeconds; giveUp = r.giveUpHours * 3600 }
+
+    /// Seconds to wait after the `attempts`-th failed attempt (1-based).
+    public func delay(afterAttempt attempts: Int) -> Double {
+        Swift.min(max, initial * pow(2, Double(Swift.max(0, attempts - 1))))
+    }
+}
+
+/// Sends the outbox to the PACS: one association per (job, destination) batch, DCMTK's
+/// storage SCU with Nagle off, exponential backoff, survives restarts (the outbox is in
+/// SQLite). A file leaves the outbox only when the PACS answered success.
+public struct ExporterService: Service {
+    let store: JobStore
+    let config: Config
+    let logger: Logger
+    let poll: Duration
+
+    public init(store: JobStore, config: Config, logger: Logger, poll: Duration = .milliseconds(300)) {
+        self.store = store; self.config = config; self.logger = logger; self.poll = poll
+    }
+
+    public func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            let worked = await onThread { (try? self.sendNextBatch()) ?? false }
+            if !worked { try? await Task.sleep(for: poll) }
+        }
+    }
+
+    /// Sends one due batch; returns whether there was one.
+    @discardableResult
+    public func sendNextBatch(now: Double = Clock.now()) throws -> Bool {
+        let batch = try store.nextOutboxBatch(now: now)
+        guard let first = batch.first else { return false }
+        let backoff = ExportBackoff(config.exportRetry)
+        guard let peer = DICOMPeerName.parse(first.destination) else {
+            try store.markFailed(batch.map(\.id), error: "destination \(first.destination) is malformed")
+            return true
+        }
+        let target = DICOMPeer(aeTitle: peer.ae, host: peer.host, port: peer.port)
+        var sent: [Int] = [], refused: [(Int, String)] = []
+        var associationError: String?
+        do {
+            let statuses = try StorageSCU.send(batch.map(\.path), to: target, callingAE: config.aeTitle)
+            for (item, status) in zip(batch, statuses) {
+                // Success, or a warning (0x0001, 0xB000–0xBFFF): the PACS has the object.
+                if status == 0 || status == 1 || (status & 0xF000) == 0xB000 { sent.append(item.id) }
+                else { refused.append((item.id, String(format: "%@ answered 0x%04X for %@", target.description, status, item.sopInstanceUID))) }
+            }
+        } catch {
+            associationError = "\(error)"
+        }
+        if !sent.isEmpty {
+            try store.markSent(sent)
+            logger.info("exported \(sent.count) files of job \(first.jobID) to \(first.destination)")
+        }
+        let failed = associationError.map { e in batch.map { ($0.id, e) } } ?? refused
+        for (id, error) in failed {
+            guard let item = batch.first(where: { $0.id == id }) else { continue }
+            if now - item.createdAt >= backoff.giveUp {
+                try store.markFailed([id], error: "gave up after \(item.attempts + 1) attempts: \(error)")
+            } else {
+                try store.markRetry([id], error: error, nextAttemptAt: now + backoff.delay(afterAttempt: item.attempts + 1))
+            }
+        }
+        if let e = associationError {
+            let next = backoff.delay(afterAttempt: first.attempts + 1)
+            logger.warning("export of job \(first.jobID) to \(first.destination) failed (attempt \(first.attempts + 1)), retrying in \(Int(next)) s: \(e)")
+        }
+        try store.setExportProgress(job: first.jobID)
+        try store.settleExport(job: first.jobID)
+        return associationError == nil
+    }
+}
