@@ -141,12 +141,15 @@ public final class PerfdServer: @unchecked Sendable {
     public let port: Int
     public let logPath: String
 
-    public init(configPath: String, port: Int, logPath: String) throws {
+    public init(configPath: String, port: Int, logPath: String, environment: [String: String] = [:]) throws {
         self.configPath = configPath
         self.port = port
         self.logPath = logPath
         process.executableURL = URL(fileURLWithPath: Paths.perfd)
         process.arguments = ["serve", "--config", configPath]
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = FileHandle(forWritingAtPath: logPath)!
         log.seekToEndOfFile()
@@ -204,4 +207,96 @@ public func makePhantom(in dir: String, size: Int = 32, slices: Int = 3, timepoi
     o.size = size; o.slices = slices; o.timepoints = timepoints; o.seed = seed; o.transferSyntax = transferSyntax
     o.studyUID = studyUID
     return try Phantom.write(to: dir, options: o)
+}
+
+/// Orthanc, the PACS in tests: its own storage, DICOM and HTTP ports on loopback, a VIEWER
+/// modality allowed to C-GET.
+public final class OrthancServer: @unchecked Sendable {
+    // @unchecked Sendable: the process handle is only touched by the test that owns it.
+    public let dicomPort: Int
+    public let httpPort: Int
+    public let dir: String
+    var process: Process?
+
+    public init(dir: String, dicomPort: Int = freePort(), httpPort: Int = freePort()) {
+        self.dir = dir
+        self.dicomPort = dicomPort
+        self.httpPort = httpPort
+        let config = """
+        {
+          "Name": "perfd-test-pacs",
+          "StorageDirectory": "\(dir)/storage",
+          "IndexDirectory": "\(dir)/index",
+          "DicomAet": "PACS",
+          "DicomPort": \(dicomPort),
+          "HttpPort": \(httpPort),
+          "HttpServerEnabled": true,
+          "RemoteAccessAllowed": false,
+          "AuthenticationEnabled": false,
+          "DicomCheckCalledAet": false,
+          "DicomAlwaysAllowEcho": true,
+          "DicomAlwaysAllowStore": true,
+          "OverwriteInstances": false,
+          "Plugins": [],
+          "DicomModalities": {
+            "viewer": { "AET": "VIEWER", "Host": "127.0.0.1", "Port": 104, "AllowGet": true, "AllowFind": true,
+                        "AllowMove": true, "AllowEcho": true, "AllowStore": true }
+          }
+        }
+        """
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try! config.write(toFile: dir + "/orthanc.json", atomically: true, encoding: .utf8)
+    }
+
+    public func start() throws {
+        let p = Process()
+        // The test runner's threads block SIGTERM and a spawned child inherits the mask;
+        // clear it so Orthanc can stop cleanly.
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        p.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv('/usr/sbin/Orthanc', ['Orthanc', sys.argv[1]])",
+                       dir + "/orthanc.json"]
+        _ = FileManager.default.createFile(atPath: dir + "/orthanc.log", contents: nil)
+        let log = FileHandle(forWritingAtPath: dir + "/orthanc.log")!
+        log.seekToEndOfFile()
+        p.standardOutput = log
+        p.standardError = log
+        try p.run()
+        process = p
+        try waitFor(30, "Orthanc to listen on \(httpPort) and \(dicomPort)") { portOpen(httpPort) && portOpen(dicomPort) }
+    }
+
+    public func stop() {
+        guard let p = process, p.isRunning else { return }
+        p.terminate()
+        let deadline = Date().addingTimeInterval(10)
+        while p.isRunning && Date() < deadline { usleep(50_000) }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+        process = nil
+    }
+
+    deinit { stop() }
+
+    /// GET on the REST API, decoded as JSON.
+    public func get(_ path: String) throws -> Any {
+        let r = try runTool("curl", ["-sf", "http://127.0.0.1:\(httpPort)\(path)"])
+        guard r.status == 0 else { throw TestFailure("GET \(path) failed: \(r.output)") }
+        return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8))
+    }
+
+    /// Every series Orthanc holds: (SeriesInstanceUID, StudyInstanceUID, SeriesDescription, instance count).
+    public func series() throws -> [(uid: String, study: String, description: String, instances: Int)] {
+        guard let list = try get("/series?expand") as? [[String: Any]] else { return [] }
+        return try list.map { s in
+            let tags = s["MainDicomTags"] as? [String: Any] ?? [:]
+            let parent = s["ParentStudy"] as? String ?? ""
+            let study = (try get("/studies/\(parent)") as? [String: Any])?["MainDicomTags"] as? [String: Any]
+            return ((tags["SeriesInstanceUID"] as? String) ?? "", (study?["StudyInstanceUID"] as? String) ?? "",
+                    (tags["SeriesDescription"] as? String) ?? "", (s["Instances"] as? [Any])?.count ?? 0)
+        }
+    }
+
+    public func instanceCount() throws -> Int {
+        ((try get("/statistics") as? [String: Any])?["CountInstances"] as? Int) ?? -1
+    }
 }

@@ -146,6 +146,11 @@ final class StoreObserver: StageObserver, @unchecked Sendable {
     func begin(_ stage: String) throws {
         current = stage
         try store.beginStage(job: job, stage: stage)
+        // Fault-injection knob for crash tests: hold each committed stage for a while so a
+        // test can kill the daemon mid-job. Unset in production.
+        if let pause = ProcessInfo.processInfo.environment["PERFD_STAGE_PAUSE_SECONDS"].flatMap(Double.init) {
+            Thread.sleep(forTimeInterval: pause)
+        }
     }
 
     func progress(_ stage: String, _ fraction: Double) {

@@ -1,0 +1,155 @@
+import DICOM
+import Foundation
+import PerfdCore
+import PerfdTestSupport
+import Testing
+
+/// Results back to a real PACS (Orthanc started by the test), retrieved as a viewer would.
+@Suite(.serialized) struct PACSIntegrationTests {
+    struct JobRow: Decodable {
+        var id: Int
+        var series_uid: String
+        var state: String
+        var stage: String?
+        var instances: Int
+        var error: String?
+    }
+
+    func jobs(_ server: PerfdServer) throws -> [JobRow] {
+        try JSONDecoder().decode([JobRow].self, from: Data(try server.cli(["jobs", "--json"]).stdout.utf8))
+    }
+
+    func config(_ dir: TempDir, port: Int, pacs: Int, retry: String = "") -> String {
+        writeConfig(in: dir, port: port, quietSeconds: 1, extra: """
+        destinations:
+          - ae_title: PACS
+            host: 127.0.0.1
+            port: \(pacs)
+        \(retry)
+        """)
+    }
+
+    func push(_ files: [String], port: Int) throws {
+        let r = try runTool("storescu", ["-aet", "SCANNER", "-aec", "PERFD", "127.0.0.1", String(port)] + files)
+        guard r.status == 0 else { throw TestFailure("storescu failed: \(r.output)") }
+    }
+
+    @Test func resultsReachOrthancAndAViewerRetrievesValidObjects() throws {
+        let dir = TempDir()
+        let pacs = OrthancServer(dir: dir.sub("orthanc"))
+        try pacs.start()
+        defer { pacs.stop() }
+        let port = freePort()
+        let server = try PerfdServer(configPath: config(dir, port: port, pacs: pacs.dicomPort), port: port, logPath: dir.path + "/serve.log")
+        defer { server.stop() }
+        let ph = try makePhantom(in: dir.sub("ph"), size: 64, slices: 4, timepoints: 19)
+        try push(ph.files, port: port)
+        try waitFor(30, "the job to be done") { try jobs(server).first?.state == "done" }
+
+        let derived = try pacs.series()
+        #expect(derived.count == 1, "\(derived)")
+        let s = try #require(derived.first)
+        #expect(s.study == ph.studyUID)
+        #expect(s.uid != ph.seriesUID)
+        #expect(s.instances == 4)
+        #expect(s.description.contains("NOT FOR DIAGNOSIS"))
+
+        // A viewer retrieves the series with C-GET and every object validates.
+        let out = dir.sub("viewer")
+        let get = try runTool("getscu", ["-aet", "VIEWER", "-aec", "PACS", "127.0.0.1", String(pacs.dicomPort),
+                                         "-k", "QueryRetrieveLevel=SERIES", "-k", "StudyInstanceUID=\(ph.studyUID)",
+                                         "-k", "SeriesInstanceUID=\(s.uid)", "-od", out])
+        #expect(get.status == 0, "\(get.output)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: out)
+        #expect(files.count == 4)
+        for name in files {
+            let f = try DicomFile(path: out + "/" + name)
+            #expect(f.string("ImageType") == "DERIVED\\SECONDARY")
+            #expect(f.string("StudyInstanceUID") == ph.studyUID)
+            #expect(f.string("Modality") == "CT")
+            let v = try runTool("dciodvfy", [out + "/" + name])
+            #expect(!v.output.contains("Error"), "\(v.output)")
+        }
+        let status = try server.cli(["status"]).stdout
+        #expect(status.contains("outbox     PACS@127.0.0.1:\(pacs.dicomPort): 0 pending, 4 sent, 0 failed"), "\(status)")
+    }
+
+    @Test func pacsDownWhenTheJobFinishesGetsEverythingOnceWhenItReturns() throws {
+        let dir = TempDir()
+        let pacs = OrthancServer(dir: dir.sub("orthanc"))
+        let port = freePort()
+        let server = try PerfdServer(configPath: config(dir, port: port, pacs: pacs.dicomPort, retry: """
+        export_retry:
+          initial_seconds: 1
+          max_seconds: 4
+        """), port: port, logPath: dir.path + "/serve.log")
+        defer { server.stop() }
+        let ph = try makePhantom(in: dir.sub("ph"), size: 48, slices: 3, timepoints: 19)
+        try push(ph.files, port: port)
+        try waitFor(30, "the job to reach export") { try jobs(server).first?.state == "exporting" }
+        let downAt = Date()
+        try waitFor(15, "a failed attempt") { try server.cli(["status"]).stdout.contains("(last error:") }
+        let status = try server.cli(["status"]).stdout
+        #expect(status.contains("PACS@127.0.0.1:\(pacs.dicomPort): 3 pending, 0 sent"), "\(status)")
+        // The PACS comes back 30 s after the job finished.
+        Thread.sleep(forTimeInterval: max(0, 30 - Date().timeIntervalSince(downAt)))
+        try pacs.start()
+        defer { pacs.stop() }
+        try waitFor(30, "the job to be done") { try jobs(server).first?.state == "done" }
+        let series = try pacs.series()
+        #expect(series.count == 1)
+        #expect(series.first?.instances == 3)
+        #expect(try pacs.instanceCount() == 3)
+        // Each file was delivered in exactly one successful batch: nothing was sent twice.
+        #expect(server.log.components(separatedBy: "exported 3 files of job 1").count - 1 == 1, "\(server.log)")
+        #expect(!server.log.contains("exported 1 files") && !server.log.contains("exported 2 files"))
+        let rows = try runTool("sqlite3", [dir.path + "/state/perfd.sqlite", "SELECT state, COUNT(*) FROM outbox GROUP BY state"])
+        #expect(rows.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "sent|3")
+    }
+
+    @Test func failedJobSendsANoticeAndShowsItsReason() throws {
+        let dir = TempDir()
+        let pacs = OrthancServer(dir: dir.sub("orthanc"))
+        try pacs.start()
+        defer { pacs.stop() }
+        let port = freePort()
+        let server = try PerfdServer(configPath: config(dir, port: port, pacs: pacs.dicomPort), port: port, logPath: dir.path + "/serve.log")
+        defer { server.stop() }
+        let ph = try makePhantom(in: dir.sub("ph"), size: 32, slices: 3, timepoints: 1)
+        try push(ph.files, port: port)
+        try waitFor(30, "the job to fail") { try jobs(server).first?.state == "failed" }
+        try waitFor(30, "the notice in the PACS") { try pacs.series().contains { $0.description.contains("PROCESSING FAILED") } }
+        let notice = try #require(try pacs.series().first)
+        #expect(notice.study == ph.studyUID)
+        #expect(notice.instances == 1)
+        let job = try #require(try jobs(server).first)
+        #expect(job.error?.contains("only one time point") == true)
+        #expect(try server.cli(["status"]).stdout.contains("job \(job.id) at assemble: only one time point"))
+        #expect(try server.cli(["show", String(job.id)]).stdout.contains("only one time point"))
+    }
+
+    @Test func killedDuringAJobTheRestartFinishesItAndThePACSHoldsItOnce() throws {
+        let dir = TempDir()
+        let pacs = OrthancServer(dir: dir.sub("orthanc"))
+        try pacs.start()
+        defer { pacs.stop() }
+        let port = freePort()
+        let cfg = config(dir, port: port, pacs: pacs.dicomPort)
+        var server = try PerfdServer(configPath: cfg, port: port, logPath: dir.path + "/serve.log",
+                                     environment: ["PERFD_STAGE_PAUSE_SECONDS": "2"])
+        let ph = try makePhantom(in: dir.sub("ph"), size: 48, slices: 3, timepoints: 19)
+        try push(ph.files, port: port)
+        try waitFor(30, "the job to run") { try jobs(server).first.map { $0.state == "running" && $0.stage == "pipeline" } ?? false }
+        server.kill9()
+        #expect(try jobs(server).first?.state == "running")
+        server = try PerfdServer(configPath: cfg, port: port, logPath: dir.path + "/serve.log")
+        defer { server.stop() }
+        try waitFor(30, "the resumed job to be done") { try jobs(server).first?.state == "done" }
+        #expect(try jobs(server).count == 1)
+        let series = try pacs.series()
+        #expect(series.count == 1)
+        #expect(series.first?.instances == 3)
+        #expect(try pacs.instanceCount() == 3)
+        #expect(try server.cli(["show", "1"]).stdout.contains("resumed after restart"))
+    }
+}
