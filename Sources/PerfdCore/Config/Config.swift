@@ -25,6 +25,7 @@ public struct Config: Sendable, Equatable {
         public var initialSeconds: Double = 5
         public var maxSeconds: Double = 600
         public var giveUpHours: Double = 24
+        public init() {}
     }
 
     public var aeTitle = "PERFD"
