@@ -30,13 +30,16 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // Cairo draws the text, legends and curves burned into colour outputs.
         .systemLibrary(name: "CCairo", pkgConfig: "cairo", providers: [.apt(["libcairo2-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .target(name: "DICOM", dependencies: ["CDCMTK"]),
+        // The ConvLSTM engine: the standard library and OpenBLAS only.
+        .target(name: "Inference", dependencies: ["COpenBLAS"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "Volume", dependencies: ["DICOM"]),
         .target(name: "JobStore", dependencies: ["CSQLite"]),
         .target(
             name: "PerfdCore",
             dependencies: [
-                "DICOM", "Volume", "JobStore", "CCairo",
+                "DICOM", "Volume", "JobStore", "CCairo", "Inference",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
@@ -45,7 +48,7 @@ let package = Package(
         .executableTarget(
             name: "perfd",
             dependencies: [
-                "PerfdCore",
+                "PerfdCore", "Inference",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -55,6 +58,7 @@ let package = Package(
         .testTarget(name: "DICOMTests", dependencies: ["DICOM", "PerfdTestSupport"]),
         .testTarget(name: "VolumeTests", dependencies: ["Volume", "PerfdCore", "PerfdTestSupport"]),
         .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "PerfdTestSupport"]),
+        .testTarget(name: "InferenceTests", dependencies: ["Inference", "PerfdTestSupport"]),
         .testTarget(name: "PerfdCoreTests", dependencies: ["PerfdCore", "PerfdTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["PerfdCore", "PerfdTestSupport"]),
     ],

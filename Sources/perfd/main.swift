@@ -4,6 +4,7 @@ import Foundation
 import JobStore
 import Logging
 import PerfdCore
+import Inference
 
 @main
 struct Perfd: AsyncParsableCommand {
@@ -11,7 +12,7 @@ struct Perfd: AsyncParsableCommand {
         commandName: "perfd",
         abstract: "CT perfusion daemon: receives CTP series over DICOM, computes derived NCCT or perfusion maps, sends them back to the PACS.",
         discussion: "Start with `perfd check-config --config perfd.yaml`, then `perfd serve`. `perfd status` shows what the daemon is doing.",
-        subcommands: [Serve.self, Status.self, Jobs.self, Show.self, Retry.self, Cancel.self, CheckConfig.self, RunCommand.self, PhantomCommand.self])
+        subcommands: [Serve.self, Status.self, Jobs.self, Show.self, Retry.self, Cancel.self, CheckConfig.self, RunCommand.self, ModelCommand.self, PhantomCommand.self])
 }
 
 struct ConfigOption: ParsableArguments {
@@ -290,4 +291,46 @@ struct PhantomCommand: ParsableCommand {
 
 extension String {
     func padding(_ n: Int) -> String { count >= n ? self + " " : self + String(repeating: " ", count: n - count) }
+}
+
+struct ModelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "model", abstract: "Run or describe a ConvLSTM model directory (model.json + weights.safetensors).",
+        subcommands: [ModelRun.self, ModelInfo.self])
+}
+
+struct ModelRun: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the raw network (no pre/post-processing) on a float32 .npy: (T, H, W) or (T, D, H, W) in, (C, …) out.")
+    @Argument(help: "Model directory.") var model: String
+    @Option(help: "Input .npy (float32).") var input: String
+    @Option(help: "Output .npy.") var output: String
+    @Option(help: "Threads (BLAS and directions).") var threads = 2
+
+    func run() throws {
+        do {
+            let m = try ConvLSTMModel(directory: model, threads: threads)
+            let x = try NPY.read(input)
+            let start = Date()
+            let y = try m.run(x)
+            let seconds = Date().timeIntervalSince(start)
+            try NPY.write(y, to: output)
+            let voxels = Double(x.shape.dropFirst().reduce(1, *))
+            let gflops = m.flopsPerVoxel(timepoints: x.shape[0]) * voxels / seconds / 1e9
+            FileHandle.standardError.write(Data(String(format: "%@ → %@ in %.3f s (%.1f GFLOP/s)\n", "\(x.shape)", "\(y.shape)", seconds, gflops).utf8))
+        } catch {
+            throw CLIError("\(error)")
+        }
+    }
+}
+
+struct ModelInfo: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "info", abstract: "Print the architecture, parameter count and FLOPs per voxel.")
+    @Argument(help: "Model directory.") var model: String
+    @Option(help: "Time points for the FLOP count (default: what the model was trained on).") var timepoints: Int?
+
+    func run() throws {
+        do { print(try ConvLSTMModel(directory: model, threads: 1).describe(timepoints: timepoints)) } catch { throw CLIError("\(error)") }
+    }
 }

@@ -1,0 +1,111 @@
+internal import COpenBLAS
+import Foundation
+
+/// A model directory loaded for inference: model.json + weights.safetensors.
+public final class ConvLSTMModel: Sendable {
+    public let spec: ModelSpec
+    let layers: [BCLSTMLayer]
+    let head: ConvHead
+    public let threads: Int
+
+    public convenience init(directory: String, threads: Int = 2) throws {
+        let spec = try ModelSpec.load(directory + "/model.json")
+        let weights = try SafeTensors(path: directory + "/weights.safetensors")
+        try self.init(spec: spec, weights: weights, threads: threads)
+    }
+
+    public init(spec: ModelSpec, weights: SafeTensors, threads: Int = 2) throws {
+        self.spec = spec
+        self.threads = max(1, threads)
+        let d = spec.spatialDims
+        guard d == 2 || d == 3 else { throw InferenceError("model.json: spatial_dims is \(d); 2 or 3 expected") }
+        guard let last = spec.layers.last, last.type == "conv" else { throw InferenceError("model.json: the last layer must be the conv head") }
+        var channels = 1
+        var built: [BCLSTMLayer] = []
+        for (i, l) in spec.layers.dropLast().enumerated() {
+            guard l.type == "bclstm" else { throw InferenceError("model.json: layer \(i) is \"\(l.type)\"; only bclstm layers precede the head") }
+            let kx = l.kernelX ?? 3, kh = l.kernelH ?? 3
+            for k in [kx, kh] where k % 2 == 0 {
+                throw InferenceError("model.json: layer \(i) has an even kernel (\(k)); \"same\" padding needs odd kernels")
+            }
+            let rs = l.returnSequences ?? true
+            if i < spec.layers.count - 2 && !rs {
+                throw InferenceError("model.json: layer \(i) must return sequences: another bclstm layer follows it")
+            }
+            func dir(_ name: String) throws -> LSTMDirection {
+                let p = "layers.\(i).\(name)."
+                let k = try weights.tensor(p + "kernel", shape: Array(repeating: kx, count: d) + [channels, 4 * l.filters])
+                let r = try weights.tensor(p + "recurrent_kernel", shape: Array(repeating: kh, count: d) + [l.filters, 4 * l.filters])
+                let b = try weights.tensor(p + "bias", shape: [4 * l.filters])
+                return LSTMDirection(weights: k.data + r.data, bias: b.data)
+            }
+            built.append(BCLSTMLayer(dims: d, inChannels: channels, filters: l.filters, kernelX: kx, kernelH: kh,
+                                     returnSequences: rs, forward: try dir("forward"), backward: try dir("backward")))
+            channels = l.filters
+        }
+        guard !built.isEmpty else { throw InferenceError("model.json: no bclstm layer") }
+        let i = spec.layers.count - 1, k = last.kernel ?? 1
+        let hk = try weights.tensor("layers.\(i).kernel", shape: Array(repeating: k, count: d) + [channels, last.filters])
+        let hb = try weights.tensor("layers.\(i).bias", shape: [last.filters])
+        let act = last.activation ?? "linear"
+        guard act == "linear" || act == "relu" else { throw InferenceError("model.json: head activation \"\(act)\" is not supported (linear, relu)") }
+        head = ConvHead(dims: d, inChannels: channels, outChannels: last.filters, kernel: k, weights: hk.data, bias: hb.data, relu: act == "relu")
+        layers = built
+    }
+
+    /// Whether the last recurrent layer returns a sequence (output then has a time axis).
+    public var outputHasTime: Bool { layers.last!.returnSequences }
+    public var parameterCount: Int {
+        layers.reduce(0) { $0 + 2 * ($1.forward.weights.count + $1.forward.bias.count) } + head.weights.count + head.bias.count
+    }
+
+    /// FLOPs per voxel for a series of `timepoints`.
+    public func flopsPerVoxel(timepoints T: Int) -> Double {
+        layers.reduce(0) { $0 + $1.flopsPerVoxelStep * Double(T) } + head.flopsPerVoxel * Double(outputHasTime ? T : 1)
+    }
+
+    /// The raw network on a normalised input: (T, H, W) or (T, D, H, W) → (C, …) or,
+    /// when the last layer returns sequences, (T, C, …).
+    public func run(_ input: Tensor) throws -> Tensor {
+        let d = spec.spatialDims
+        guard input.shape.count == d + 1 else {
+            throw InferenceError("input has shape \(input.shape); a \(d)D model takes (T, \(d == 2 ? "H, W" : "D, H, W"))")
+        }
+        let T = input.shape[0]
+        let g = d == 2 ? Grid(depth: 1, height: input.shape[1], width: input.shape[2])
+                       : Grid(depth: input.shape[1], height: input.shape[2], width: input.shape[3])
+        openblas_set_num_threads(Int32(threads))
+        var x = input.data   // T × N × 1: channels-last with one channel is the same memory
+        var steps = T
+        for l in layers {
+            x = x.withUnsafeBufferPointer { l.run($0, steps: steps, grid: g, threads: threads) }
+            if !l.returnSequences { steps = 1 }
+        }
+        let N = g.count, C = head.outChannels
+        var out = [Float](repeating: 0, count: steps * C * N)
+        for t in 0..<steps {
+            let y = Array(x[(t * N * layers.last!.filters)..<((t + 1) * N * layers.last!.filters)])
+            let h = head.run(y, grid: g)
+            // channels-last → channels-first
+            for n in 0..<N { for c in 0..<C { out[(t * C + c) * N + n] = h[n * C + c] } }
+        }
+        let spatial = Array(input.shape.dropFirst())
+        return Tensor(shape: (outputHasTime ? [steps] : []) + [C] + spatial, data: out)
+    }
+
+    /// A description for `perfd model info`.
+    public func describe(timepoints: Int? = nil) -> String {
+        let T = timepoints ?? spec.timepoints ?? 19
+        var lines = ["\(spec.name) \(spec.version) — task \(spec.task), \(spec.spatialDims)D, trained on \(spec.timepoints.map(String.init) ?? "?") time points"]
+        for (i, l) in layers.enumerated() {
+            let k = { (k: Int) in Array(repeating: String(k), count: l.dims).joined(separator: "×") }
+            lines.append("  layer \(i): bidirectional ConvLSTM, \(l.filters) filters, input kernel \(k(l.kernelX)), recurrent kernel \(k(l.kernelH)), in \(l.inChannels) channels, return_sequences \(l.returnSequences), merge sum")
+        }
+        lines.append("  head: conv \(Array(repeating: String(head.kernel), count: head.dims).joined(separator: "×")), \(head.inChannels) → \(head.outChannels) channels, \(head.relu ? "relu" : "identity")")
+        lines.append("  parameters: \(parameterCount)")
+        lines.append(String(format: "  FLOPs per voxel at T=%d: %.0f (%.2f MFLOP)", T, flopsPerVoxel(timepoints: T), flopsPerVoxel(timepoints: T) / 1e6))
+        if let n = spec.inputNormalisation { lines.append("  input: x' = (HU + \(n.offset)) / \(n.scale)") }
+        for o in spec.outputs ?? [] { lines.append("  output \(o.name) [\(o.unit)] = y' · \(o.scale) + \(o.offset)") }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,57 @@
+import Foundation
+
+/// model.json: the architecture and its contract (DESIGN §3 "Model directory").
+///
+/// Tensor names in weights.safetensors follow the layer index: for a `bclstm` layer i,
+/// `layers.i.forward.kernel` [k_x…, C_in, 4f], `layers.i.forward.recurrent_kernel` [k_h…, f, 4f],
+/// `layers.i.forward.bias` [4f], and the same under `backward`; for the `conv` head,
+/// `layers.i.kernel` [k…, f, C] and `layers.i.bias` [C]. Layout is Keras's, channels-last,
+/// gates in the order i, f, c, o along the last axis (`"layout": "keras-channels-last"`).
+public struct ModelSpec: Codable, Sendable {
+    public struct Layer: Codable, Sendable {
+        public var type: String            // "bclstm" | "conv"
+        public var filters: Int
+        public var kernelX: Int?           // bclstm: input kernel
+        public var kernelH: Int?           // bclstm: recurrent kernel
+        public var kernel: Int?            // conv
+        public var returnSequences: Bool?
+        public var activation: String?     // conv: "linear" (default) or "relu"
+        enum CodingKeys: String, CodingKey {
+            case type, filters, kernel, activation, kernelX = "kernel_x", kernelH = "kernel_h", returnSequences = "return_sequences"
+        }
+    }
+    public struct Normalisation: Codable, Sendable {
+        /// x' = (x + offset) / scale
+        public var offset: Double
+        public var scale: Double
+    }
+    public struct Output: Codable, Sendable {
+        public var name: String
+        public var unit: String
+        /// y = y' · scale + offset
+        public var scale: Double
+        public var offset: Double
+    }
+
+    public var name: String
+    public var version: String
+    public var task: String
+    public var spatialDims: Int
+    public var timepoints: Int?
+    public var layout: String?
+    public var layers: [Layer]
+    public var inputNormalisation: Normalisation?
+    public var outputs: [Output]?
+
+    enum CodingKeys: String, CodingKey {
+        case name, version, task, layers, outputs, timepoints, layout
+        case spatialDims = "spatial_dims", inputNormalisation = "input_normalisation"
+    }
+
+    public static func load(_ path: String) throws -> ModelSpec {
+        guard let d = FileManager.default.contents(atPath: path) else { throw InferenceError("cannot read \(path)") }
+        do { return try JSONDecoder().decode(ModelSpec.self, from: d) } catch {
+            throw InferenceError("\(path) is not a valid model.json: \(error)")
+        }
+    }
+}
