@@ -33,7 +33,7 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .target(name: "DICOM", dependencies: ["CDCMTK"]),
         // The ConvLSTM engine: the standard library and OpenBLAS only.
-        .target(name: "Inference", dependencies: ["COpenBLAS"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
+        .target(name: "Inference", dependencies: ["COpenBLAS"], swiftSettings: [.unsafeFlags(["-Ounchecked", "-target-cpu", "haswell"])]),
         .target(name: "Volume", dependencies: ["DICOM"]),
         .target(name: "JobStore", dependencies: ["CSQLite"]),
         .target(

@@ -71,17 +71,38 @@ struct BCLSTMLayer: Sendable {
                     im2col(h, channels: f, grid: g, k: kernelH, dims: dims, col: col, ld: ld, offset: kx, rows: 0..<N)
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(N), Int32(f4), Int32(ld),
                                 1, col, Int32(ld), W.baseAddress, Int32(f4), 0, z, Int32(f4))
-                    // Gates i, f, c, o (Keras order): c = f·c + i·tanh(g), h = o·tanh(c).
-                    for n in 0..<N {
-                        let zr = z + n * f4, cr = c + n * f, hr = h + n * f
-                        for j in 0..<f {
-                            let ig = sigmoid(zr[j] + b[j])
-                            let fg = sigmoid(zr[f + j] + b[f + j])
-                            let gg = tanhf(zr[2 * f + j] + b[2 * f + j])
-                            let og = sigmoid(zr[3 * f + j] + b[3 * f + j])
-                            let cn = fg * cr[j] + ig * gg
-                            cr[j] = cn
-                            hr[j] = og * tanhf(cn)
+
+                    // Gates i, f, c, o (Keras order): c = f·c + i·tanh(g), h = o·tanh(c);
+                    // eight filters at a time when f allows, else scalar libm.
+                    if f % 8 == 0 {
+                        let bp = b.baseAddress!
+                        for n in 0..<N {
+                            let zr = z + n * f4, cr = c + n * f, hr = h + n * f
+                            var j = 0
+                            while j < f {
+                                let zi = load8(zr + j) + load8(bp + j)
+                                let zf = load8(zr + f + j) + load8(bp + f + j)
+                                let zg = load8(zr + 2 * f + j) + load8(bp + 2 * f + j)
+                                let zo = load8(zr + 3 * f + j) + load8(bp + 3 * f + j)
+                                let cn = fastSigmoid(zf) * load8(cr + j) + fastSigmoid(zi) * fastTanh(zg)
+                                let hn = fastSigmoid(zo) * fastTanh(cn)
+                                store8(cn, cr + j)
+                                store8(hn, hr + j)
+                                j += 8
+                            }
+                        }
+                    } else {
+                        for n in 0..<N {
+                            let zr = z + n * f4, cr = c + n * f, hr = h + n * f
+                            for j in 0..<f {
+                                let ig = sigmoid(zr[j] + b[j])
+                                let fg = sigmoid(zr[f + j] + b[f + j])
+                                let gg = tanhf(zr[2 * f + j] + b[2 * f + j])
+                                let og = sigmoid(zr[3 * f + j] + b[3 * f + j])
+                                let cn = fg * cr[j] + ig * gg
+                                cr[j] = cn
+                                hr[j] = og * tanhf(cn)
+                            }
                         }
                     }
                     if returnSequences {

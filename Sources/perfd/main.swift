@@ -296,7 +296,7 @@ extension String {
 struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model", abstract: "Run or describe a ConvLSTM model directory (model.json + weights.safetensors).",
-        subcommands: [ModelRun.self, ModelInfo.self])
+        subcommands: [ModelRun.self, ModelInfo.self, ModelSgemm.self])
 }
 
 struct ModelRun: ParsableCommand {
@@ -332,5 +332,16 @@ struct ModelInfo: ParsableCommand {
 
     func run() throws {
         do { print(try ConvLSTMModel(directory: model, threads: 1).describe(timepoints: timepoints)) } catch { throw CLIError("\(error)") }
+    }
+}
+
+struct ModelSgemm: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "sgemm", abstract: "Measure OpenBLAS sgemm GFLOP/s on a ConvLSTM-step shape (for benchmarks).")
+    @Option(help: "Rows (voxels).") var m = 65536
+    @Option(help: "Columns (4f).") var n = 128
+    @Option(help: "Inner dimension (k^d·(C_in+f)).") var k = 576
+    @Option(help: "Threads.") var threads = 2
+    func run() throws {
+        print(String(format: "sgemm %dx%dx%d, %d threads: %.1f GFLOP/s", m, n, k, threads, SgemmBenchmark.gflops(m: m, n: n, k: k, threads: threads)))
     }
 }
