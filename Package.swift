@@ -58,9 +58,9 @@ let package = Package(
         .testTarget(name: "DICOMTests", dependencies: ["DICOM", "PerfdTestSupport"]),
         .testTarget(name: "VolumeTests", dependencies: ["Volume", "PerfdCore", "PerfdTestSupport"]),
         .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "PerfdTestSupport"]),
-        .testTarget(name: "InferenceTests", dependencies: ["Inference", "PerfdTestSupport"]),
+        .testTarget(name: "InferenceTests", dependencies: ["Inference", "PerfdTestSupport"], exclude: ["python"]),
         .testTarget(name: "PerfdCoreTests", dependencies: ["PerfdCore", "PerfdTestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["PerfdCore", "PerfdTestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["PerfdCore", "PerfdTestSupport"], exclude: ["python"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -307,13 +307,39 @@ struct ModelRun: ParsableCommand {
     @Option(help: "Input .npy (float32).") var input: String
     @Option(help: "Output .npy.") var output: String
     @Option(help: "Threads (BLAS and directions).") var threads = 2
+    @Option(help: "Compute in tiles of this many voxels per spatial axis (bounded memory).") var tile: Int?
+    @Option(help: "Halo around each tile (default: the exact halo, so tiled equals untiled).") var halo: Int?
 
     func run() throws {
         do {
             let m = try ConvLSTMModel(directory: model, threads: threads)
             let x = try NPY.read(input)
             let start = Date()
-            let y = try m.run(x)
+            let y: Tensor
+            if let tile {
+                let spatial = Array(x.shape.dropFirst()), T = x.shape[0]
+                y = try m.runTiled(shape: spatial, timepoints: T, tile: tile, halo: halo, read: { origin, size in
+                    // Gather the box from the (T, spatial…) array.
+                    var out: [Float] = []
+                    out.reserveCapacity(T * size.reduce(1, *))
+                    let inner = size.last!, boxRows = size.dropLast().reduce(1, *)
+                    for t in 0..<T {
+                        for r in 0..<boxRows {
+                            var rem = r, offset = 0, step = spatial.last!
+                            for a in Swift.stride(from: spatial.count - 2, through: 0, by: -1) {
+                                offset += (origin[a] + rem % size[a]) * step
+                                rem /= size[a]
+                                step *= spatial[a]
+                            }
+                            let base = t * spatial.reduce(1, *) + offset + origin.last!
+                            out.append(contentsOf: x.data[base..<(base + inner)])
+                        }
+                    }
+                    return out
+                })
+            } else {
+                y = try m.run(x)
+            }
             let seconds = Date().timeIntervalSince(start)
             try NPY.write(y, to: output)
             let voxels = Double(x.shape.dropFirst().reduce(1, *))
