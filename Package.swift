@@ -35,11 +35,12 @@ let package = Package(
         // The ConvLSTM engine: the standard library and OpenBLAS only.
         .target(name: "Inference", dependencies: ["COpenBLAS"], swiftSettings: [.unsafeFlags(["-Ounchecked", "-target-cpu", "haswell"])]),
         .target(name: "Volume", dependencies: ["DICOM"]),
+        .target(name: "Registration", dependencies: ["Volume"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "JobStore", dependencies: ["CSQLite"]),
         .target(
             name: "PerfdCore",
             dependencies: [
-                "DICOM", "Volume", "JobStore", "CCairo", "Inference",
+                "DICOM", "Volume", "Registration", "JobStore", "CCairo", "Inference",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
@@ -57,6 +58,7 @@ let package = Package(
         .target(name: "PerfdTestSupport", dependencies: ["DICOM", "PerfdCore"], path: "Tests/PerfdTestSupport"),
         .testTarget(name: "DICOMTests", dependencies: ["DICOM", "PerfdTestSupport"]),
         .testTarget(name: "VolumeTests", dependencies: ["Volume", "PerfdCore", "PerfdTestSupport"]),
+        .testTarget(name: "RegistrationTests", dependencies: ["Registration", "PerfdCore", "PerfdTestSupport"]),
         .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "PerfdTestSupport"]),
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "PerfdTestSupport"], exclude: ["python"]),
         .testTarget(name: "PerfdCoreTests", dependencies: ["PerfdCore", "PerfdTestSupport"]),

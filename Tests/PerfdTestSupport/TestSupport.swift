@@ -202,8 +202,10 @@ public func waitFor(_ seconds: Double, _ what: String, _ condition: () throws ->
 
 /// A small phantom written for a test.
 public func makePhantom(in dir: String, size: Int = 32, slices: Int = 3, timepoints: Int = 19, seed: UInt64 = 1,
-                        transferSyntax: TransferSyntax = .explicitLittleEndian, studyUID: String? = nil) throws -> PhantomResult {
+                        transferSyntax: TransferSyntax = .explicitLittleEndian, studyUID: String? = nil,
+                        motion: (degrees: Double, millimetres: Double)? = nil, noise: Double = 10, interval: Double = 2) throws -> PhantomResult {
     var o = PhantomOptions()
+    o.motion = motion; o.noiseSigma = noise; o.frameInterval = interval
     o.size = size; o.slices = slices; o.timepoints = timepoints; o.seed = seed; o.transferSyntax = transferSyntax
     o.studyUID = studyUID
     return try Phantom.write(to: dir, options: o)

@@ -1,5 +1,6 @@
 import DICOM
 import Foundation
+import Registration
 import Volume
 
 /// A synthetic CT perfusion series with known truth: head with skull, CSF, grey and white
@@ -20,6 +21,9 @@ public struct PhantomOptions: Sendable {
     public var studyUID: String?
     public var seriesUID: String?
     public var seriesDescription = "CTP phantom"
+    /// Random rigid head motion per time point after the first: rotations up to `degrees`
+    /// and translations up to `millimetres` (each drawn so the total stays within).
+    public var motion: (degrees: Double, millimetres: Double)?
     public init() {}
 }
 
@@ -28,6 +32,9 @@ public struct PhantomResult: Sendable {
     public var studyUID: String
     public var seriesUID: String
     public var frameTimes: [Double]
+    /// Per time point: the head's pose, a rigid transform taking a point of time point 0 to
+    /// where it is at time point t (identity without motion).
+    public var poses: [RigidTransform]
 }
 
 public enum Phantom {
@@ -40,20 +47,21 @@ public enum Phantom {
     /// Tissue at a point (mm from the head centre, in-plane) and slice offset z (mm).
     static func tissue(x: Double, y: Double, z: Double) -> Tissue {
         // Head: ellipsoid 78 × 96 mm in-plane, shrinking away from the central slice.
-        let shrink = max(0.4, 1 - pow(z / 110, 2))
+        func sq(_ v: Double) -> Double { v * v }
+        let shrink = max(0.4, 1 - sq(z / 110))
         let a = 78 * shrink, b = 96 * shrink
-        let r = pow(x / a, 2) + pow(y / b, 2)
+        let r = sq(x / a) + sq(y / b)
         if r > 1 { return .air }
-        let inner = pow(x / (a - 7), 2) + pow(y / (b - 7), 2)
+        let inner = sq(x / (a - 7)) + sq(y / (b - 7))
         if inner > 1 { return .skull }
         // Superior sagittal sinus: posterior midline, just inside the skull.
-        if pow(x / 4, 2) + pow((y - (b - 12)) / 4, 2) <= 1 { return .vein }
+        if sq(x / 4) + sq((y - (b - 12)) / 4) <= 1 { return .vein }
         // Middle cerebral arteries: two small vessels left and right.
-        for sx in [-1.0, 1.0] where pow((x - sx * 30) / 2.5, 2) + pow((y + 8) / 2.5, 2) <= 1 { return .artery }
+        for sx in [-1.0, 1.0] where sq((x - sx * 30) / 2.5) + sq((y + 8) / 2.5) <= 1 { return .artery }
         // Lateral ventricles.
-        for sx in [-1.0, 1.0] where pow((x - sx * 10) / 6, 2) + pow((y + 5) / 18, 2) <= 1 { return .csf }
+        for sx in [-1.0, 1.0] where sq((x - sx * 10) / 6) + sq((y + 5) / 18) <= 1 { return .csf }
         // Cortex: a 5 mm band of grey matter under the skull.
-        let cortex = pow(x / (a - 12), 2) + pow(y / (b - 12), 2)
+        let cortex = sq(x / (a - 12)) + sq(y / (b - 12))
         return cortex > 1 ? .grey : .white
     }
 
@@ -74,16 +82,44 @@ public enum Phantom {
         }
         let n = o.size
         let pixel = o.fieldOfView / Double(n)
-        // The tissue map, computed once per slice.
-        var labels = [[Tissue]](repeating: [], count: o.slices)
-        for z in 0..<o.slices {
-            let zmm = (Double(z) - Double(o.slices - 1) / 2) * o.sliceThickness
-            labels[z] = (0..<(n * n)).map { i in
-                let x = (Double(i % n) + 0.5) * pixel - o.fieldOfView / 2
-                let y = (Double(i / n) + 0.5) * pixel - o.fieldOfView / 2
-                return tissue(x: x, y: y, z: zmm)
-            }
+        // Head poses: identity at t = 0; with motion, a random rigid transform per time point
+        // about the volume centre (the origin of these coordinates).
+        var motionRNG = SeededRandom(seed: o.seed &+ 0x5EED)
+        let poses: [RigidTransform] = (0..<o.timepoints).map { t in
+            guard t > 0, let m = o.motion else { return RigidTransform() }
+            let s3 = 3.0.squareRoot()
+            func u(_ limit: Double) -> Double { Double.random(in: -limit...limit, using: &motionRNG) / s3 }
+            let deg = m.degrees * .pi / 180
+            return RigidTransform(angles: SIMD3(u(deg), u(deg), u(deg)), translation: SIMD3(u(m.millimetres), u(m.millimetres), u(m.millimetres)))
         }
+        // The tissue map per time point and slice: a voxel at p sees the head at pose⁻¹(p).
+        // Each voxel averages `sub` samples across the slice thickness (partial volume, as a
+        // detector row integrates over its slab).
+        let sub = o.sliceThickness > 1.5 ? 5 : 1
+        func labelsFor(t: Int, z: Int) -> [UInt8] {
+            let inverse = poses[t].inverseMatrix
+            let moved = o.motion != nil && t > 0
+            var out = [UInt8](repeating: 0, count: n * n * sub)
+            for s in 0..<sub {
+                let offset = sub == 1 ? 0 : (Double(s) + 0.5) / Double(sub) - 0.5
+                let zmm = (Double(z) - Double(o.slices - 1) / 2 + offset) * o.sliceThickness
+                for i in 0..<(n * n) {
+                    let x = (Double(i % n) + 0.5) * pixel - o.fieldOfView / 2
+                    let y = (Double(i / n) + 0.5) * pixel - o.fieldOfView / 2
+                    let tissue: Tissue
+                    if moved {
+                        let q = RigidTransform.apply(inverse, SIMD3(x, y, zmm))
+                        tissue = Self.tissue(x: q.x, y: q.y, z: q.z)
+                    } else {
+                        tissue = Self.tissue(x: x, y: y, z: zmm)
+                    }
+                    out[i * sub + s] = UInt8(tissue.rawValue)
+                }
+            }
+            return out
+        }
+        let still = (0..<o.slices).map { labelsFor(t: 0, z: $0) }
+        let tissues: [Tissue] = [.air, .skull, .csf, .grey, .white, .artery, .vein]
         let date = "20260101"
         var files: [String] = []
         var pixels = [UInt16](repeating: 0, count: n * n)
@@ -91,11 +127,17 @@ public enum Phantom {
             let acqSeconds = 8 * 3600 + times[t]
             let tm = String(format: "%02d%02d%09.6f", Int(acqSeconds) / 3600, (Int(acqSeconds) % 3600) / 60, acqSeconds.truncatingRemainder(dividingBy: 60))
             for z in 0..<o.slices {
-                let lab = labels[z]
+                let lab = (o.motion != nil && t > 0) ? labelsFor(t: t, z: z) : still[z]
+                let huOf = tissues.map { baseHU[$0]! + (enhancement[$0]?[t] ?? 0) }
                 for i in 0..<(n * n) {
-                    let tissue = lab[i]
-                    var hu = baseHU[tissue]! + (enhancement[tissue]?[t] ?? 0)
-                    if tissue != .air { hu += o.noiseSigma * rng.gaussian() }
+                    var hu = 0.0, air = true
+                    for s in 0..<sub {
+                        let k = Int(lab[i * sub + s])
+                        hu += huOf[k]
+                        air = air && k == 0
+                    }
+                    hu /= Double(sub)
+                    if !air { hu += o.noiseSigma * rng.gaussian() }
                     pixels[i] = UInt16(clamping: Int((hu + 1024).rounded()).clamped(0, 4095))
                 }
                 let ds = DatasetWriter()
@@ -136,7 +178,12 @@ public enum Phantom {
                 files.append(path)
             }
         }
+        let motionTruth: [[String: Any]] = poses.enumerated().map { t, pose in
+            ["t": t, "rotation_deg": pose.anglesDegrees, "translation_mm": [pose.translation.x, pose.translation.y, pose.translation.z],
+             "matrix": pose.inverseMatrix, "pose_matrix": pose.matrix]
+        }
         let truth: [String: Any] = [
+            "motion": motionTruth,
             "study_uid": studyUID, "series_uid": seriesUID, "frame_times_s": times,
             "shape": [o.timepoints, o.slices, n, n], "spacing_mm": [o.sliceThickness, pixel, pixel],
             "noise_sigma_hu": o.noiseSigma, "seed": o.seed,
@@ -146,7 +193,7 @@ public enum Phantom {
         ]
         let data = try JSONSerialization.data(withJSONObject: truth, options: [.prettyPrinted, .sortedKeys])
         try data.write(to: URL(fileURLWithPath: directory + "/truth.json"))
-        return PhantomResult(files: files, studyUID: studyUID, seriesUID: seriesUID, frameTimes: times)
+        return PhantomResult(files: files, studyUID: studyUID, seriesUID: seriesUID, frameTimes: times, poses: poses)
     }
 }
 

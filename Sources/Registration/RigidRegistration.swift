@@ -1,0 +1,209 @@
+import Foundation
+import Volume
+
+/// Rigid 6-DOF registration of a moving frame onto the fixed frame (time point 0).
+///
+/// Metric: sum of squared HU differences over the skull — fixed-frame voxels above
+/// `boneThreshold` and a rim around them — which stay put while contrast arrives (vessels
+/// and brain enhance; bone does not). Optimiser: Levenberg–Marquardt on the six parameters,
+/// analytic Jacobian from the moving image's gradient (central differences). Pyramid:
+/// in-plane factors 4, 2, 1 (slices are already thick). Trilinear sampling throughout.
+public struct RigidRegistration: Sendable {
+    public struct Options: Sendable {
+        public var levels = [4, 2, 1]
+        public var boneThreshold: Float = 600
+        public var maxIterations = 40
+        /// At most this many metric points per level (a fixed-stride subset beyond it).
+        public var maxPoints = 60_000
+        /// Largest HU step to the next slice for a metric point (see metricPoints).
+        public var maxSliceStep: Float = .infinity
+        public init() {}
+    }
+
+    public struct Result: Sendable {
+        public var transform: RigidTransform    // fixed (t = 0) point → moving point
+        public var iterations: Int
+        public var converged: Bool
+        public var finalRMS: Double
+    }
+
+    public var options: Options
+    public init(options: Options = Options()) { self.options = options }
+
+    public func register(fixed: Volume3D, moving: Volume3D) -> Result {
+        let centre = fixed.geometry.centre(depth: fixed.depth, height: fixed.height, width: fixed.width)
+        var params = [Double](repeating: 0, count: 6)   // rx, ry, rz (rad), tx, ty, tz (mm)
+        var iterations = 0, converged = false, rms = 0.0
+        for factor in options.levels {
+            let f = fixed.downsampledInPlane(factor), m = moving.downsampledInPlane(factor)
+            let points = metricPoints(f, threshold: options.boneThreshold)
+            let r = optimise(points: points, moving: m, centre: centre, start: params)
+            params = r.params
+            iterations += r.iterations
+            converged = r.converged
+            rms = r.rms
+        }
+        return Result(transform: RigidTransform(angles: SIMD3(params[0], params[1], params[2]),
+                                                translation: SIMD3(params[3], params[4], params[5]), centre: centre),
+                      iterations: iterations, converged: converged, finalRMS: rms)
+    }
+
+    /// RMS HU difference over the skull points at full resolution for a given transform
+    /// (diagnostics and QC).
+    public func rms(fixed: Volume3D, moving: Volume3D, transform: RigidTransform) -> Double {
+        let pts = metricPoints(fixed, threshold: options.boneThreshold)
+        var s = 0.0, n = 0
+        for (p, fv) in pts {
+            if let mv = moving.sample(moving.geometry.index(of: transform.apply(p))) { s += Double((mv - fv) * (mv - fv)); n += 1 }
+        }
+        return (s / Double(max(n, 1))).squareRoot()
+    }
+
+    /// (patient position, fixed HU) of the skull and a two-voxel rim around it.
+    func metricPoints(_ f: Volume3D, threshold: Float) -> [(SIMD3<Double>, Float)] {
+        let plane = f.height * f.width
+        var bone = [Bool](repeating: false, count: f.voxels.count)
+        for i in 0..<f.voxels.count where f.voxels[i] > threshold { bone[i] = true }
+        var pts: [(SIMD3<Double>, Float)] = []
+        for z in 0..<f.depth { for y in 0..<f.height { for x in 0..<f.width {
+            var near = false
+            search: for dy in -2...2 { for dx in -2...2 {
+                let yy = y + dy, xx = x + dx
+                if yy >= 0, yy < f.height, xx >= 0, xx < f.width, bone[z * plane + yy * f.width + xx] { near = true; break search }
+            } }
+            guard near else { continue }
+            // With thick slices, values between slices are only trustworthy where the image
+            // hardly changes from slice to slice: keep points whose neighbours above and
+            // below differ by less than `maxSliceStep` (the skull's near-vertical walls).
+            // Tilts still show, as in-plane shifts that vary with height.
+            let v = f[z, y, x]
+            if z > 0, abs(f[z - 1, y, x] - v) > options.maxSliceStep { continue }
+            if z < f.depth - 1, abs(f[z + 1, y, x] - v) > options.maxSliceStep { continue }
+            pts.append((f.geometry.position(z: Double(z), y: Double(y), x: Double(x)), v))
+        } } }
+        if pts.count > options.maxPoints {
+            let stride = Double(pts.count) / Double(options.maxPoints)
+            pts = (0..<options.maxPoints).map { pts[Int(Double($0) * stride)] }
+        }
+        return pts
+    }
+
+    struct Step { var params: [Double]; var iterations: Int; var converged: Bool; var rms: Double }
+
+    func optimise(points: [(SIMD3<Double>, Float)], moving m: Volume3D, centre: SIMD3<Double>, start: [Double]) -> Step {
+        var p = start
+        var lambda = 1e-3
+        let g = m.geometry
+        // Finite-difference steps for the image gradient, one voxel along each axis, in mm.
+        let hx = g.rowDirection * g.spacing.z, hy = g.columnDirection * g.spacing.y, hz = g.sliceDirection * g.spacing.x
+        func evaluate(_ p: [Double], withJacobian: Bool) -> (cost: Double, n: Int, jtj: [[Double]], jtr: [Double]) {
+            let r = RigidTransform.rotation(SIMD3(p[0], p[1], p[2]))
+            // Derivatives of R with respect to each angle, by central differences.
+            let eps = 1e-6
+            let dR: [[[Double]]] = withJacobian ? (0..<3).map { k in
+                var a = SIMD3(p[0], p[1], p[2]), b = a
+                a[k] += eps; b[k] -= eps
+                let ra = RigidTransform.rotation(a), rb = RigidTransform.rotation(b)
+                return (0..<3).map { i in (0..<3).map { j in (ra[i][j] - rb[i][j]) / (2 * eps) } }
+            } : []
+            let t = SIMD3(p[3], p[4], p[5])
+            var cost = 0.0, n = 0
+            var jtj = [[Double]](repeating: [Double](repeating: 0, count: 6), count: 6)
+            var jtr = [Double](repeating: 0, count: 6)
+            for (q, fv) in points {
+                let d = q - centre
+                let rd = SIMD3(r[0][0] * d.x + r[0][1] * d.y + r[0][2] * d.z,
+                               r[1][0] * d.x + r[1][1] * d.y + r[1][2] * d.z,
+                               r[2][0] * d.x + r[2][1] * d.y + r[2][2] * d.z)
+                let mp = rd + centre + t
+                guard let mv = m.sample(g.index(of: mp)) else { continue }
+                let res = Double(mv - fv)
+                cost += res * res
+                n += 1
+                guard withJacobian else { continue }
+                guard let xp = m.sample(g.index(of: mp + hx)), let xm = m.sample(g.index(of: mp - hx)),
+                      let yp = m.sample(g.index(of: mp + hy)), let ym = m.sample(g.index(of: mp - hy)) else { continue }
+                let zp = m.sample(g.index(of: mp + hz)) ?? mv, zm = m.sample(g.index(of: mp - hz)) ?? mv
+                // Gradient in patient space: along each (orthonormal) axis, divided by the step.
+                let grad = g.rowDirection * (Double(xp - xm) / (2 * g.spacing.z))
+                    + g.columnDirection * (Double(yp - ym) / (2 * g.spacing.y))
+                    + g.sliceDirection * (Double(zp - zm) / (2 * g.spacing.x))
+                var j = [Double](repeating: 0, count: 6)
+                for k in 0..<3 {
+                    let dk = dR[k]
+                    let v = SIMD3(dk[0][0] * d.x + dk[0][1] * d.y + dk[0][2] * d.z,
+                                  dk[1][0] * d.x + dk[1][1] * d.y + dk[1][2] * d.z,
+                                  dk[2][0] * d.x + dk[2][1] * d.y + dk[2][2] * d.z)
+                    j[k] = (grad * v).sum()
+                }
+                j[3] = grad.x; j[4] = grad.y; j[5] = grad.z
+                for a in 0..<6 {
+                    jtr[a] += j[a] * res
+                    for b in a..<6 { jtj[a][b] += j[a] * j[b] }
+                }
+            }
+            for a in 0..<6 { for b in 0..<a { jtj[a][b] = jtj[b][a] } }
+            return (cost, n, jtj, jtr)
+        }
+        var current = evaluate(p, withJacobian: true)
+        var iterations = 0, converged = false
+        while iterations < options.maxIterations {
+            iterations += 1
+            var a = current.jtj
+            for k in 0..<6 { a[k][k] *= 1 + lambda }
+            guard let delta = solve6(a, current.jtr.map { -$0 }) else { break }
+            let trial = zip(p, delta).map { $0 + $1 }
+            let next = evaluate(trial, withJacobian: true)
+            let meanNow = current.cost / Double(max(current.n, 1)), meanNext = next.cost / Double(max(next.n, 1))
+            if meanNext <= meanNow {
+                p = trial
+                current = next
+                lambda = max(lambda / 3, 1e-7)
+                let small = abs(delta[0]) + abs(delta[1]) + abs(delta[2]) < 1e-6 && abs(delta[3]) + abs(delta[4]) + abs(delta[5]) < 1e-4
+                if small { converged = true; break }
+            } else {
+                lambda *= 4
+                if lambda > 1e6 { converged = true; break }   // no better step exists: a minimum
+            }
+        }
+        return Step(params: p, iterations: iterations, converged: converged,
+                    rms: (current.cost / Double(max(current.n, 1))).squareRoot())
+    }
+}
+
+/// Solves a 6×6 system by Gaussian elimination with partial pivoting; nil if singular.
+func solve6(_ a0: [[Double]], _ b0: [Double]) -> [Double]? {
+    var a = a0, b = b0
+    let n = 6
+    for c in 0..<n {
+        guard let piv = (c..<n).max(by: { abs(a[$0][c]) < abs(a[$1][c]) }), abs(a[piv][c]) > 1e-12 else { return nil }
+        a.swapAt(c, piv); b.swapAt(c, piv)
+        for r in (c + 1)..<n {
+            let f = a[r][c] / a[c][c]
+            for k in c..<n { a[r][k] -= f * a[c][k] }
+            b[r] -= f * b[c]
+        }
+    }
+    var x = [Double](repeating: 0, count: n)
+    for r in stride(from: n - 1, through: 0, by: -1) {
+        var s = b[r]
+        for k in (r + 1)..<n { s -= a[r][k] * x[k] }
+        x[r] = s / a[r][r]
+    }
+    return x
+}
+
+extension Volume3D {
+    /// This (moving) frame resampled onto the fixed grid through `t` (fixed → moving).
+    /// Points that fall outside take `outside`.
+    public func resampled(through t: RigidTransform, outside: Float = -1000) -> Volume3D {
+        let m = t.matrix
+        var out = [Float](repeating: outside, count: voxels.count)
+        let g = geometry
+        for z in 0..<depth { for y in 0..<height { for x in 0..<width {
+            let p = RigidTransform.apply(m, g.position(z: Double(z), y: Double(y), x: Double(x)))
+            if let v = sample(g.index(of: p)) { out[(z * height + y) * width + x] = v }
+        } } }
+        return Volume3D(depth: depth, height: height, width: width, voxels: out, geometry: geometry)
+    }
+}
