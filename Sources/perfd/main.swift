@@ -266,6 +266,7 @@ struct PhantomCommand: ParsableCommand {
     @Option(help: "Transfer syntax: explicit, implicit, big-endian, deflated, jpeg-lossless, jpeg-ls, rle.") var transferSyntax = "explicit"
     @Option(help: "Study Instance UID to use (default: a new one).") var studyUid: String?
     @Option(help: "Series description.") var seriesDescription = "CTP phantom"
+    @Option(help: "Random rigid head motion per time point: DEGREES,MILLIMETRES at most (e.g. 5,5); the poses go to truth.json.") var motion: String?
 
     func validate() throws {
         guard (8...1024).contains(size) else { throw ValidationError("--size must be between 8 and 1024") }
@@ -284,6 +285,13 @@ struct PhantomCommand: ParsableCommand {
         o.size = size; o.slices = slices; o.timepoints = timepoints; o.frameInterval = interval
         o.sliceThickness = sliceThickness; o.noiseSigma = noise; o.seed = seed; o.transferSyntax = ts
         o.studyUID = studyUid; o.seriesDescription = seriesDescription
+        if let motion {
+            let parts = motion.split(separator: ",").compactMap { Double($0) }
+            guard parts.count == 2, parts.allSatisfy({ $0 >= 0 }) else {
+                throw CLIError("--motion takes DEGREES,MILLIMETRES, e.g. --motion 5,5")
+            }
+            o.motion = (parts[0], parts[1])
+        }
         let r = try Phantom.write(to: output, options: o)
         print("wrote \(r.files.count) files (\(timepoints) time points × \(slices) slices, \(size)×\(size)) to \(output); series \(r.seriesUID)")
     }

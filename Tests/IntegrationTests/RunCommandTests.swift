@@ -55,3 +55,28 @@ func firstFrameHU(_ dir: String) throws -> [Float] {
     let slope = Float(f.double("RescaleSlope") ?? 1), icpt = Float(f.double("RescaleIntercept") ?? 0)
     return try f.storedPixels().map { $0 * slope + icpt }
 }
+
+/// The register stage inside `perfd run`: report.json carries the contract's registration block.
+@Suite struct RunRegistrationReportTests {
+    @Test func reportHasOneTransformPerTimePointAndAQCFlag() throws {
+        let dir = TempDir()
+        _ = try makePhantom(in: dir.sub("ph"), size: 64, slices: 4, timepoints: 4, interval: 3)
+        let out = dir.path + "/out"
+        let r = try runTool(Paths.perfd, ["run", dir.path + "/ph", "--output", out, "--pipeline", "baseline-t0"])
+        #expect(r.status == 0, "\(r.output)")
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/report.json"))) as! [String: Any]
+        let reg = try #require(report["registration"] as? [String: Any])
+        let transforms = try #require(reg["transforms"] as? [[String: Any]])
+        #expect(transforms.count == 4)
+        #expect(["ok", "motion"].contains(reg["qc"] as? String ?? ""))
+        let m0 = try #require(transforms[0]["matrix"] as? [[Double]])
+        #expect(m0 == [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+        for t in transforms {
+            #expect((t["rotation_deg"] as? [Double])?.count == 3 && (t["translation_mm"] as? [Double])?.count == 3)
+            let m = try #require(t["matrix"] as? [[Double]])
+            #expect(m.count == 4 && m[3] == [0, 0, 0, 1])
+        }
+        let timings = report["timings_s"] as! [String: Double]
+        #expect(timings["register"] != nil)
+    }
+}

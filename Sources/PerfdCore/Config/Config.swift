@@ -44,13 +44,15 @@ public struct Config: Sendable, Equatable {
     public var threads = 2
     public var maxAssociations = 8
     public var logLevel = "info"
+    /// Registration QC: a displacement beyond this (mm) flags the job "motion".
+    public var motionThresholdMM = 3.0
 
     public init() {}
 
     public static let knownKeys: Set<String> = [
         "ae_title", "port", "allowed_peers", "spool_dir", "database", "series_quiet_seconds", "pipelines",
         "default_pipeline", "destinations", "export_retry", "retention_days", "min_free_disk_gb", "workers",
-        "threads", "max_associations", "log_level",
+        "threads", "max_associations", "log_level", "motion_threshold_mm",
     ]
 
     public static let pipelineNames = ["baseline-t0", "baseline-mean03", "baseline-mean-all", "ncct", "perfusion", "perfusion-svd"]
@@ -159,6 +161,7 @@ extension Config {
             case "workers": c.workers = p.int(v, key, 1...64) ?? c.workers
             case "threads": c.threads = p.int(v, key, 1...256) ?? c.threads
             case "max_associations": c.maxAssociations = p.int(v, key, 1...256) ?? c.maxAssociations
+            case "motion_threshold_mm": c.motionThresholdMM = p.double(v, key, 0.01...100) ?? c.motionThresholdMM
             case "log_level":
                 let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
                 if let s = p.string(v, key) {

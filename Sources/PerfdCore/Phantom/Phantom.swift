@@ -24,6 +24,8 @@ public struct PhantomOptions: Sendable {
     /// Random rigid head motion per time point after the first: rotations up to `degrees`
     /// and translations up to `millimetres` (each drawn so the total stays within).
     public var motion: (degrees: Double, millimetres: Double)?
+    /// In-plane point spread function σ in mm (0: none).
+    public var psfSigma = 0.7
     public init() {}
 }
 
@@ -63,6 +65,26 @@ public enum Phantom {
         // Cortex: a 5 mm band of grey matter under the skull.
         let cortex = sq(x / (a - 12)) + sq(y / (b - 12))
         return cortex > 1 ? .grey : .white
+    }
+
+    /// Separable Gaussian blur of an n×n image (edges clamped).
+    static func blur(_ img: [Double], n: Int, sigmaPixels s: Double) -> [Double] {
+        let r = max(1, Int((3 * s).rounded(.up)))
+        var k = (-r...r).map { exp(-Double($0 * $0) / (2 * s * s)) }
+        let sum = k.reduce(0, +)
+        k = k.map { $0 / sum }
+        var tmp = [Double](repeating: 0, count: n * n), out = tmp
+        for y in 0..<n { for x in 0..<n {
+            var a = 0.0
+            for d in -r...r { a += k[d + r] * img[y * n + min(max(x + d, 0), n - 1)] }
+            tmp[y * n + x] = a
+        } }
+        for y in 0..<n { for x in 0..<n {
+            var a = 0.0
+            for d in -r...r { a += k[d + r] * tmp[min(max(y + d, 0), n - 1) * n + x] }
+            out[y * n + x] = a
+        } }
+        return out
     }
 
     /// Writes the series as single-frame CT Image Storage files into `directory`.
@@ -129,15 +151,22 @@ public enum Phantom {
             for z in 0..<o.slices {
                 let lab = (o.motion != nil && t > 0) ? labelsFor(t: t, z: z) : still[z]
                 let huOf = tissues.map { baseHU[$0]! + (enhancement[$0]?[t] ?? 0) }
+                var clean = [Double](repeating: 0, count: n * n)
+                var air = [Bool](repeating: true, count: n * n)
                 for i in 0..<(n * n) {
-                    var hu = 0.0, air = true
+                    var hu = 0.0
                     for s in 0..<sub {
                         let k = Int(lab[i * sub + s])
                         hu += huOf[k]
-                        air = air && k == 0
+                        air[i] = air[i] && k == 0
                     }
-                    hu /= Double(sub)
-                    if !air { hu += o.noiseSigma * rng.gaussian() }
+                    clean[i] = hu / Double(sub)
+                }
+                // The scanner's in-plane point spread: a Gaussian of σ = psfSigma mm.
+                if o.psfSigma > 0 { clean = Self.blur(clean, n: n, sigmaPixels: o.psfSigma / pixel) }
+                for i in 0..<(n * n) {
+                    var hu = clean[i]
+                    if !air[i] { hu += o.noiseSigma * rng.gaussian() }
                     pixels[i] = UInt16(clamping: Int((hu + 1024).rounded()).clamped(0, 4095))
                 }
                 let ds = DatasetWriter()

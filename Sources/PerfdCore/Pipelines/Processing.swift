@@ -16,9 +16,11 @@ public struct Processing: Sendable {
     public var rerun: Int
     public var outputDirectory: String
     public var job: Int?
+    public var motionThresholdMM: Double
 
-    public init(pipelineName: String, rerun: Int = 0, outputDirectory: String, job: Int? = nil) {
+    public init(pipelineName: String, rerun: Int = 0, outputDirectory: String, job: Int? = nil, motionThresholdMM: Double = 3) {
         self.pipelineName = pipelineName; self.rerun = rerun; self.outputDirectory = outputDirectory; self.job = job
+        self.motionThresholdMM = motionThresholdMM
     }
 
     public static let outputNames: [String: (title: String, unit: String, range: (Double, Double))] = [
@@ -32,17 +34,26 @@ public struct Processing: Sendable {
 
         try observer.begin("assemble")
         var t0 = Date()
-        let series = try Assembler.assemble(paths: paths)
+        let assembled = try Assembler.assemble(paths: paths)
         timings["assemble"] = Date().timeIntervalSince(t0)
-        let sourceFirst = series.files[0][0]
+        let sourceFirst = assembled.files[0][0]
         let source = try SourceInfo.read(path: sourceFirst)
-        let input = Report.Input(seriesUID: source.seriesUID, timepoints: series.timepoints,
-                                 shape: [series.timepoints, series.depth, series.height, series.width],
-                                 spacingMM: [series.geometry.spacing.x, series.geometry.spacing.y, series.geometry.spacing.z],
-                                 frameTimesS: series.frameTimes, temporalSource: series.temporalSource)
+        let input = Report.Input(seriesUID: source.seriesUID, timepoints: assembled.timepoints,
+                                 shape: [assembled.timepoints, assembled.depth, assembled.height, assembled.width],
+                                 spacingMM: [assembled.geometry.spacing.x, assembled.geometry.spacing.y, assembled.geometry.spacing.z],
+                                 frameTimesS: assembled.frameTimes, temporalSource: assembled.temporalSource)
         try observer.finish("assemble", result: ["shape": input.shape, "spacing_mm": input.spacingMM,
                                                  "frame_times_s": input.frameTimesS, "temporal_source": input.temporalSource,
                                                  "seconds": timings["assemble"]!])
+
+        // Every pipeline sees the series aligned to its first time point.
+        try observer.begin("register")
+        t0 = Date()
+        let motion = MotionCorrection(thresholdMM: motionThresholdMM).run(assembled) { observer.progress("register", $0) }
+        let series = motion.series
+        timings["register"] = Date().timeIntervalSince(t0)
+        try observer.finish("register", result: ["qc": motion.qc, "max_displacement_mm": motion.maxDisplacementMM,
+                                                 "seconds": timings["register"]!])
 
         try observer.begin("pipeline")
         t0 = Date()
@@ -62,6 +73,7 @@ public struct Processing: Sendable {
 
         try observer.begin("render")
         t0 = Date()
+        let flag = motion.qc == "motion" ? " MOTION" : ""
         let writer = SecondaryCaptureWriter(source: source, key: [source.seriesUID, pipelineName, Self.modelVersion(pipelineName), String(rerun)],
                                             directory: outputDirectory + "/dicom")
         // Each output slice references the source image of the first time point at that slice.
@@ -74,28 +86,33 @@ public struct Processing: Sendable {
             let number = 9000 + k + 1
             if r.name == "ncct" {
                 outputs.append(try writer.writeGrey(r.volume, output: r.name, seriesNumber: number,
-                                                    description: "Derived NCCT perfd \(pipelineName) NOT FOR DIAGNOSIS",
-                                                    derivation: Self.derivation(pipelineName),
+                                                    description: "Derived NCCT perfd \(pipelineName)\(flag) NOT FOR DIAGNOSIS",
+                                                    derivation: Self.derivation(pipelineName) + Self.motionNote(motion),
                                                     window: (40, 80), sourceSlices: sourceSlices))
             } else {
                 let meta = Self.outputNames[r.name] ?? (r.name.uppercased(), r.unit, (0, 1))
                 let images = (0..<r.volume.depth).map {
                     Pictures.colourSlice(r.volume, z: $0, title: "\(meta.title) — perfd \(pipelineName)", unit: meta.unit,
-                                         range: meta.range, footer: "perfd \(pipelineName): not for diagnosis (model not clinically validated)")
+                                         range: meta.range, footer: (motion.qc == "motion" ? "HEAD MOTION \(String(format: "%.1f", motion.maxDisplacementMM)) mm — " : "")
+                                            + "perfd \(pipelineName): not for diagnosis (model not clinically validated)")
                 }
                 outputs.append(try writer.writeRGB(images, output: r.name, seriesNumber: number,
-                                                   description: "\(meta.title) perfd \(pipelineName) NOT FOR DIAGNOSIS",
-                                                   derivation: Self.derivation(pipelineName)))
+                                                   description: "\(meta.title) perfd \(pipelineName)\(flag) NOT FOR DIAGNOSIS",
+                                                   derivation: Self.derivation(pipelineName) + Self.motionNote(motion)))
             }
             observer.progress("render", Double(k + 1) / Double(results.count))
         }
         timings["render"] = Date().timeIntervalSince(t0)
         timings["total"] = Date().timeIntervalSince(total)
-        let report = Report(job: job, pipeline: pipelineName, model: nil, input: input,
+        let report = Report(job: job, pipeline: pipelineName, model: nil, input: input, registration: motion.report,
                             outputs: outputs.map { .init(seriesUID: $0.seriesUID, description: $0.description, instances: $0.instances) },
                             maps: maps, summary: [:], timingsS: timings)
         try report.json().write(toFile: outputDirectory + "/report.json", atomically: true, encoding: .utf8)
         return (report, outputs)
+    }
+
+    static func motionNote(_ m: MotionCorrection.Outcome) -> String {
+        "; time points registered rigidly to the first (max displacement \(String(format: "%.1f", m.maxDisplacementMM)) mm, QC \(m.qc))"
     }
 
     static func modelVersion(_ pipeline: String) -> String { pipeline.hasPrefix("baseline") ? "none" : "0" }

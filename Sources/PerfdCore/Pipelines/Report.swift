@@ -22,17 +22,35 @@ public struct Report: Codable, Sendable {
         enum CodingKeys: String, CodingKey { case description, instances, seriesUID = "series_uid" }
     }
 
+    public struct Registration: Codable, Sendable {
+        public struct Transform: Codable, Sendable {
+            public var t: Int
+            public var rotationDeg: [Double]
+            public var translationMM: [Double]
+            /// 4×4 row-major, patient coordinates (mm, LPS): a point of time point t → time point 0.
+            public var matrix: [[Double]]
+            public var converged: Bool
+            enum CodingKeys: String, CodingKey { case t, matrix, converged, rotationDeg = "rotation_deg", translationMM = "translation_mm" }
+        }
+        public var transforms: [Transform]
+        public var maxDisplacementMM: Double
+        public var qc: String
+        public var note: String?
+        enum CodingKeys: String, CodingKey { case transforms, qc, note, maxDisplacementMM = "max_displacement_mm" }
+    }
+
     public var job: Int?
     public var pipeline: String
     public var model: Model?
     public var input: Input
+    public var registration: Registration?
     public var outputs: [Output]
     public var maps: [String: String]
     public var summary: [String: Double]
     public var timingsS: [String: Double]
 
     enum CodingKeys: String, CodingKey {
-        case job, pipeline, model, input, outputs, maps, summary, timingsS = "timings_s"
+        case job, pipeline, model, input, registration, outputs, maps, summary, timingsS = "timings_s"
     }
 
     public func json() -> String {

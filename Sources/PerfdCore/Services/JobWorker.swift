@@ -53,8 +53,15 @@ public struct JobWorkerService: Service {
             try FileManager.default.createDirectory(atPath: workDir, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
             let paths = try store.instances(ofSeries: job.seriesUID).map(\.path)
-            let processing = Processing(pipelineName: job.pipeline, rerun: job.rerun, outputDirectory: workDir, job: job.id)
+            let processing = Processing(pipelineName: job.pipeline, rerun: job.rerun, outputDirectory: workDir, job: job.id,
+                                        motionThresholdMM: config.motionThresholdMM)
             let (report, outputs) = try processing.run(paths: paths, observer: observer)
+            if let r = report.registration {
+                try store.setQC(job: job.id, r.qc)
+                if r.qc == "motion" {
+                    try store.addEvent(job: job.id, .warning, "head motion: max displacement \(r.maxDisplacementMM) mm (threshold \(config.motionThresholdMM) mm)\(r.note.map { "; \($0)" } ?? "")")
+                }
+            }
             var entries: [OutboxEntry] = []
             for d in config.destinations {
                 let dest = DICOMPeerName.format(d)

@@ -1,0 +1,88 @@
+import Foundation
+import Registration
+import Volume
+
+/// The register stage: every time point aligned to t = 0, the series resampled onto t = 0,
+/// and what was found for report.json and QC.
+public struct MotionCorrection: Sendable {
+    public struct Outcome: Sendable {
+        public var series: Series4D
+        public var transforms: [RigidTransform]   // t = 0 point → its position at t
+        public var converged: [Bool]
+        public var maxDisplacementMM: Double
+        public var qc: String                     // "ok" | "motion"
+        public var note: String?
+
+        /// report.json's `registration` block (DESIGN §3).
+        public var report: Report.Registration {
+            Report.Registration(
+                transforms: transforms.enumerated().map { t, x in
+                    .init(t: t, rotationDeg: x.anglesDegrees, translationMM: [x.translation.x, x.translation.y, x.translation.z],
+                          matrix: x.inverseMatrix, converged: converged[t])
+                },
+                maxDisplacementMM: maxDisplacementMM, qc: qc, note: note)
+        }
+    }
+
+    public var thresholdMM: Double
+    public init(thresholdMM: Double = 3) { self.thresholdMM = thresholdMM }
+
+    public func run(_ s: Series4D, progress: @Sendable (Double) -> Void) -> Outcome {
+        let T = s.timepoints
+        let fixed = s.frame(0)
+        let centre = s.geometry.centre(depth: s.depth, height: s.height, width: s.width)
+        guard s.width >= 32, s.height >= 32 else {
+            return Outcome(series: s, transforms: Array(repeating: RigidTransform(centre: centre), count: T),
+                           converged: Array(repeating: true, count: T), maxDisplacementMM: 0, qc: "ok",
+                           note: "images smaller than 32×32: not registered")
+        }
+        let box = ResultBox(count: T)
+        box.set(0, RigidTransform(centre: centre), true, fixed)
+        // Time points side by side on the cores.
+        DispatchQueue.concurrentPerform(iterations: T - 1) { k in
+            let t = k + 1
+            let moving = s.frame(t)
+            let r = RigidRegistration().register(fixed: fixed, moving: moving)
+            box.set(t, r.transform, r.converged, moving.resampled(through: r.transform))
+            progress(Double(box.done) / Double(T))
+        }
+        var voxels = [Float]()
+        voxels.reserveCapacity(s.voxels.count)
+        for t in 0..<T { voxels.append(contentsOf: box.frames[t]!.voxels) }
+        var registered = s
+        registered.voxels = voxels
+        // Largest displacement of any brain voxel (t = 0 HU between −20 and 100) at any time.
+        var maxD = 0.0
+        for z in 0..<s.depth { for y in stride(from: 0, to: s.height, by: 4) { for x in stride(from: 0, to: s.width, by: 4) {
+            let hu = fixed[z, y, x]
+            guard hu > -20 && hu < 100 else { continue }
+            let p = s.geometry.position(z: Double(z), y: Double(y), x: Double(x))
+            for tr in box.transforms.compactMap({ $0 }) {
+                let d = tr.apply(p) - p
+                maxD = max(maxD, (d * d).sum().squareRoot())
+            }
+        } } }
+        let converged = box.converged.map { $0 ?? false }
+        let qc = maxD > thresholdMM || converged.contains(false) ? "motion" : "ok"
+        return Outcome(series: registered, transforms: box.transforms.map { $0! }, converged: converged,
+                       maxDisplacementMM: (maxD * 1000).rounded() / 1000, qc: qc,
+                       note: converged.contains(false) ? "registration did not converge at t = \(converged.indices.filter { !converged[$0] })" : nil)
+    }
+}
+
+/// Results written from concurrent registrations.
+// @unchecked Sendable: every access goes through `lock`.
+final class ResultBox: @unchecked Sendable {
+    let lock = NSLock()
+    var transforms: [RigidTransform?], converged: [Bool?], frames: [Volume3D?]
+    var done = 0
+    init(count: Int) {
+        transforms = Array(repeating: nil, count: count)
+        converged = Array(repeating: nil, count: count)
+        frames = Array(repeating: nil, count: count)
+    }
+    func set(_ t: Int, _ x: RigidTransform, _ ok: Bool, _ frame: Volume3D) {
+        lock.lock(); defer { lock.unlock() }
+        transforms[t] = x; converged[t] = ok; frames[t] = frame; done += 1
+    }
+}
