@@ -50,7 +50,12 @@ public enum Phantom {
     static func tissue(x: Double, y: Double, z: Double) -> Tissue {
         // Head: ellipsoid 78 × 96 mm in-plane, shrinking away from the central slice.
         func sq(_ v: Double) -> Double { v * v }
-        let shrink = max(0.4, 1 - sq(z / 110))
+        // A skull is not a smooth ellipsoid: its outline wanders with angle and height
+        // (ridges, the frontal and occipital bulges), which is what lets a registration tell
+        // a tilt from a shift. A few millimetres of smooth 3D modulation stand in for that.
+        let phi = atan2(y, x)
+        let wobble = 1 + 0.035 * sin(3 * phi + z / 14) + 0.025 * cos(5 * phi - z / 9) + 0.02 * sin(2 * phi + z / 23)
+        let shrink = max(0.4, 1 - sq(z / 110)) * wobble
         let a = 78 * shrink, b = 96 * shrink
         let r = sq(x / a) + sq(y / b)
         if r > 1 { return .air }
