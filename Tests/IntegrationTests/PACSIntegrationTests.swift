@@ -153,3 +153,34 @@ import Testing
         #expect(try server.cli(["show", "1"]).stdout.contains("resumed after restart"))
     }
 }
+
+/// A moving head: the job carries on, and the motion flag shows in status, show and the output.
+@Suite(.serialized) struct MotionFlagIntegrationTests {
+    @Test func motionIsFlaggedEverywhereAndTheJobCarriesOn() throws {
+        let dir = TempDir()
+        let pacs = OrthancServer(dir: dir.sub("orthanc"))
+        try pacs.start()
+        defer { pacs.stop() }
+        let port = freePort()
+        let cfg = writeConfig(in: dir, port: port, quietSeconds: 1, extra: """
+        motion_threshold_mm: 1
+        destinations:
+          - ae_title: PACS
+            host: 127.0.0.1
+            port: \(pacs.dicomPort)
+        """)
+        let server = try PerfdServer(configPath: cfg, port: port, logPath: dir.path + "/serve.log")
+        defer { server.stop() }
+        let ph = try makePhantom(in: dir.sub("ph"), size: 96, slices: 6, timepoints: 5, seed: 4, motion: (5, 5), interval: 3)
+        let r = try runTool("storescu", ["-aet", "SCANNER", "-aec", "PERFD", "127.0.0.1", String(port)] + ph.files)
+        #expect(r.status == 0, "\(r.output)")
+        try waitFor(60, "the job to be done") { try server.cli(["jobs"]).stdout.contains(" done ") }
+        let status = try server.cli(["status"]).stdout
+        #expect(status.contains("MOTION"), "\(status)")
+        let show = try server.cli(["show", "1"]).stdout
+        #expect(show.contains("registration QC: motion"), "\(show)")
+        #expect(show.contains("head motion: max displacement"), "\(show)")
+        let series = try pacs.series()
+        #expect(series.first?.description.contains("MOTION") == true, "\(series)")
+    }
+}

@@ -47,13 +47,15 @@ public struct StatusReport: Codable, Sendable {
     public var jobs: [String: Int]
     public var active: [RunningJob]
     public var recentFailures: [Failure]
+    /// Recent jobs whose registration flagged head motion (they carried on).
+    public var recentMotion: [RunningJob]
     public var recentEvents: [GlobalEvent]
     public var outbox: [OutboxSummary]
     public var disk: Disk
 
     enum CodingKeys: String, CodingKey {
         case database, listener, receiving, jobs, active, disk, outbox
-        case recentFailures = "recent_failures", recentEvents = "recent_events"
+        case recentFailures = "recent_failures", recentEvents = "recent_events", recentMotion = "recent_motion"
     }
 
     public static func gather(store: JobStore, config: Config, now: Double = Clock.now()) throws -> StatusReport {
@@ -76,8 +78,12 @@ public struct StatusReport: Codable, Sendable {
         var vfs = statvfs()
         if statvfs(config.spoolDir, &vfs) == 0 { free = Int(vfs.f_bavail) * Int(vfs.f_frsize) }
         let spoolBytes = try store.db.read { tx in try tx.query("SELECT COALESCE(SUM(file_size), 0) AS b FROM instances").first?["b"].int ?? 0 }
+        let motion = try store.db.read { tx in
+            try tx.query("SELECT id, pipeline, state, stage, progress, qc FROM jobs WHERE qc = 'motion' ORDER BY updated_at DESC LIMIT 5")
+        }.map { RunningJob(id: $0["id"].int ?? 0, pipeline: $0["pipeline"].text ?? "", state: $0["state"].text ?? "",
+                           stage: $0["stage"].text, progress: $0["progress"].double ?? 0, qc: "motion") }
         return StatusReport(database: store.db.path, listener: listener, receiving: try store.receivingSeries(), jobs: jobs,
-                            active: active, recentFailures: failures, recentEvents: try store.recentEvents(limit: 5),
+                            active: active, recentFailures: failures, recentMotion: motion, recentEvents: try store.recentEvents(limit: 5),
                             outbox: try store.outboxSummary(now: now),
                             disk: Disk(spoolDir: config.spoolDir, spoolBytes: spoolBytes, freeBytes: free,
                                        minFreeBytes: Int(config.minFreeDiskGB * 1_073_741_824)))
@@ -117,6 +123,10 @@ public struct StatusReport: Codable, Sendable {
                 if o.pending > 0, let e = o.lastError { line += " (last error: \(e))" }
                 out.append(line)
             }
+        }
+        if !recentMotion.isEmpty {
+            out.append("motion     (registration QC; the jobs carried on)")
+            for j in recentMotion { out.append("  job \(j.id)  \(j.pipeline)  \(j.state)  MOTION") }
         }
         if !recentFailures.isEmpty {
             out.append("failures   (most recent first)")
