@@ -30,13 +30,29 @@ public struct RigidRegistration: Sendable {
     public var options: Options
     public init(options: Options = Options()) { self.options = options }
 
+    /// What depends on the fixed frame alone — its metric points per pyramid level —
+    /// computed once and shared by the registrations of every time point.
+    public struct Fixed: Sendable {
+        let centre: SIMD3<Double>
+        let points: [[(SIMD3<Double>, Float)]]
+    }
+
+    public func prepare(fixed: Volume3D) -> Fixed {
+        Fixed(centre: fixed.geometry.centre(depth: fixed.depth, height: fixed.height, width: fixed.width),
+              points: options.levels.map { metricPoints(fixed.downsampledInPlane($0), threshold: options.boneThreshold) })
+    }
+
     public func register(fixed: Volume3D, moving: Volume3D) -> Result {
-        let centre = fixed.geometry.centre(depth: fixed.depth, height: fixed.height, width: fixed.width)
+        register(prepare(fixed: fixed), moving: moving)
+    }
+
+    public func register(_ fixed: Fixed, moving: Volume3D) -> Result {
+        let centre = fixed.centre
         var params = [Double](repeating: 0, count: 6)   // rx, ry, rz (rad), tx, ty, tz (mm)
         var iterations = 0, converged = false, rms = 0.0
-        for factor in options.levels {
-            let f = fixed.downsampledInPlane(factor), m = moving.downsampledInPlane(factor)
-            let points = metricPoints(f, threshold: options.boneThreshold)
+        for (level, factor) in options.levels.enumerated() {
+            let m = moving.downsampledInPlane(factor)
+            let points = fixed.points[level]
             let r = optimise(points: points, moving: m, centre: centre, start: params)
             params = r.params
             iterations += r.iterations

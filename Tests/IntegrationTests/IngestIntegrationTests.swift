@@ -6,22 +6,7 @@ import Testing
 
 /// `perfd serve` as a real process, DCMTK's storescu as the scanner, on loopback.
 @Suite(.serialized) struct IngestIntegrationTests {
-    struct JobRow: Decodable {
-        var id: Int
-        var series_uid: String
-        var study_uid: String
-        var pipeline: String
-        var state: String
-        var stage: String?
-        var instances: Int
-        var error: String?
-    }
-
-    func jobs(_ server: PerfdServer) throws -> [JobRow] {
-        let r = try server.cli(["jobs", "--json"])
-        guard r.status == 0 else { throw TestFailure("perfd jobs failed: \(r.output)") }
-        return try JSONDecoder().decode([JobRow].self, from: Data(r.stdout.utf8))
-    }
+    func jobs(_ server: PerfdServer) throws -> [PerfdServer.JobRow] { try server.jobs() }
 
     func store(_ files: [String], port: Int, aet: String = "SCANNER") throws -> ToolResult {
         try runTool("storescu", ["-aet", aet, "-aec", "PERFD", "127.0.0.1", String(port)] + files)

@@ -6,18 +6,7 @@ import Testing
 
 /// Results back to a real PACS (Orthanc started by the test), retrieved as a viewer would.
 @Suite(.serialized) struct PACSIntegrationTests {
-    struct JobRow: Decodable {
-        var id: Int
-        var series_uid: String
-        var state: String
-        var stage: String?
-        var instances: Int
-        var error: String?
-    }
-
-    func jobs(_ server: PerfdServer) throws -> [JobRow] {
-        try JSONDecoder().decode([JobRow].self, from: Data(try server.cli(["jobs", "--json"]).stdout.utf8))
-    }
+    func jobs(_ server: PerfdServer) throws -> [PerfdServer.JobRow] { try server.jobs() }
 
     func config(_ dir: TempDir, port: Int, pacs: Int, retry: String = "") -> String {
         writeConfig(in: dir, port: port, quietSeconds: 1, extra: """

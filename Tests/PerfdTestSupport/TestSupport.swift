@@ -19,45 +19,39 @@ public final class TempDir: @unchecked Sendable {
     }
 }
 
+/// A loopback address for `port`, handed to a socket call.
+func withLoopback<T>(port: Int, _ body: (UnsafeMutablePointer<sockaddr>, inout socklen_t) -> T) -> T {
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = UInt16(port).bigEndian
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    return withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, &len) } }
+}
+
 /// A TCP port that was free a moment ago (bind to 0, read back, close).
 public func freePort() -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = 0
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-    return Int(UInt16(bigEndian: addr.sin_port))
+    return withLoopback(port: 0) { addr, len in
+        _ = bind(fd, addr, len)
+        _ = getsockname(fd, addr, &len)
+        return addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) }
+    }
 }
 
 /// Whether something accepts TCP connections on 127.0.0.1:port.
 public func portOpen(_ port: Int) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = UInt16(port).bigEndian
-    return withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    } == 0
+    return withLoopback(port: port) { addr, len in connect(fd, addr, len) } == 0
 }
 
 /// Sends raw bytes to a port and closes (for garbage-PDU tests).
 public func sendRaw(_ bytes: [UInt8], port: Int) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = UInt16(port).bigEndian
-    let ok = withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard ok == 0 else { return }
+    guard withLoopback(port: port, { addr, len in connect(fd, addr, len) }) == 0 else { return }
     _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
     var buf = [UInt8](repeating: 0, count: 256)
     var tv = timeval(tv_sec: 2, tv_usec: 0)
@@ -178,6 +172,25 @@ public final class PerfdServer: @unchecked Sendable {
     }
 
     deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
+
+    /// A row of `perfd jobs --json`.
+    public struct JobRow: Decodable, Sendable {
+        public var id: Int
+        public var series_uid: String
+        public var study_uid: String
+        public var pipeline: String
+        public var state: String
+        public var stage: String?
+        public var instances: Int
+        public var error: String?
+    }
+
+    /// `perfd jobs --json`, decoded.
+    public func jobs() throws -> [JobRow] {
+        let r = try cli(["jobs", "--json"])
+        guard r.status == 0 else { throw TestFailure("perfd jobs failed: \(r.output)") }
+        return try JSONDecoder().decode([JobRow].self, from: Data(r.stdout.utf8))
+    }
 
     /// Runs a perfd CLI command against this server's config.
     public func cli(_ args: [String]) throws -> ToolResult {

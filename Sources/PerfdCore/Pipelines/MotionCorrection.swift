@@ -38,11 +38,13 @@ public struct MotionCorrection: Sendable {
         }
         let box = ResultBox(count: T)
         box.set(0, RigidTransform(centre: centre), true, fixed)
-        // Time points side by side on the cores.
+        // Time points side by side on the cores, sharing the fixed frame's metric points.
+        let registration = RigidRegistration()
+        let prepared = registration.prepare(fixed: fixed)
         DispatchQueue.concurrentPerform(iterations: T - 1) { k in
             let t = k + 1
             let moving = s.frame(t)
-            let r = RigidRegistration().register(fixed: fixed, moving: moving)
+            let r = registration.register(prepared, moving: moving)
             box.set(t, r.transform, r.converged, moving.resampled(through: r.transform))
             progress(Double(box.done) / Double(T))
         }
