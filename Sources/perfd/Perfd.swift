@@ -1,0 +1,55 @@
+import ArgumentParser
+import DICOM
+import Foundation
+import JobStore
+import Logging
+import PerfdCore
+import Inference
+
+@main
+struct Perfd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "perfd",
+        abstract: "CT perfusion daemon: receives CTP series over DICOM, computes derived NCCT or perfusion maps, sends them back to the PACS.",
+        discussion: "Start with `perfd check-config --config perfd.yaml`, then `perfd serve`. `perfd status` shows what the daemon is doing.",
+        subcommands: [Serve.self, Status.self, Jobs.self, Show.self, Retry.self, Cancel.self, CheckConfig.self, RunCommand.self, ModelCommand.self, PhantomCommand.self])
+}
+
+struct ConfigOption: ParsableArguments {
+    @Option(name: .long, help: "Path of perfd.yaml.")
+    var config: String = "/etc/perfd/perfd.yaml"
+
+    func load() throws -> Config {
+        do { return try Config.load(path: config) } catch { throw CLIError("\(error)") }
+    }
+
+    func store() throws -> (Config, JobStore) {
+        let c = try load()
+        do { return (c, try JobStore(path: c.database)) } catch {
+            throw CLIError("cannot open the database \(c.database): \(error) (check `database` in \(config) and its permissions)")
+        }
+    }
+}
+
+/// A one-line error for stderr; ArgumentParser prints it and exits non-zero.
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let e = JSONEncoder()
+    e.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(data: try e.encode(value), encoding: .utf8)!)
+}
+
+func makeLogger(level: String) -> Logger {
+    LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+    var logger = Logger(label: "perfd")
+    logger.logLevel = Logger.Level(rawValue: level) ?? .info
+    return logger
+}
+
+extension String {
+    func padding(_ n: Int) -> String { count >= n ? self + " " : self + String(repeating: " ", count: n - count) }
+}
