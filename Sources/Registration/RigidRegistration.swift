@@ -211,15 +211,28 @@ func solve6(_ a0: [[Double]], _ b0: [Double]) -> [Double]? {
 
 extension Volume3D {
     /// This (moving) frame resampled onto the fixed grid through `t` (fixed → moving).
-    /// Points that fall outside take `outside`.
+    /// Points that fall outside take `outside`. The voxel → patient → moved → voxel chain is
+    /// folded into one affine map in index space, stepped along each row.
     public func resampled(through t: RigidTransform, outside: Float = -1000) -> Volume3D {
-        let m = t.matrix
-        var out = [Float](repeating: outside, count: voxels.count)
         let g = geometry
-        for z in 0..<depth { for y in 0..<height { for x in 0..<width {
-            let p = RigidTransform.apply(m, g.position(z: Double(z), y: Double(y), x: Double(x)))
-            if let v = sample(g.index(of: p)) { out[(z * height + y) * width + x] = v }
-        } } }
+        let m = t.matrix
+        // Index-space affine: idx' = A · (x, y, z) + b.
+        func toIndex(_ p: SIMD3<Double>) -> SIMD3<Double> { g.index(of: RigidTransform.apply(m, p)) }
+        let b = toIndex(g.position(z: 0, y: 0, x: 0))
+        let ax = toIndex(g.position(z: 0, y: 0, x: 1)) - b
+        let ay = toIndex(g.position(z: 0, y: 1, x: 0)) - b
+        let az = toIndex(g.position(z: 1, y: 0, x: 0)) - b
+        var out = [Float](repeating: outside, count: voxels.count)
+        out.withUnsafeMutableBufferPointer { o in
+            for z in 0..<depth { for y in 0..<height {
+                var i = b + ay * Double(y) + az * Double(z)
+                let row = (z * height + y) * width
+                for x in 0..<width {
+                    if let v = sample(i) { o[row + x] = v }
+                    i += ax
+                }
+            } }
+        }
         return Volume3D(depth: depth, height: height, width: width, voxels: out, geometry: geometry)
     }
 }
