@@ -175,11 +175,12 @@ public struct RigidRegistration: Sendable {
                 p = trial
                 current = next
                 lambda = max(lambda / 3, 1e-7)
-                let small = abs(delta[0]) + abs(delta[1]) + abs(delta[2]) < 1e-6 && abs(delta[3]) + abs(delta[4]) + abs(delta[5]) < 1e-4
+                // Steps below ~0.005 mm anywhere in a head (1e-4 rad × 100 mm + 5e-3 mm) no longer matter.
+                let small = abs(delta[0]) + abs(delta[1]) + abs(delta[2]) < 1e-4 && abs(delta[3]) + abs(delta[4]) + abs(delta[5]) < 5e-3
                 if small { converged = true; break }
             } else {
                 lambda *= 4
-                if lambda > 1e6 { converged = true; break }   // no better step exists: a minimum
+                if lambda > 1e3 { converged = true; break }   // no better step exists: a minimum
             }
         }
         return Step(params: p, iterations: iterations, converged: converged,
