@@ -1,3 +1,4 @@
+import Foundation
 import JobStore
 import Logging
 import ServiceLifecycle
@@ -10,7 +11,11 @@ public struct HeartbeatService: Service {
 
     public func run() async throws {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            do { try store.daemonHeartbeat() } catch { logger.warning("heartbeat: \(error)") }
+            do {
+                try store.daemonHeartbeat()
+                // Fed only while the database answers, so a wedged daemon is restarted.
+                SystemdNotify.send("WATCHDOG=1")
+            } catch { logger.warning("heartbeat: \(error)") }
             try? await Task.sleep(for: .seconds(2))
         }
     }

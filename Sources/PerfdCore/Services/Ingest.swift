@@ -129,6 +129,8 @@ public final class IngestService: Service, @unchecked Sendable {
         let scp = self.scp
         logger.info("listening as \(config.aeTitle) on port \(scp.port)")
         try store.daemonStarted(pid: Int(getpid()), aeTitle: config.aeTitle, port: Int(scp.port))
+        // The listener is bound and the database migrated: tell systemd (Type=notify).
+        SystemdNotify.send("READY=1\nSTATUS=listening as \(config.aeTitle) on port \(scp.port)")
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
                 await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
@@ -140,6 +142,7 @@ public final class IngestService: Service, @unchecked Sendable {
                     thread.start()
                 }
             } onGracefulShutdown: {
+                SystemdNotify.send("STOPPING=1\nSTATUS=draining associations and jobs")
                 scp.stop()
             }
         } onCancel: {
