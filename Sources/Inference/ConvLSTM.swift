@@ -36,15 +36,15 @@ struct BCLSTMLayer: Sendable {
                     // The two directions read the same input and write disjoint outputs.
                     nonisolated(unsafe) let fo = fo, bo = bo, input = input
                     DispatchQueue.concurrentPerform(iterations: 2) { d in
-                        if d == 0 { direction(forward, reverse: false, input, T, g, out: fo, innerThreads: 1) }
-                        else { direction(backward, reverse: true, input, T, g, out: bo, innerThreads: 1) }
+                        if d == 0 { direction(forward, reverse: false, input, T, g, out: fo) }
+                        else { direction(backward, reverse: true, input, T, g, out: bo) }
                     }
                 }
             }
             openblas_set_num_threads(Int32(threads))
         } else {
-            fwdOut.withUnsafeMutableBufferPointer { direction(forward, reverse: false, input, T, g, out: $0, innerThreads: 1) }
-            bwdOut.withUnsafeMutableBufferPointer { direction(backward, reverse: true, input, T, g, out: $0, innerThreads: 1) }
+            fwdOut.withUnsafeMutableBufferPointer { direction(forward, reverse: false, input, T, g, out: $0) }
+            bwdOut.withUnsafeMutableBufferPointer { direction(backward, reverse: true, input, T, g, out: $0) }
         }
         for i in 0..<outCount { fwdOut[i] += bwdOut[i] }
         return fwdOut
@@ -52,7 +52,7 @@ struct BCLSTMLayer: Sendable {
 
     /// One pass over time. All buffers are allocated here, before the loop.
     private func direction(_ w: LSTMDirection, reverse: Bool, _ input: UnsafeBufferPointer<Float>, _ T: Int, _ g: Grid,
-                           out: UnsafeMutableBufferPointer<Float>, innerThreads: Int) {
+                           out: UnsafeMutableBufferPointer<Float>) {
         let N = g.count, f = filters, f4 = 4 * f
         let ld = kx + kh
         let col = UnsafeMutablePointer<Float>.allocate(capacity: N * ld)

@@ -43,13 +43,3 @@ func im2col(_ src: UnsafePointer<Float>, channels C: Int, grid g: Grid, k: Int, 
 }
 
 @inline(__always) func sigmoid(_ x: Float) -> Float { 1 / (1 + expf(-x)) }
-
-/// Splits 0..<n into `parts` contiguous ranges and runs them concurrently.
-func parallelRanges(_ n: Int, parts: Int, _ body: @Sendable (Range<Int>) -> Void) {
-    if parts <= 1 || n < 4096 { body(0..<n); return }
-    let step = (n + parts - 1) / parts
-    DispatchQueue.concurrentPerform(iterations: parts) { p in
-        let lo = p * step, hi = min(n, lo + step)
-        if lo < hi { body(lo..<hi) }
-    }
-}

@@ -352,6 +352,11 @@ public final class JobStore: Sendable {
         }
     }
 
+    /// Recent jobs whose registration QC flagged head motion.
+    public func recentMotion(limit: Int = 5) throws -> [JobRecord] {
+        try db.read { tx in try tx.query("SELECT * FROM jobs WHERE qc = 'motion' ORDER BY updated_at DESC LIMIT ?", limit).map(JobRecord.init) }
+    }
+
     public func recentFailures(limit: Int = 5) throws -> [JobRecord] {
         try db.read { tx in try tx.query("SELECT * FROM jobs WHERE state = 'failed' ORDER BY finished_at DESC LIMIT ?", limit).map(JobRecord.init) }
     }

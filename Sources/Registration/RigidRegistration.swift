@@ -15,8 +15,6 @@ public struct RigidRegistration: Sendable {
         public var maxIterations = 40
         /// At most this many metric points per level (a fixed-stride subset beyond it).
         public var maxPoints = 60_000
-        /// Largest HU step to the next slice for a metric point (see metricPoints).
-        public var maxSliceStep: Float = .infinity
         public init() {}
     }
 
@@ -64,17 +62,6 @@ public struct RigidRegistration: Sendable {
                       iterations: iterations, converged: converged, finalRMS: rms)
     }
 
-    /// RMS HU difference over the skull points at full resolution for a given transform
-    /// (diagnostics and QC).
-    public func rms(fixed: Volume3D, moving: Volume3D, transform: RigidTransform) -> Double {
-        let pts = metricPoints(fixed, threshold: options.boneThreshold)
-        var s = 0.0, n = 0
-        for (p, fv) in pts {
-            if let mv = moving.sample(moving.geometry.index(of: transform.apply(p))) { s += Double((mv - fv) * (mv - fv)); n += 1 }
-        }
-        return (s / Double(max(n, 1))).squareRoot()
-    }
-
     /// (patient position, fixed HU) of the skull and a two-voxel rim around it.
     func metricPoints(_ f: Volume3D, threshold: Float) -> [(SIMD3<Double>, Float)] {
         let plane = f.height * f.width
@@ -88,13 +75,7 @@ public struct RigidRegistration: Sendable {
                 if yy >= 0, yy < f.height, xx >= 0, xx < f.width, bone[z * plane + yy * f.width + xx] { near = true; break search }
             } }
             guard near else { continue }
-            // With thick slices, values between slices are only trustworthy where the image
-            // hardly changes from slice to slice: keep points whose neighbours above and
-            // below differ by less than `maxSliceStep` (the skull's near-vertical walls).
-            // Tilts still show, as in-plane shifts that vary with height.
             let v = f[z, y, x]
-            if z > 0, abs(f[z - 1, y, x] - v) > options.maxSliceStep { continue }
-            if z < f.depth - 1, abs(f[z + 1, y, x] - v) > options.maxSliceStep { continue }
             pts.append((f.geometry.position(z: Double(z), y: Double(y), x: Double(x)), v))
         } } }
         if pts.count > options.maxPoints {

@@ -40,7 +40,7 @@ public struct PhantomResult: Sendable {
 }
 
 public enum Phantom {
-    enum Tissue: Int { case air, skull, csf, grey, white, artery, vein }
+    enum Tissue: Int, CaseIterable { case air, skull, csf, grey, white, artery, vein }
 
     static let baseHU: [Tissue: Double] = [.air: -1000, .skull: 1100, .csf: 5, .grey: 40, .white: 28, .artery: 40, .vein: 40]
     /// (CBF ml/100g/min, MTT s, delay s) per perfused tissue.
@@ -146,7 +146,6 @@ public enum Phantom {
             return out
         }
         let still = (0..<o.slices).map { labelsFor(t: 0, z: $0) }
-        let tissues: [Tissue] = [.air, .skull, .csf, .grey, .white, .artery, .vein]
         let date = "20260101"
         var files: [String] = []
         var pixels = [UInt16](repeating: 0, count: n * n)
@@ -155,7 +154,7 @@ public enum Phantom {
             let tm = String(format: "%02d%02d%09.6f", Int(acqSeconds) / 3600, (Int(acqSeconds) % 3600) / 60, acqSeconds.truncatingRemainder(dividingBy: 60))
             for z in 0..<o.slices {
                 let lab = (o.motion != nil && t > 0) ? labelsFor(t: t, z: z) : still[z]
-                let huOf = tissues.map { baseHU[$0]! + (enhancement[$0]?[t] ?? 0) }
+                let huOf = Tissue.allCases.map { baseHU[$0]! + (enhancement[$0]?[t] ?? 0) }
                 var clean = [Double](repeating: 0, count: n * n)
                 var air = [Bool](repeating: true, count: n * n)
                 for i in 0..<(n * n) {

@@ -22,6 +22,10 @@ public struct StatusReport: Codable, Sendable {
         public var stage: String?
         public var progress: Double
         public var qc: String?
+
+        init(_ j: JobRecord) {
+            id = j.id; pipeline = j.pipeline; state = j.state.rawValue; stage = j.stage; progress = j.progress; qc = j.qc
+        }
     }
     public struct Failure: Codable, Sendable {
         public var id: Int
@@ -68,9 +72,7 @@ public struct StatusReport: Codable, Sendable {
         let counts = try store.jobCounts()
         var jobs: [String: Int] = [:]
         for s in JobState.allCases { jobs[s.rawValue] = counts[s] ?? 0 }
-        let active = try (store.jobs(state: .running) + store.jobs(state: .exporting)).map {
-            RunningJob(id: $0.id, pipeline: $0.pipeline, state: $0.state.rawValue, stage: $0.stage, progress: $0.progress, qc: $0.qc)
-        }
+        let active = try (store.jobs(state: .running) + store.jobs(state: .exporting)).map(RunningJob.init)
         let failures = try store.recentFailures().map {
             Failure(id: $0.id, seriesUID: $0.seriesUID, stage: $0.stage, error: $0.error ?? "", at: $0.finishedAt.map(iso))
         }
@@ -78,10 +80,7 @@ public struct StatusReport: Codable, Sendable {
         var vfs = statvfs()
         if statvfs(config.spoolDir, &vfs) == 0 { free = Int(vfs.f_bavail) * Int(vfs.f_frsize) }
         let spoolBytes = try store.db.read { tx in try tx.query("SELECT COALESCE(SUM(file_size), 0) AS b FROM instances").first?["b"].int ?? 0 }
-        let motion = try store.db.read { tx in
-            try tx.query("SELECT id, pipeline, state, stage, progress, qc FROM jobs WHERE qc = 'motion' ORDER BY updated_at DESC LIMIT 5")
-        }.map { RunningJob(id: $0["id"].int ?? 0, pipeline: $0["pipeline"].text ?? "", state: $0["state"].text ?? "",
-                           stage: $0["stage"].text, progress: $0["progress"].double ?? 0, qc: "motion") }
+        let motion = try store.recentMotion().map(RunningJob.init)
         return StatusReport(database: store.db.path, listener: listener, receiving: try store.receivingSeries(), jobs: jobs,
                             active: active, recentFailures: failures, recentMotion: motion, recentEvents: try store.recentEvents(limit: 5),
                             outbox: try store.outboxSummary(now: now),
