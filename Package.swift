@@ -24,6 +24,7 @@ let package = Package(
                 .linkedLibrary("dcmjpeg"), .linkedLibrary("dcmjpls"), .linkedLibrary("dcmtkcharls"),
                 .linkedLibrary("ijg8"), .linkedLibrary("ijg12"), .linkedLibrary("ijg16"),
                 .linkedLibrary("oflog"), .linkedLibrary("ofstd"), .linkedLibrary("z"),
+                .linkedLibrary("dcmtls"), .linkedLibrary("ssl"), .linkedLibrary("crypto"),
                 .linkedLibrary("stdc++"),
             ]
         ),

@@ -2,10 +2,13 @@
 #ifndef PDCM_INTERNAL_H
 #define PDCM_INTERNAL_H
 
+#include "pdcm.h"
 #include "dcmtk/config/osconfig.h"
 #include "dcmtk/dcmdata/dctk.h"
 #include <string>
 #include <cstring>
+
+class DcmTransportLayer;
 
 namespace pdcm {
 
@@ -42,6 +45,10 @@ inline long get_long(DcmItem *item, const DcmTagKey &key) {
 
 // fsync a file or directory by path; returns 0 or errno.
 int fsync_path(const std::string &path, bool directory);
+
+// A TLS transport layer set up from the config (pdcm_tls.cpp); NULL with `err` filled
+// when a file is missing or unusable. The caller owns the layer.
+DcmTransportLayer *make_tls_layer(bool acceptor, const pdcm_tls_config *cfg, std::string &err);
 
 }  // namespace pdcm
 

@@ -81,6 +81,7 @@ struct pdcm_scp {
     pdcm_scp_callbacks cb{};
     T_ASC_Network *net = nullptr;
     uint16_t port = 0;
+    bool secure = false;
     DcmSCPConfig config;
     std::atomic<bool> stop{false};
     std::mutex mutex;
@@ -378,6 +379,18 @@ extern "C" pdcm_scp *pdcm_scp_create(const pdcm_scp_config *cfg, const pdcm_scp_
         delete scp;
         return nullptr;
     }
+    if (cfg->tls) {
+        std::string why;
+        DcmTransportLayer *layer = pdcm::make_tls_layer(true, cfg->tls, why);
+        if (!layer || ASC_setTransportLayer(scp->net, layer, 1).bad()) {
+            pdcm::set_text(err, errlen, "TLS listener on port " + std::to_string(cfg->port) + ": " +
+                                            (why.empty() ? "cannot attach the TLS layer" : why));
+            ASC_dropNetwork(&scp->net);
+            delete scp;
+            return nullptr;
+        }
+        scp->secure = true;
+    }
     // Read back the port the kernel gave us (matters when 0 was asked for).
     auto *key = reinterpret_cast<PRIVATE_NETWORKKEY *>(scp->net->network);
     sockaddr_storage addr{};
@@ -402,15 +415,20 @@ extern "C" int pdcm_scp_run(pdcm_scp *scp) {
     DcmSharedSCPConfig shared(scp->config);
     while (!scp->stop.load()) {
         T_ASC_Association *assoc = nullptr;
-        OFCondition cond = ASC_receiveAssociation(scp->net, &assoc, ASC_DEFAULTMAXPDU, nullptr, nullptr, OFFalse,
-                                                  DUL_NOBLOCK, 1);
+        OFCondition cond = ASC_receiveAssociation(scp->net, &assoc, ASC_DEFAULTMAXPDU, nullptr, nullptr,
+                                                  scp->secure ? OFTrue : OFFalse, DUL_NOBLOCK, 1);
         if (cond == DUL_NOASSOCIATIONREQUEST) {
             ASC_destroyAssociation(&assoc);
             continue;
         }
         if (cond.bad()) {
-            // A garbage PDU, a port scan, a peer that vanished: log and keep serving.
-            scp->log(2, std::string("refused a connection that did not open a DICOM association: ") + cond.text());
+            // A garbage PDU, a port scan, a failed TLS handshake, a peer that vanished: log,
+            // report, keep serving.
+            std::string host = assoc && assoc->params ? assoc->params->DULparams.callingPresentationAddress : "";
+            std::string why = scp->secure ? std::string("TLS connection failed (no trusted client certificate, or not TLS): ") + cond.text()
+                                          : std::string("connection did not open a DICOM association: ") + cond.text();
+            scp->log(2, "refused a connection" + (host.empty() ? std::string() : " from " + host) + ": " + why);
+            if (scp->cb.refused) scp->cb.refused(scp->cb.ctx, host.c_str(), why.c_str());
             if (assoc) {
                 ASC_dropAssociation(assoc);
                 ASC_destroyAssociation(&assoc);

@@ -3,8 +3,19 @@
 #include "pdcm_internal.h"
 
 #include "dcmtk/dcmnet/scu.h"
+#include "dcmtk/dcmnet/dcmlayer.h"
+
+namespace {
+// DcmSCU keeps useSecureConnection for subclasses (DcmTLSSCU is one, but it builds its
+// own layer from its own options); this one only opens the door to ours.
+class ExportSCU : public DcmSCU {
+public:
+    using DcmSCU::useSecureConnection;
+};
+}  // namespace
 
 #include <map>
+#include <memory>
 #include <vector>
 
 extern "C" int pdcm_store_files(const pdcm_scu_config *cfg, const char *const *paths, size_t count, uint16_t *statuses,
@@ -24,7 +35,8 @@ extern "C" int pdcm_store_files(const pdcm_scu_config *cfg, const char *const *p
         if (classes[i].empty()) classes[i] = pdcm::get_string(ff.getDataset(), DCM_SOPClassUID);
         distinct[classes[i]] = true;
     }
-    DcmSCU scu;
+    std::unique_ptr<DcmTransportLayer> tls;  // declared first: outlives the SCU that uses it
+    ExportSCU scu;
     scu.setAETitle(cfg->calling_ae);
     scu.setPeerAETitle(cfg->called_ae);
     scu.setPeerHostName(cfg->host);
@@ -40,6 +52,15 @@ extern "C" int pdcm_store_files(const pdcm_scu_config *cfg, const char *const *p
     for (auto &kv : distinct) scu.addPresentationContext(kv.first.c_str(), xfers);
     std::string where = std::string(cfg->called_ae) + "@" + cfg->host + ":" + std::to_string(cfg->port);
     OFCondition c = scu.initNetwork();
+    if (c.good() && cfg->tls) {
+        std::string why;
+        tls.reset(pdcm::make_tls_layer(false, cfg->tls, why));
+        if (!tls) {
+            pdcm::set_text(err, errlen, "TLS to " + where + ": " + why);
+            return 1;
+        }
+        c = scu.useSecureConnection(tls.get());
+    }
     if (c.good()) c = scu.negotiateAssociation();
     if (c.bad()) {
         pdcm::set_text(err, errlen, "cannot associate with " + where + ": " + c.text());

@@ -52,6 +52,15 @@ public protocol StorageSCPDelegate: AnyObject, Sendable {
     func store(_ instance: ReceivedInstance) -> (status: UInt16, reason: String)
     func rejected(_ peer: AssociationRequest, status: UInt16, reason: String)
     func log(level: Int, _ message: String)
+    /// A connection refused before an association was negotiated (failed TLS handshake,
+    /// not DICOM); `host` is "" when unknown.
+    func connectionRefused(host: String, reason: String)
+}
+
+extension StorageSCPDelegate {
+    public func connectionRefused(host: String, reason: String) {
+        log(level: 2, "connection\(host.isEmpty ? "" : " from \(host)") refused: \(reason)")
+    }
 }
 
 public struct StorageSCPConfig: Sendable {
@@ -62,9 +71,12 @@ public struct StorageSCPConfig: Sendable {
     public var minFreeBytes: UInt64
     public var acseTimeoutSeconds: Int
     public var dimseTimeoutSeconds: Int
+    /// Every association on this listener is DICOM over TLS; nil: plain TCP.
+    public var tls: TLSSettings?
 
     public init(aeTitle: String, port: UInt16, maxAssociations: Int = 8, spoolDirectory: String,
-                minFreeBytes: UInt64 = 0, acseTimeoutSeconds: Int = 10, dimseTimeoutSeconds: Int = 60) {
+                minFreeBytes: UInt64 = 0, acseTimeoutSeconds: Int = 10, dimseTimeoutSeconds: Int = 60, tls: TLSSettings? = nil) {
+        self.tls = tls
         self.aeTitle = aeTitle
         self.port = port
         self.maxAssociations = maxAssociations
@@ -112,8 +124,12 @@ public final class StorageSCP: @unchecked Sendable {
             let d = Unmanaged<DelegateBox>.fromOpaque(ctx!).takeUnretainedValue().delegate
             d.log(level: Int(level), string(message))
         }
+        callbacks.refused = { ctx, host, reason in
+            let d = Unmanaged<DelegateBox>.fromOpaque(ctx!).takeUnretainedValue().delegate
+            d.connectionRefused(host: string(host), reason: string(reason))
+        }
         let (h, err): (OpaquePointer?, String) = config.aeTitle.withCString { ae in
-            config.spoolDirectory.withCString { spool in
+            config.spoolDirectory.withCString { spool in withTLSConfig(config.tls) { tls in
                 var c = pdcm_scp_config()
                 c.ae_title = ae
                 c.port = config.port
@@ -122,8 +138,9 @@ public final class StorageSCP: @unchecked Sendable {
                 c.min_free_bytes = config.minFreeBytes
                 c.acse_timeout_s = Int32(config.acseTimeoutSeconds)
                 c.dimse_timeout_s = Int32(config.dimseTimeoutSeconds)
+                c.tls = tls
                 return withErrorBuffer { pdcm_scp_create(&c, &callbacks, $0, $1) }
-            }
+            } }
         }
         guard let h else {
             box.release()

@@ -6,8 +6,12 @@ public struct DICOMPeer: Sendable, Equatable, Hashable {
     public var aeTitle: String
     public var host: String
     public var port: Int
-    public init(aeTitle: String, host: String, port: Int) { self.aeTitle = aeTitle; self.host = host; self.port = port }
-    public var description: String { "\(aeTitle)@\(host):\(port)" }
+    /// DICOM over TLS to this peer; nil: plain TCP.
+    public var tls: TLSSettings?
+    public init(aeTitle: String, host: String, port: Int, tls: TLSSettings? = nil) {
+        self.aeTitle = aeTitle; self.host = host; self.port = port; self.tls = tls
+    }
+    public var description: String { "\(aeTitle)@\(host):\(port)\(tls == nil ? "" : " (TLS)")" }
 }
 
 /// DCMTK's storage SCU: sends files over one association.
@@ -22,11 +26,13 @@ public enum StorageSCU {
         let (rc, err): (Int32, String) = peer.host.withCString { host in
             callingAE.withCString { calling in
                 peer.aeTitle.withCString { called in
-                    var cfg = pdcm_scu_config(host: host, port: UInt16(peer.port), calling_ae: calling, called_ae: called,
-                                              timeout_s: Int32(timeoutSeconds))
-                    return cStrings.map { UnsafePointer($0) }.withUnsafeBufferPointer { ptrs in
-                        statuses.withUnsafeMutableBufferPointer { st in
-                            withErrorBuffer { pdcm_store_files(&cfg, ptrs.baseAddress, paths.count, st.baseAddress, $0, $1) }
+                    withTLSConfig(peer.tls) { tls in
+                        var cfg = pdcm_scu_config(host: host, port: UInt16(peer.port), calling_ae: calling, called_ae: called,
+                                                  timeout_s: Int32(timeoutSeconds), tls: tls)
+                        return cStrings.map { UnsafePointer($0) }.withUnsafeBufferPointer { ptrs in
+                            statuses.withUnsafeMutableBufferPointer { st in
+                                withErrorBuffer { pdcm_store_files(&cfg, ptrs.baseAddress, paths.count, st.baseAddress, $0, $1) }
+                            }
                         }
                     }
                 }

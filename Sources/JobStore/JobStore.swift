@@ -106,6 +106,8 @@ public final class JobStore: Sendable {
                 """, uid, s.studyUID, pipeline, s.instanceCount, rerun, now, now)
             let id = tx.lastInsertRowID
             try Self.addEvent(tx, id, .info, "queued: series complete (\(reason)), \(s.instanceCount) instances, pipeline \(pipeline)", now)
+            try Self.audit(tx, AuditEntry(kind: .series, outcome: "stored", actor: s.callingAE, seriesUID: uid, jobID: id,
+                                          detail: "\(s.instanceCount) instances, \(s.bytes) bytes, study \(s.studyUID); job \(id) queued (\(pipeline))"), now)
             return try tx.query("SELECT * FROM jobs WHERE id = ?", id).first.map(JobRecord.init)
         }
     }
@@ -248,7 +250,7 @@ public final class JobStore: Sendable {
 
     /// Queues a finished job again with the next re-run number (so its outputs get new UIDs).
     @discardableResult
-    public func retry(job id: Int, now: Double = Clock.now()) throws -> JobRecord {
+    public func retry(job id: Int, actor: String = "", now: Double = Clock.now()) throws -> JobRecord {
         try db.write { tx in
             guard let job = try tx.query("SELECT * FROM jobs WHERE id = ?", id).first.map(JobRecord.init) else { throw AdminError.noSuchJob(id) }
             guard !job.state.isActive else { throw AdminError.notRetryable(id, job.state) }
@@ -259,17 +261,21 @@ public final class JobStore: Sendable {
                 """, count, now, id)
             try tx.execute("DELETE FROM job_stages WHERE job_id = ?", id)
             try Self.addEvent(tx, id, .info, "retry requested by admin (was \(job.state.rawValue))", now)
+            try Self.audit(tx, AuditEntry(kind: .admin, outcome: "retry", actor: actor, seriesUID: job.seriesUID, jobID: id,
+                                          detail: "job \(id) queued again (was \(job.state.rawValue))"), now)
             return try tx.query("SELECT * FROM jobs WHERE id = ?", id).first.map(JobRecord.init)!
         }
     }
 
     @discardableResult
-    public func cancel(job id: Int, now: Double = Clock.now()) throws -> JobRecord {
+    public func cancel(job id: Int, actor: String = "", now: Double = Clock.now()) throws -> JobRecord {
         try db.write { tx in
             guard let job = try tx.query("SELECT * FROM jobs WHERE id = ?", id).first.map(JobRecord.init) else { throw AdminError.noSuchJob(id) }
             guard job.state.isActive else { throw AdminError.notCancellable(id, job.state) }
             try tx.execute("UPDATE jobs SET state = 'cancelled', finished_at = ?, updated_at = ? WHERE id = ?", now, now, id)
             try Self.addEvent(tx, id, .warning, "cancelled by admin", now)
+            try Self.audit(tx, AuditEntry(kind: .admin, outcome: "cancel", actor: actor, seriesUID: job.seriesUID, jobID: id,
+                                          detail: "job \(id) cancelled (was \(job.state.rawValue))"), now)
             return try tx.query("SELECT * FROM jobs WHERE id = ?", id).first.map(JobRecord.init)!
         }
     }

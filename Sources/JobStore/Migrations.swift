@@ -111,6 +111,21 @@ enum Migrations {
         CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
         ALTER TABLE jobs ADD COLUMN report TEXT;
         """),
+        ("003_audit_retention", """
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('association', 'series', 'export', 'admin')),
+            outcome TEXT NOT NULL,
+            actor TEXT NOT NULL DEFAULT '',
+            host TEXT NOT NULL DEFAULT '',
+            series_uid TEXT,
+            job_id INTEGER,
+            detail TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX audit_by_time ON audit(at);
+        ALTER TABLE series ADD COLUMN purged_at REAL;
+        """),
     ]
 
     static func apply(to db: Database) throws {

@@ -107,7 +107,7 @@ struct Retry: ParsableCommand {
     @Argument(help: "Job id.") var job: Int
     func run() throws {
         let (_, store) = try options.store()
-        do { let j = try store.retry(job: job); print("job \(j.id) queued again (re-run \(j.rerun))") } catch { throw CLIError("\(error)") }
+        do { let j = try store.retry(job: job, actor: adminActor()); print("job \(j.id) queued again (re-run \(j.rerun))") } catch { throw CLIError("\(error)") }
     }
 }
 
@@ -117,7 +117,7 @@ struct Cancel: ParsableCommand {
     @Argument(help: "Job id.") var job: Int
     func run() throws {
         let (_, store) = try options.store()
-        do { let j = try store.cancel(job: job); print("job \(j.id) cancelled") } catch { throw CLIError("\(error)") }
+        do { let j = try store.cancel(job: job, actor: adminActor()); print("job \(j.id) cancelled") } catch { throw CLIError("\(error)") }
     }
 }
 

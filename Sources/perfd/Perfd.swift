@@ -12,7 +12,7 @@ struct Perfd: AsyncParsableCommand {
         commandName: "perfd",
         abstract: "CT perfusion daemon: receives CTP series over DICOM, computes derived NCCT or perfusion maps, sends them back to the PACS.",
         discussion: "Start with `perfd check-config --config perfd.yaml`, then `perfd serve`. `perfd status` shows what the daemon is doing.",
-        subcommands: [Serve.self, Status.self, Jobs.self, Show.self, Retry.self, Cancel.self, CheckConfig.self, RunCommand.self, ModelCommand.self, PhantomCommand.self])
+        subcommands: [Serve.self, Status.self, Jobs.self, Show.self, Retry.self, Cancel.self, Purge.self, Audit.self, CheckConfig.self, RunCommand.self, ModelCommand.self, PhantomCommand.self])
 }
 
 struct ConfigOption: ParsableArguments {

@@ -28,6 +28,45 @@ import Testing
         #expect(c.database == "/var/lib/perfd/perfd.sqlite")
     }
 
+    @Test func tlsMetricsAndListenerKeys() throws {
+        let dir = NSTemporaryDirectory() + "perfd-config-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for f in ["a.pem", "a.key", "ca.pem"] { FileManager.default.createFile(atPath: "\(dir)/\(f)", contents: Data("x".utf8)) }
+        let c = try Config.parse(yaml: """
+        allowed_peers: []
+        plain_listener: false
+        metrics_port: 9464
+        tls:
+          port: 2762
+          certificate: \(dir)/a.pem
+          private_key: \(dir)/a.key
+          trusted_certificates: \(dir)/ca.pem
+        destinations:
+          - {ae_title: PACS, host: pacs, port: 2762, tls: {trusted_certificates: [\(dir)/ca.pem], require_peer_certificate: true}}
+        """)
+        #expect(!c.plainListener)
+        #expect(c.metricsPort == 9464 && c.metricsAddress == "127.0.0.1")
+        #expect(c.tls == Config.TLSListener(port: 2762, settings: TLSSettings(certificate: "\(dir)/a.pem", privateKey: "\(dir)/a.key",
+                                                                             trustedCertificates: ["\(dir)/ca.pem"])))
+        #expect(c.destinations.first?.tls?.certificate == nil)
+        #expect(c.destinations.first?.tls?.trustedCertificates == ["\(dir)/ca.pem"])
+        let bad = #expect(throws: ConfigError.self) {
+            try Config.parse(yaml: """
+            allowed_peers: []
+            plain_listener: false
+            tls:
+              certificate: /nonexistent/cert.pem
+              require_peer_certificate: maybe
+            """)
+        }
+        let text = bad.map { "\($0)" } ?? ""
+        #expect(text.contains("tls needs certificate and private_key"))
+        #expect(text.contains("cannot read /nonexistent/cert.pem"))
+        #expect(text.contains("tls.require_peer_certificate is \"maybe\""))
+        #expect(text.contains("tls needs port"))
+        #expect(text.contains("plain_listener is false but there is no tls listener"))
+    }
+
     @Test func everyProblemIsListedWithItsKey() {
         #expect {
             try Config.parse(yaml: """

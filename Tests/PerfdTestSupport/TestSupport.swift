@@ -47,6 +47,15 @@ public func portOpen(_ port: Int) -> Bool {
     return withLoopback(port: port) { addr, len in connect(fd, addr, len) } == 0
 }
 
+/// GET http://127.0.0.1:port/path with curl: (HTTP status, body).
+public func httpGet(port: Int, _ path: String) throws -> (status: Int, body: String) {
+    let r = try runTool("curl", ["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "10", "http://127.0.0.1:\(port)\(path)"])
+    guard r.status == 0 else { throw TestFailure("curl \(path) failed: \(r.output)") }
+    var lines = r.stdout.components(separatedBy: "\n")
+    let code = Int(lines.removeLast()) ?? 0
+    return (code, lines.joined(separator: "\n"))
+}
+
 /// Sends raw bytes to a port and closes (for garbage-PDU tests).
 public func sendRaw(_ bytes: [UInt8], port: Int) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -106,7 +115,7 @@ public enum Paths {
 
 /// A config file for tests, on loopback with its own spool and database.
 public func writeConfig(in dir: TempDir, port: Int, quietSeconds: Double = 2, allowed: [(String, String?)] = [("SCANNER", "127.0.0.1")],
-                        extra: String = "") -> String {
+                        minFreeDiskGB: Double = 0, extra: String = "") -> String {
     var peers = ""
     for (ae, host) in allowed {
         peers += "  - ae_title: \(ae)\n" + (host.map { "    host: \($0)\n" } ?? "")
@@ -118,7 +127,7 @@ public func writeConfig(in dir: TempDir, port: Int, quietSeconds: Double = 2, al
     \(peers)spool_dir: \(dir.path)/state/spool
     database: \(dir.path)/state/perfd.sqlite
     series_quiet_seconds: \(quietSeconds)
-    min_free_disk_gb: 0
+    min_free_disk_gb: \(minFreeDiskGB)
     log_level: info
     \(extra)
     """

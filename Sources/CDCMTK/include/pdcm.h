@@ -75,6 +75,20 @@ enum pdcm_xfer {
  * needed), then fsyncs it. Returns 0 on success. */
 int pdcm_ds_save(pdcm_ds *ds, const char *path, int xfer, char *err, size_t errlen);
 
+/* ---- TLS ----------------------------------------------------------------------------- */
+
+/* DICOM over TLS (DCMTK's dcmtls on OpenSSL, BCP 195 non-downgrading profile). Files are
+ * PEM. On a listener the certificate and key are required; a client may go without them
+ * when the server does not ask for one. `require_peer_certificate` = 1: the peer must
+ * present a certificate signed by one of `trusted`; 0: a certificate is checked if given. */
+typedef struct {
+    const char *certificate;
+    const char *private_key;
+    const char *const *trusted;
+    size_t trusted_count;
+    int require_peer_certificate;
+} pdcm_tls_config;
+
 /* ---- storage SCP ------------------------------------------------------------------- */
 
 typedef struct pdcm_scp pdcm_scp;
@@ -123,6 +137,9 @@ typedef void (*pdcm_reject_fn)(void *ctx, const pdcm_assoc_info *peer, uint16_t 
 /* Free-form events from the SCP (association ended, network errors) for the log.
  * level: 0 debug, 1 info, 2 warning, 3 error. */
 typedef void (*pdcm_log_fn)(void *ctx, int level, const char *message);
+/* A connection refused before any association was negotiated (failed TLS handshake,
+ * garbage instead of an A-ASSOCIATE-RQ): the peer's address ("" when unknown) and why. */
+typedef void (*pdcm_refused_fn)(void *ctx, const char *peer_host, const char *reason);
 
 typedef struct {
     const char *ae_title;
@@ -133,6 +150,7 @@ typedef struct {
     uint64_t min_free_bytes;    /* below this, stores are refused with 0xA700 */
     int acse_timeout_s;
     int dimse_timeout_s;
+    const pdcm_tls_config *tls; /* NULL: plain TCP; otherwise every association is TLS */
 } pdcm_scp_config;
 
 typedef struct {
@@ -141,6 +159,7 @@ typedef struct {
     pdcm_store_fn store;
     pdcm_reject_fn reject;
     pdcm_log_fn log;
+    pdcm_refused_fn refused;    /* may be NULL */
 } pdcm_scp_callbacks;
 
 /* Binds the listening socket (so "port in use" is reported here) and returns the SCP. */
@@ -162,6 +181,7 @@ typedef struct {
     const char *calling_ae;
     const char *called_ae;
     int timeout_s;               /* connection, ACSE and DIMSE timeout */
+    const pdcm_tls_config *tls;  /* NULL: plain TCP */
 } pdcm_scu_config;
 
 /* Sends `count` Part 10 files over one association (one presentation context per SOP class,

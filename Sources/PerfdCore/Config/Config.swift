@@ -1,3 +1,4 @@
+import DICOM
 import Foundation
 import Yams
 
@@ -12,6 +13,17 @@ public struct Config: Sendable, Equatable {
         public var aeTitle: String
         public var host: String
         public var port: Int
+        public var tls: TLSSettings?
+        public init(aeTitle: String, host: String, port: Int, tls: TLSSettings? = nil) {
+            self.aeTitle = aeTitle; self.host = host; self.port = port; self.tls = tls
+        }
+        public var peer: DICOMPeer { DICOMPeer(aeTitle: aeTitle, host: host, port: port, tls: tls) }
+    }
+    /// The DICOM-over-TLS listener (beside the plain one unless `plain_listener: false`).
+    public struct TLSListener: Sendable, Equatable {
+        public var port: Int
+        public var settings: TLSSettings
+        public init(port: Int, settings: TLSSettings) { self.port = port; self.settings = settings }
     }
     /// Which pipeline a completed series gets: the first rule whose conditions all hold.
     public struct PipelineRule: Sendable, Equatable {
@@ -46,13 +58,20 @@ public struct Config: Sendable, Equatable {
     public var logLevel = "info"
     /// Registration QC: a displacement beyond this (mm) flags the job "motion".
     public var motionThresholdMM = 3.0
+    public var tls: TLSListener?
+    /// Whether the plain-TCP listener on `port` runs (off for TLS-only sites).
+    public var plainListener = true
+    /// Prometheus text at /metrics and /health on this port; nil: off.
+    public var metricsPort: Int?
+    public var metricsAddress = "127.0.0.1"
 
     public init() {}
 
     public static let knownKeys: Set<String> = [
         "ae_title", "port", "allowed_peers", "spool_dir", "database", "series_quiet_seconds", "pipelines",
         "default_pipeline", "destinations", "export_retry", "retention_days", "min_free_disk_gb", "workers",
-        "threads", "max_associations", "log_level", "motion_threshold_mm",
+        "threads", "max_associations", "log_level", "motion_threshold_mm", "tls", "plain_listener", "metrics_port",
+        "metrics_address",
     ]
 
     public static let pipelineNames = ["baseline-t0", "baseline-mean03", "baseline-mean-all", "ncct", "perfusion", "perfusion-svd"]
@@ -140,15 +159,16 @@ extension Config {
                 c.destinations = seq.enumerated().compactMap { i, item in
                     let where_ = "destinations[\(i)]"
                     guard let m = item.mapping else { p.add("\(where_) must be a mapping with ae_title, host, port"); return nil }
-                    p.unknownKeys(m, where_, ["ae_title", "host", "port"])
+                    p.unknownKeys(m, where_, ["ae_title", "host", "port", "tls"])
                     let ae = m["ae_title"].flatMap { p.aeTitle($0, "\(where_).ae_title") }
                     let host = m["host"].flatMap { p.string($0, "\(where_).host") }
                     let port = m["port"].flatMap { p.int($0, "\(where_).port", 1...65535) }
+                    let tls = m["tls"].flatMap { p.tls($0, "\(where_).tls", listener: false) }
                     guard let ae, let host, let port else {
                         for k in ["ae_title", "host", "port"] where m[k] == nil { p.add("\(where_) needs \(k)") }
                         return nil
                     }
-                    return Destination(aeTitle: ae, host: host, port: port)
+                    return Destination(aeTitle: ae, host: host, port: port, tls: tls)
                 }
             case "export_retry":
                 guard let m = v.mapping else { p.add("export_retry must be a mapping {initial_seconds, max_seconds, give_up_hours}"); continue }
@@ -161,6 +181,16 @@ extension Config {
             case "workers": c.workers = p.int(v, key, 1...64) ?? c.workers
             case "threads": c.threads = p.int(v, key, 1...256) ?? c.threads
             case "max_associations": c.maxAssociations = p.int(v, key, 1...256) ?? c.maxAssociations
+            case "tls":
+                guard let settings = p.tls(v, key, listener: true) else { continue }
+                guard let port = v.mapping?["port"].flatMap({ p.int($0, "tls.port", 0...65535) }) else {
+                    if v.mapping?["port"] == nil { p.add("tls needs port (the DICOM TLS listener's port, e.g. 2762)") }
+                    continue
+                }
+                c.tls = TLSListener(port: port, settings: settings)
+            case "plain_listener": c.plainListener = p.bool(v, key) ?? c.plainListener
+            case "metrics_port": c.metricsPort = p.int(v, key, 0...65535)
+            case "metrics_address": c.metricsAddress = p.string(v, key) ?? c.metricsAddress
             case "motion_threshold_mm": c.motionThresholdMM = p.double(v, key, 0.01...100) ?? c.motionThresholdMM
             case "log_level":
                 let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -170,6 +200,12 @@ extension Config {
             default:
                 p.add("unknown key \"\(key)\" (known keys: \(knownKeys.sorted().joined(separator: ", ")))")
             }
+        }
+        if !c.plainListener && c.tls == nil {
+            p.add("plain_listener is false but there is no tls listener: perfd would not listen at all; add tls or drop plain_listener")
+        }
+        if let t = c.tls, c.plainListener, t.port == c.port, t.port != 0 {
+            p.add("tls.port \(t.port) is the same as port; give the TLS listener its own port (2762 is DICOM's TLS port)")
         }
         if c.allowedPeers.isEmpty && map["allowed_peers"] == nil {
             p.add("allowed_peers is missing: with no list every sender is refused; add the scanner's AE title (and host)")
@@ -197,6 +233,44 @@ private struct Problems {
         guard let s = n.scalar?.string, let v = Double(s) else { add("\(key) must be a number"); return nil }
         guard range.contains(v) else { add("\(key) is \(v); it must be between \(range.lowerBound) and \(range.upperBound)"); return nil }
         return v
+    }
+    mutating func bool(_ n: Node, _ key: String) -> Bool? {
+        guard let s = n.scalar?.string.lowercased() else { add("\(key) must be true or false"); return nil }
+        switch s {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: add("\(key) is \"\(s)\"; it must be true or false"); return nil
+        }
+    }
+    /// TLS settings of a listener (`port` is read by the caller) or a destination.
+    mutating func tls(_ n: Node, _ key: String, listener: Bool) -> TLSSettings? {
+        guard let m = n.mapping else {
+            add("\(key) must be a mapping {\(listener ? "port, " : "")certificate, private_key, trusted_certificates, require_peer_certificate}")
+            return nil
+        }
+        unknownKeys(m, key, (listener ? ["port"] : []) + ["certificate", "private_key", "trusted_certificates", "require_peer_certificate"])
+        var t = TLSSettings()
+        t.certificate = m["certificate"].flatMap { string($0, "\(key).certificate") }
+        t.privateKey = m["private_key"].flatMap { string($0, "\(key).private_key") }
+        if let list = m["trusted_certificates"] {
+            if let seq = list.sequence {
+                t.trustedCertificates = seq.enumerated().compactMap { i, item in string(item, "\(key).trusted_certificates[\(i)]") }
+            } else if let one = string(list, "\(key).trusted_certificates") {
+                t.trustedCertificates = [one]
+            }
+        }
+        t.requirePeerCertificate = m["require_peer_certificate"].flatMap { bool($0, "\(key).require_peer_certificate") } ?? true
+        if listener && (t.certificate == nil || t.privateKey == nil) {
+            add("\(key) needs certificate and private_key (PEM files) for the listener")
+        }
+        if (t.certificate == nil) != (t.privateKey == nil) { add("\(key): give both certificate and private_key, or neither") }
+        if t.requirePeerCertificate && t.trustedCertificates.isEmpty {
+            add("\(key).require_peer_certificate is true but trusted_certificates is empty: list the CA certificate(s) peers are signed by")
+        }
+        for f in [t.certificate, t.privateKey].compactMap({ $0 }) + t.trustedCertificates where !FileManager.default.isReadableFile(atPath: f) {
+            add("\(key): cannot read \(f) (does it exist, and may perfd's user read it?)")
+        }
+        return t
     }
     mutating func aeTitle(_ n: Node, _ key: String) -> String? {
         guard let s = string(n, key) else { return nil }

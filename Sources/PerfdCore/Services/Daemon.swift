@@ -7,20 +7,33 @@ import ServiceLifecycle
 public struct Daemon {
     public let store: JobStore
     public let ingest: IngestService
+    public let metrics = PerfdMetrics()
+    public let metricsServer: MetricsServer?
     public let services: [Service]
 
     public init(config: Config, logger: Logger) throws {
         DICOMInit.once
-        store = try JobStore(path: config.database)
+        let store = try JobStore(path: config.database)
+        self.store = store
         _ = try SpoolReconciler.run(spoolDir: config.spoolDir, store: store, logger: logger)
-        ingest = try IngestService(config: config, store: store, logger: logger)
+        let ingest = try IngestService(config: config, store: store, logger: logger, metrics: metrics)
+        self.ingest = ingest
+        let minFree = config.minFreeDiskGB * 1_073_741_824
+        metricsServer = try config.metricsPort.map { [metrics] port in
+            try MetricsServer(
+                address: config.metricsAddress, port: port,
+                metrics: { metrics.render(store: store, spoolDir: config.spoolDir, minFreeBytes: minFree) },
+                health: HealthChecks(listener: { ingest.isListening }, database: { store.isUsable() },
+                                     spool: { HealthChecks.spool(config.spoolDir, minFreeBytes: minFree) }),
+                logger: logger)
+        }
         services = [
             HeartbeatService(store: store, logger: logger),
-            ExporterService(store: store, config: config, logger: logger),
+            RetentionService(store: store, config: config, logger: logger),
+            ExporterService(store: store, config: config, logger: logger, metrics: metrics),
             JobWorkerService(store: store, config: config, logger: logger),
             SeriesTrackerService(store: store, config: config, logger: logger),
-            ingest,
-        ]
+        ] + (metricsServer.map { [$0] } ?? []) + [ingest]
     }
 
     /// Runs until SIGTERM/SIGINT, then drains: the listener finishes running associations,

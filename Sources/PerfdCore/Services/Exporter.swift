@@ -23,9 +23,10 @@ public struct ExporterService: Service {
     let config: Config
     let logger: Logger
     let poll: Duration
+    let metrics: PerfdMetrics
 
-    public init(store: JobStore, config: Config, logger: Logger, poll: Duration = .milliseconds(300)) {
-        self.store = store; self.config = config; self.logger = logger; self.poll = poll
+    public init(store: JobStore, config: Config, logger: Logger, poll: Duration = .milliseconds(300), metrics: PerfdMetrics = PerfdMetrics()) {
+        self.store = store; self.config = config; self.logger = logger; self.poll = poll; self.metrics = metrics
     }
 
     public func run() async throws {
@@ -45,7 +46,9 @@ public struct ExporterService: Service {
             try store.markFailed(batch.map(\.id), error: "destination \(first.destination) is malformed")
             return true
         }
-        let target = DICOMPeer(aeTitle: peer.ae, host: peer.host, port: peer.port)
+        // TLS settings live in the config, not in the outbox row.
+        let configured = config.destinations.first { $0.aeTitle == peer.ae && $0.host == peer.host && $0.port == peer.port }
+        let target = DICOMPeer(aeTitle: peer.ae, host: peer.host, port: peer.port, tls: configured?.tls)
         var sent: [Int] = [], refused: [(Int, String)] = []
         var associationError: String?
         do {
@@ -60,6 +63,7 @@ public struct ExporterService: Service {
         }
         if !sent.isEmpty {
             try store.markSent(sent)
+            metrics.add("perfd_exported_instances_total", Double(sent.count))
             logger.info("exported \(sent.count) files of job \(first.jobID) to \(first.destination)")
         }
         let failed = associationError.map { e in batch.map { ($0.id, e) } } ?? refused
@@ -71,6 +75,8 @@ public struct ExporterService: Service {
                 try store.markRetry([id], error: error, nextAttemptAt: now + backoff.delay(afterAttempt: item.attempts + 1))
             }
         }
+        audit(batch: batch, sent: sent.count, failed: failed, associationError: associationError, target: target, now: now)
+        if !failed.isEmpty { metrics.add("perfd_export_retries_total", 1) }
         if let e = associationError {
             let next = backoff.delay(afterAttempt: first.attempts + 1)
             logger.warning("export of job \(first.jobID) to \(first.destination) failed (attempt \(first.attempts + 1)), retrying in \(Int(next)) s: \(e)")
@@ -78,5 +84,18 @@ public struct ExporterService: Service {
         try store.setExportProgress(job: first.jobID)
         try store.settleExport(job: first.jobID)
         return associationError == nil
+    }
+
+    /// One audit row per series in the batch: sent, or retry/failed with the reason.
+    func audit(batch: [OutboxItem], sent: Int, failed: [(Int, String)], associationError: String?, target: DICOMPeer, now: Double) {
+        let failedIDs = Set(failed.map(\.0))
+        for (series, items) in Dictionary(grouping: batch, by: \.seriesUID).sorted(by: { $0.key < $1.key }) {
+            let bad = items.filter { failedIDs.contains($0.id) }
+            let outcome = bad.isEmpty ? "sent" : (bad.contains { now - $0.createdAt >= ExportBackoff(config.exportRetry).giveUp } ? "failed" : "retry")
+            let why = bad.isEmpty ? "" : ": " + (associationError ?? failed.first { $0.0 == bad[0].id }?.1 ?? "")
+            try? store.audit(AuditEntry(kind: .export, outcome: outcome, actor: target.aeTitle, host: "\(target.host):\(target.port)",
+                                        seriesUID: series, jobID: items[0].jobID,
+                                        detail: "\(items.count - bad.count) of \(items.count) files accepted by \(target.description)\(why)"), now: now)
+        }
     }
 }

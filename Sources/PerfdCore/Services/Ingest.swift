@@ -10,11 +10,17 @@ public final class IngestHandler: StorageSCPDelegate {
     let store: JobStore
     let allowedPeers: [Config.Peer]
     let logger: Logger
+    let metrics: PerfdMetrics
+    /// "TLS" or "plain": which listener this handler serves, for the audit trail.
+    let listener: String
 
-    public init(store: JobStore, allowedPeers: [Config.Peer], logger: Logger) {
+    public init(store: JobStore, allowedPeers: [Config.Peer], logger: Logger, metrics: PerfdMetrics = PerfdMetrics(),
+                listener: String = "plain") {
         self.store = store
         self.allowedPeers = allowedPeers
         self.logger = logger
+        self.metrics = metrics
+        self.listener = listener
     }
 
     public func decide(_ r: AssociationRequest) -> AssociationDecision {
@@ -22,11 +28,26 @@ public final class IngestHandler: StorageSCPDelegate {
         switch decision {
         case .accept:
             logger.debug("association accepted", metadata: ["calling_ae": "\(r.callingAE)", "host": "\(r.host)"])
+            metrics.add("perfd_associations_total{outcome=\"accepted\"}")
+            try? store.audit(AuditEntry(kind: .association, outcome: "accepted", actor: r.callingAE, host: r.host,
+                                        detail: "called AE \(r.calledAE), \(listener) listener"))
         case .refuseCallingAE(let why), .refuseHost(let why):
             logger.warning("association refused: \(why)")
+            metrics.add("perfd_associations_total{outcome=\"refused\"}")
+            metrics.add("perfd_associations_refused_total")
             try? store.logEvent(kind: "association_refused", why)
+            try? store.audit(AuditEntry(kind: .association, outcome: "refused", actor: r.callingAE, host: r.host,
+                                        detail: "\(why); \(listener) listener"))
         }
         return decision
+    }
+
+    public func connectionRefused(host: String, reason: String) {
+        logger.warning("connection\(host.isEmpty ? "" : " from \(host)") refused on the \(listener) listener: \(reason)")
+        metrics.add("perfd_associations_total{outcome=\"refused\"}")
+        metrics.add("perfd_associations_refused_total")
+        try? store.logEvent(kind: "association_refused", "\(host.isEmpty ? "a peer" : host): \(reason)")
+        try? store.audit(AuditEntry(kind: .association, outcome: "refused", host: host, detail: "\(reason); \(listener) listener"))
     }
 
     /// Pure policy: an empty list refuses everyone; a peer entry without host matches any host.
@@ -62,6 +83,8 @@ public final class IngestHandler: StorageSCPDelegate {
     public func store(_ i: ReceivedInstance) -> (status: UInt16, reason: String) {
         do {
             let outcome = try store.recordInstance(InstanceRecord(i))
+            metrics.add("perfd_instances_received_total")
+            metrics.add("perfd_received_bytes_total", Double(i.fileSize))
             if let job = outcome.supersededJob {
                 logger.warning("job \(job) superseded: series \(i.seriesUID) received instance \(i.sopInstanceUID) after the job started")
             }
@@ -75,6 +98,7 @@ public final class IngestHandler: StorageSCPDelegate {
     public func rejected(_ peer: AssociationRequest, status: UInt16, reason: String) {
         let msg = String(format: "C-STORE from %@ (%@) answered 0x%04X: %@", peer.callingAE, peer.host, status, reason)
         logger.warning("\(msg)")
+        metrics.add(String(format: "perfd_stores_rejected_total{status=\"0x%04X\"}", status))
         try? store.logEvent(kind: "store_rejected", msg)
     }
 
@@ -101,52 +125,77 @@ extension InstanceRecord {
     }
 }
 
-/// Runs the storage SCP: binds at start (so the caller learns of a busy port at once),
-/// serves on its own thread, drains on graceful shutdown.
+/// Runs the storage SCP listeners (plain and/or TLS): binds at start (so the caller learns
+/// of a busy port at once), serves each on its own thread, drains on graceful shutdown.
 public final class IngestService: Service, @unchecked Sendable {
-    // @unchecked Sendable: `scp` is set once in init and only read afterwards; the SCP
-    // itself is thread-safe for stop() and port.
-    public let scp: StorageSCP
+    // @unchecked Sendable: the listeners are set once in init and only read afterwards; the
+    // SCP is thread-safe for stop() and port; `serving` is guarded by `lock`.
+    public let plain: StorageSCP?
+    public let secure: StorageSCP?
     let store: JobStore
     let config: Config
     let logger: Logger
+    private let lock = NSLock()
+    private var serving = 0
 
-    public init(config: Config, store: JobStore, logger: Logger) throws {
+    public init(config: Config, store: JobStore, logger: Logger, metrics: PerfdMetrics = PerfdMetrics()) throws {
         self.config = config
         self.store = store
         self.logger = logger
         try FileManager.default.createDirectory(atPath: config.spoolDir, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
-        let handler = IngestHandler(store: store, allowedPeers: config.allowedPeers, logger: logger)
-        scp = try StorageSCP(config: StorageSCPConfig(
-            aeTitle: config.aeTitle, port: UInt16(config.port), maxAssociations: config.maxAssociations,
-            spoolDirectory: config.spoolDir, minFreeBytes: UInt64(config.minFreeDiskGB * 1_073_741_824)), delegate: handler)
+        func listener(port: Int, tls: TLSSettings?) throws -> StorageSCP {
+            let handler = IngestHandler(store: store, allowedPeers: config.allowedPeers, logger: logger, metrics: metrics,
+                                        listener: tls == nil ? "plain" : "TLS")
+            return try StorageSCP(config: StorageSCPConfig(
+                aeTitle: config.aeTitle, port: UInt16(port), maxAssociations: config.maxAssociations,
+                spoolDirectory: config.spoolDir, minFreeBytes: UInt64(config.minFreeDiskGB * 1_073_741_824), tls: tls), delegate: handler)
+        }
+        plain = config.plainListener ? try listener(port: config.port, tls: nil) : nil
+        secure = try config.tls.map { try listener(port: $0.port, tls: $0.settings) }
     }
 
-    public var port: Int { Int(scp.port) }
+    /// The plain listener's port, else the TLS one's.
+    public var port: Int { Int((plain ?? secure)!.port) }
+    public var tlsPort: Int? { secure.map { Int($0.port) } }
+
+    /// Whether every configured listener is accepting associations.
+    public var isListening: Bool {
+        lock.lock(); defer { lock.unlock() }
+        return serving == [plain, secure].compactMap { $0 }.count
+    }
 
     public func run() async throws {
-        let scp = self.scp
-        logger.info("listening as \(config.aeTitle) on port \(scp.port)")
-        try store.daemonStarted(pid: Int(getpid()), aeTitle: config.aeTitle, port: Int(scp.port))
-        // The listener is bound and the database migrated: tell systemd (Type=notify).
-        SystemdNotify.send("READY=1\nSTATUS=listening as \(config.aeTitle) on port \(scp.port)")
+        let listeners = [plain, secure].compactMap { $0 }
+        let where_ = [plain.map { "port \($0.port)" }, secure.map { "TLS port \($0.port)" }].compactMap { $0 }.joined(separator: " and ")
+        logger.info("listening as \(config.aeTitle) on \(where_)")
+        try store.daemonStarted(pid: Int(getpid()), aeTitle: config.aeTitle, port: port)
+        lock.withLock { serving = listeners.count }
+        // The listeners are bound and the database migrated: tell systemd (Type=notify).
+        SystemdNotify.send("READY=1\nSTATUS=listening as \(config.aeTitle) on \(where_)")
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
-                await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                    let thread = Thread {
-                        scp.run()
-                        done.resume()
+                await withTaskGroup(of: Void.self) { group in
+                    for scp in listeners {
+                        group.addTask {
+                            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                                let thread = Thread {
+                                    scp.run()
+                                    self.lock.withLock { self.serving -= 1 }
+                                    done.resume()
+                                }
+                                thread.name = "perfd-scp"
+                                thread.start()
+                            }
+                        }
                     }
-                    thread.name = "perfd-scp"
-                    thread.start()
                 }
             } onGracefulShutdown: {
                 SystemdNotify.send("STOPPING=1\nSTATUS=draining associations and jobs")
-                scp.stop()
+                listeners.forEach { $0.stop() }
             }
         } onCancel: {
-            scp.stop()
+            listeners.forEach { $0.stop() }
         }
         try? store.daemonStopped()
         logger.info("listener stopped")

@@ -1,0 +1,66 @@
+import Foundation
+
+/// One row of the audit trail: who talked to perfd, what it stored, what it sent, and
+/// what an admin did. Rows are never updated or deleted by perfd (retention keeps them).
+public struct AuditEntry: Sendable, Equatable, Codable {
+    public enum Kind: String, Sendable, Codable, CaseIterable { case association, series, export, admin }
+    public var id: Int = 0
+    public var at: Double = 0
+    public var kind: Kind
+    /// accepted / refused for associations, stored for series, sent / retry / failed for
+    /// exports, retry / cancel / purge for admin actions.
+    public var outcome: String
+    /// Calling AE title, destination AE title, or the OS user behind an admin command.
+    public var actor: String
+    public var host: String
+    public var seriesUID: String?
+    public var jobID: Int?
+    public var detail: String
+
+    public init(kind: Kind, outcome: String, actor: String = "", host: String = "", seriesUID: String? = nil,
+                jobID: Int? = nil, detail: String = "") {
+        self.kind = kind; self.outcome = outcome; self.actor = actor; self.host = host
+        self.seriesUID = seriesUID; self.jobID = jobID; self.detail = detail
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, at, kind, outcome, actor, host, seriesUID = "series_uid", jobID = "job_id", detail
+    }
+}
+
+extension JobStore {
+    public func audit(_ e: AuditEntry, now: Double = Clock.now()) throws {
+        try db.write { tx in try Self.audit(tx, e, now) }
+    }
+
+    static func audit(_ tx: Transaction, _ e: AuditEntry, _ now: Double) throws {
+        try tx.execute("""
+            INSERT INTO audit (at, kind, outcome, actor, host, series_uid, job_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """, now, e.kind.rawValue, e.outcome, e.actor, e.host, e.seriesUID, e.jobID, e.detail)
+    }
+
+    /// Audit rows at or after `since` (seconds since 1970), oldest first.
+    public func auditTrail(since: Double = 0, limit: Int = 100_000) throws -> [AuditEntry] {
+        try db.read { tx in
+            try tx.query("SELECT * FROM audit WHERE at >= ? ORDER BY id LIMIT ?", since, limit).map { r in
+                var e = AuditEntry(kind: AuditEntry.Kind(rawValue: r["kind"].text ?? "") ?? .admin, outcome: r["outcome"].text ?? "",
+                                   actor: r["actor"].text ?? "", host: r["host"].text ?? "", seriesUID: r["series_uid"].text,
+                                   jobID: r["job_id"].int, detail: r["detail"].text ?? "")
+                e.id = r["id"].int ?? 0
+                e.at = r["at"].double ?? 0
+                return e
+            }
+        }
+    }
+
+    /// Association counts by outcome (accepted / refused) since the database was made.
+    public func associationCounts() throws -> [String: Int] {
+        try db.read { tx in
+            var out: [String: Int] = [:]
+            for r in try tx.query("SELECT outcome, COUNT(*) AS n FROM audit WHERE kind = 'association' GROUP BY outcome") {
+                out[r["outcome"].text ?? ""] = r["n"].int ?? 0
+            }
+            return out
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+
+/// A series whose spool files may go: every job on it finished before the retention window.
+public struct PurgeCandidate: Sendable, Equatable, Codable {
+    public var seriesUID: String
+    public var studyUID: String
+    public var jobIDs: [Int]
+    public var instanceCount: Int
+    public var bytes: Int
+    /// When its last job finished (seconds since 1970).
+    public var finishedAt: Double
+    public var paths: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case seriesUID = "series_uid", studyUID = "study_uid", jobIDs = "jobs", instanceCount = "instances", bytes
+        case finishedAt = "finished_at", paths
+    }
+}
+
+extension JobStore {
+    /// Series whose every job is finished (done, failed, cancelled, superseded), the last one
+    /// before `cutoff`, and that still hold instances. A series still receiving, or with any
+    /// queued, running or exporting job, is never a candidate.
+    public func purgeCandidates(finishedBefore cutoff: Double) throws -> [PurgeCandidate] {
+        try db.read { tx in
+            let rows = try tx.query("""
+                SELECT s.series_uid, s.study_uid, s.instance_count, s.bytes, MAX(j.finished_at) AS last_finished,
+                       GROUP_CONCAT(j.id) AS job_ids
+                FROM series s JOIN jobs j ON j.series_uid = s.series_uid
+                WHERE s.state = 'complete' AND s.purged_at IS NULL
+                GROUP BY s.series_uid
+                HAVING SUM(CASE WHEN j.state IN ('queued', 'running', 'exporting') OR j.finished_at IS NULL THEN 1 ELSE 0 END) = 0
+                   AND MAX(j.finished_at) < ?
+                ORDER BY last_finished
+                """, cutoff)
+            return try rows.map { r in
+                let uid = r["series_uid"].text ?? ""
+                let paths = try tx.query("SELECT path FROM instances WHERE series_uid = ? ORDER BY path", uid).compactMap { $0["path"].text }
+                let ids = (r["job_ids"].text ?? "").split(separator: ",").compactMap { Int($0) }.sorted()
+                return PurgeCandidate(seriesUID: uid, studyUID: r["study_uid"].text ?? "", jobIDs: ids,
+                                      instanceCount: r["instance_count"].int ?? paths.count, bytes: r["bytes"].int ?? 0,
+                                      finishedAt: r["last_finished"].double ?? 0, paths: paths)
+            }
+        }
+    }
+
+    /// Forgets a purged series' instances (after its files were deleted): instance rows go,
+    /// the series row keeps its UIDs and counts but loses the patient's name and ID; jobs,
+    /// their events and the audit trail stay. One audit row records the purge.
+    public func markPurged(_ c: PurgeCandidate, actor: String, now: Double = Clock.now()) throws {
+        try db.write { tx in
+            // Only if nothing started on the series since the candidate list was made.
+            let active = try tx.query("SELECT COUNT(*) AS n FROM jobs WHERE series_uid = ? AND state IN ('queued', 'running', 'exporting')",
+                                      c.seriesUID).first?["n"].int ?? 0
+            guard active == 0 else { return }
+            try tx.execute("DELETE FROM instances WHERE series_uid = ?", c.seriesUID)
+            try tx.execute("UPDATE series SET purged_at = ?, patient_name = '', patient_id = '' WHERE series_uid = ?", now, c.seriesUID)
+            for id in c.jobIDs {
+                try Self.addEvent(tx, id, .info, "spool files of the series purged (retention): \(c.instanceCount) instances", now)
+            }
+            try Self.audit(tx, AuditEntry(kind: .admin, outcome: "purge", actor: actor, seriesUID: c.seriesUID, jobID: c.jobIDs.last,
+                                          detail: "\(c.instanceCount) instances, \(c.bytes) bytes deleted; jobs \(c.jobIDs.map(String.init).joined(separator: ","))"), now)
+        }
+    }
+}

@@ -1,0 +1,42 @@
+import Foundation
+
+/// Figures the metrics endpoint reads from the database (they survive restarts).
+public struct StoreStatistics: Sendable {
+    public var jobsByState: [JobState: Int] = [:]
+    /// Per stage: (finished stage runs, total seconds).
+    public var stageDurations: [String: (count: Int, seconds: Double)] = [:]
+    public var outboxByState: [String: Int] = [:]
+    /// Seconds the oldest queued job has waited (0 when none waits).
+    public var oldestQueuedSeconds: Double = 0
+    public var seriesReceiving: Int = 0
+}
+
+extension JobStore {
+    public func statistics(now: Double = Clock.now()) throws -> StoreStatistics {
+        try db.read { tx in
+            var s = StoreStatistics()
+            for r in try tx.query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state") {
+                if let st = JobState(rawValue: r["state"].text ?? "") { s.jobsByState[st] = r["n"].int ?? 0 }
+            }
+            for r in try tx.query("""
+                SELECT stage, COUNT(*) AS n, SUM(finished_at - started_at) AS secs FROM job_stages
+                WHERE finished_at IS NOT NULL GROUP BY stage
+                """) {
+                s.stageDurations[r["stage"].text ?? ""] = (r["n"].int ?? 0, r["secs"].double ?? 0)
+            }
+            for r in try tx.query("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state") {
+                s.outboxByState[r["state"].text ?? ""] = r["n"].int ?? 0
+            }
+            if let oldest = try tx.query("SELECT MIN(created_at) AS t FROM jobs WHERE state = 'queued'").first?["t"].double {
+                s.oldestQueuedSeconds = max(0, now - oldest)
+            }
+            s.seriesReceiving = try tx.query("SELECT COUNT(*) AS n FROM series WHERE state = 'receiving'").first?["n"].int ?? 0
+            return s
+        }
+    }
+
+    /// Whether the database answers a query (for /health).
+    public func isUsable() -> Bool {
+        (try? db.read { tx in try tx.query("SELECT 1 AS ok").first?["ok"].int }) == 1
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+import JobStore
+
+/// In-process counters (since this process started) plus gauges read from the database
+/// and the spool at scrape time, rendered as Prometheus text exposition format 0.0.4.
+/// Hand-written rather than swift-prometheus: a dozen series, no histograms, and one
+/// dependency fewer in a daemon that must build offline.
+public final class PerfdMetrics: @unchecked Sendable {
+    // @unchecked Sendable: every access to `counters` holds `lock`.
+    private let lock = NSLock()
+    private var counters: [String: Double] = [:]
+    public let startTime = Date().timeIntervalSince1970
+
+    public init() {}
+
+    /// Adds to a counter; `name` may carry labels: `perfd_x_total{status="0xA700"}`.
+    public func add(_ name: String, _ value: Double = 1) {
+        lock.lock(); defer { lock.unlock() }
+        counters[name, default: 0] += value
+    }
+
+    public func value(_ name: String) -> Double {
+        lock.lock(); defer { lock.unlock() }
+        return counters[name] ?? 0
+    }
+
+    func snapshot() -> [String: Double] {
+        lock.lock(); defer { lock.unlock() }
+        return counters
+    }
+
+    static let help: [String: (type: String, help: String)] = [
+        "perfd_instances_received_total": ("counter", "Instances stored and acknowledged (0x0000) since start."),
+        "perfd_received_bytes_total": ("counter", "Bytes of acknowledged instances since start."),
+        "perfd_stores_rejected_total": ("counter", "C-STORE requests answered with a failure status, by status."),
+        "perfd_associations_total": ("counter", "Associations since start, by outcome (accepted, refused)."),
+        "perfd_associations_refused_total": ("counter", "Associations and connections refused since start (unknown AE or host, TLS failure)."),
+        "perfd_exported_instances_total": ("counter", "Result files the PACS accepted since start."),
+        "perfd_export_retries_total": ("counter", "Export batches that failed and were scheduled again (or given up) since start."),
+        "perfd_jobs": ("gauge", "Jobs in the database, by state."),
+        "perfd_stage_duration_seconds": ("summary", "Time spent in finished job stages (all jobs in the database)."),
+        "perfd_outbox_files": ("gauge", "Outbox files by state."),
+        "perfd_queue_oldest_age_seconds": ("gauge", "How long the oldest queued job has waited."),
+        "perfd_series_receiving": ("gauge", "Series still being received."),
+        "perfd_spool_free_bytes": ("gauge", "Free bytes on the spool's file system (for perfd's user)."),
+        "perfd_spool_min_free_bytes": ("gauge", "Below this free space stores are refused (min_free_disk_gb)."),
+        "perfd_start_time_seconds": ("gauge", "When this process started (Unix time)."),
+    ]
+
+    /// The exposition text: counters, then database and disk gauges.
+    public func render(store: JobStore, spoolDir: String, minFreeBytes: Double) -> String {
+        var lines: [String: [String]] = [:]
+        func put(_ series: String, _ v: Double) {
+            let family = String(series.prefix { $0 != "{" })
+            let base = family.hasSuffix("_sum") || family.hasSuffix("_count")
+                ? String(family[..<family.lastIndex(of: "_")!]) : family
+            lines[base, default: []].append("\(series) \(Self.format(v))")
+        }
+        let counters = snapshot()
+        // Counters always appear, at 0 before the first event, so rate() works from the start.
+        for name in ["perfd_instances_received_total", "perfd_received_bytes_total", "perfd_associations_refused_total",
+                     "perfd_exported_instances_total", "perfd_export_retries_total"] where counters[name] == nil { put(name, 0) }
+        for outcome in ["accepted", "refused"] where counters["perfd_associations_total{outcome=\"\(outcome)\"}"] == nil {
+            put("perfd_associations_total{outcome=\"\(outcome)\"}", 0)
+        }
+        for (k, v) in counters { put(k, v) }
+        if let s = try? store.statistics() {
+            for state in JobState.allCases { put("perfd_jobs{state=\"\(state.rawValue)\"}", Double(s.jobsByState[state] ?? 0)) }
+            for (stage, d) in s.stageDurations.sorted(by: { $0.key < $1.key }) {
+                put("perfd_stage_duration_seconds_sum{stage=\"\(stage)\"}", d.seconds)
+                put("perfd_stage_duration_seconds_count{stage=\"\(stage)\"}", Double(d.count))
+            }
+            for state in ["pending", "sent", "failed"] { put("perfd_outbox_files{state=\"\(state)\"}", Double(s.outboxByState[state] ?? 0)) }
+            put("perfd_queue_oldest_age_seconds", s.oldestQueuedSeconds)
+            put("perfd_series_receiving", Double(s.seriesReceiving))
+        }
+        if let free = DiskSpace.freeBytes(spoolDir) { put("perfd_spool_free_bytes", free) }
+        put("perfd_spool_min_free_bytes", minFreeBytes)
+        put("perfd_start_time_seconds", startTime)
+        var out = ""
+        for family in lines.keys.sorted() {
+            if let h = Self.help[family] { out += "# HELP \(family) \(h.help)\n# TYPE \(family) \(h.type)\n" }
+            out += lines[family]!.sorted().joined(separator: "\n") + "\n"
+        }
+        return out
+    }
+
+    static func format(_ v: Double) -> String {
+        v == v.rounded() && abs(v) < 1e15 ? String(Int64(v)) : String(v)
+    }
+}
+
+public enum DiskSpace {
+    /// Bytes available to an unprivileged user on the file system holding `path`.
+    public static func freeBytes(_ path: String) -> Double? {
+        var s = statvfs()
+        guard statvfs(path, &s) == 0 else { return nil }
+        return Double(s.f_bavail) * Double(s.f_frsize)
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+import JobStore
+import Logging
+import ServiceLifecycle
+
+/// Patient data is kept only as long as it is needed: once every job on a series has been
+/// finished for `retention_days`, its spool files, its jobs' work directories (rendered
+/// outputs) and its instance rows go. Job rows, their events and the audit trail stay,
+/// without the patient's name or ID. A series with a queued, running or exporting job, or
+/// still receiving, is never touched.
+public struct Retention: Sendable {
+    let store: JobStore
+    let config: Config
+    let logger: Logger
+
+    public init(store: JobStore, config: Config, logger: Logger) {
+        self.store = store; self.config = config; self.logger = logger
+    }
+
+    public struct Outcome: Sendable, Codable {
+        public var series: [PurgeCandidate]
+        public var files: Int
+        public var bytes: Int
+        public var dryRun: Bool
+        enum CodingKeys: String, CodingKey { case series, files, bytes, dryRun = "dry_run" }
+    }
+
+    /// The series past the window at `now` (none when retention_days is 0: keep forever).
+    public func plan(now: Double = Clock.now()) throws -> [PurgeCandidate] {
+        guard config.retentionDays > 0 else { return [] }
+        return try store.purgeCandidates(finishedBefore: now - config.retentionDays * 86_400)
+    }
+
+    /// Deletes what `plan` lists (or only reports it when `dryRun`). Files go first, then
+    /// the rows: a crash in between leaves rows whose files are gone, and the next run
+    /// finishes the job; the reverse order would let start-up reconciliation re-ingest files.
+    public func run(now: Double = Clock.now(), dryRun: Bool, actor: String) throws -> Outcome {
+        let candidates = try plan(now: now)
+        var out = Outcome(series: candidates, files: 0, bytes: 0, dryRun: dryRun)
+        let fm = FileManager.default
+        for c in candidates {
+            out.files += c.paths.count
+            out.bytes += c.bytes
+            guard !dryRun else { continue }
+            for path in c.paths where unlink(path) != 0 && errno != ENOENT {
+                throw PipelineError(message: "retention: cannot delete \(path): \(String(cString: strerror(errno))); fix the permissions and run `perfd purge` again")
+            }
+            if let dir = c.paths.first.map({ ($0 as NSString).deletingLastPathComponent }) { rmdir(dir) }
+            for job in c.jobIDs {
+                let work = JobWorkerService.workDirectory(config: config, job: job)
+                if fm.fileExists(atPath: work) { try fm.removeItem(atPath: work) }
+            }
+            try store.markPurged(c, actor: actor, now: now)
+            logger.info("retention: purged series \(c.seriesUID) (\(c.paths.count) files, jobs \(c.jobIDs.map(String.init).joined(separator: ",")))")
+        }
+        return out
+    }
+}
+
+/// Runs retention at start and then hourly.
+public struct RetentionService: Service {
+    let retention: Retention
+    let logger: Logger
+    let interval: Duration
+
+    public init(store: JobStore, config: Config, logger: Logger, interval: Duration = .seconds(3600)) {
+        retention = Retention(store: store, config: config, logger: logger)
+        self.logger = logger
+        self.interval = interval
+    }
+
+    public func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            do {
+                let retention = self.retention
+                let r = try await onThread { Result { try retention.run(dryRun: false, actor: "perfd (retention_days)") } }.get()
+                if !r.series.isEmpty { logger.info("retention: \(r.series.count) series, \(r.files) files purged") }
+            } catch { logger.error("\(error)") }
+            // An hour's sleep must not hold up a drain.
+            let interval = self.interval
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+        }
+    }
+}
