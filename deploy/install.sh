@@ -58,9 +58,15 @@ DOC_DIR=$DESTDIR/usr/share/doc/perfd
 if [ -n "$BINARY" ]; then
     [ -f "$BINARY" ] && [ -x "$BINARY" ] || die "--binary $BINARY is not an executable file; build it (swift build -c release --product perfd) or fix the path"
 else
-    say "building perfd (release) in $REPO — this takes several minutes the first time"
+    say "building perfd (release, swift build -c release --product perfd --static-swift-stdlib) in $REPO — several minutes the first time"
+    # The Swift runtime and Foundation are linked statically, so the installed binary needs
+    # only the Debian libraries (DCMTK, OpenBLAS, Cairo, SQLite), not the toolchain.
     # Build output goes to stderr so the person sees it; stdout carries only the bin path.
-    build() { cd "$REPO" && source scripts/env.sh && swift build -c release --product perfd >&2 && swift build -c release --show-bin-path; }
+    build() {
+        cd "$REPO" && source scripts/env.sh &&
+            swift build -c release --product perfd --static-swift-stdlib >&2 &&
+            swift build -c release --static-swift-stdlib --show-bin-path
+    }
     if [ "$(id -u)" -eq 0 ] && [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
         # Build as the user who called sudo, so .build/ does not end up owned by root.
         BIN_PATH=$(runuser -u "$SUDO_USER" -- bash -c "$(declare -f build); REPO='$REPO'; build" | tail -n 1) \
