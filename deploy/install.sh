@@ -69,7 +69,8 @@ else
     }
     if [ "$(id -u)" -eq 0 ] && [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
         # Build as the user who called sudo, so .build/ does not end up owned by root.
-        BIN_PATH=$(runuser -u "$SUDO_USER" -- bash -c "$(declare -f build); REPO='$REPO'; build" | tail -n 1) \
+        user_home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+        BIN_PATH=$(runuser -u "$SUDO_USER" -- env HOME="$user_home" bash -c "$(declare -f build); REPO='$REPO'; build" | tail -n 1) \
             || die "the release build failed (output above); fix it, or pass --binary PATH"
     else
         BIN_PATH=$( (build) | tail -n 1 ) || die "the release build failed (output above); fix it, or pass --binary PATH"
