@@ -56,13 +56,16 @@ DOC_DIR=$DESTDIR/usr/share/doc/perfd
 
 # --- the binary --------------------------------------------------------------------------
 if [ -n "$BINARY" ]; then
-    [ -f "$BINARY" ] && [ -x "$BINARY" ] || die "--binary $BINARY is not an executable file; build it (swift build -c release --product perfd) or fix the path"
+    if [ ! -f "$BINARY" ] || [ ! -x "$BINARY" ]; then
+        die "--binary $BINARY is not an executable file; build it (swift build -c release --product perfd --static-swift-stdlib) or fix the path"
+    fi
 else
     say "building perfd (release, swift build -c release --product perfd --static-swift-stdlib) in $REPO — several minutes the first time"
     # The Swift runtime and Foundation are linked statically, so the installed binary needs
     # only the Debian libraries (DCMTK, OpenBLAS, Cairo, SQLite), not the toolchain.
     # Build output goes to stderr so the person sees it; stdout carries only the bin path.
     build() {
+        # shellcheck source=/dev/null
         cd "$REPO" && source scripts/env.sh &&
             swift build -c release --product perfd --static-swift-stdlib >&2 &&
             swift build -c release --static-swift-stdlib --show-bin-path
