@@ -1,5 +1,6 @@
 import DICOM
 import Foundation
+import Perfusion
 import Volume
 
 /// Watches the stages of one run: the job worker commits them, `perfd run` prints them.
