@@ -40,16 +40,19 @@ public struct PhantomModel: Sendable {
         let gk = Kinetics(cbf: u(50...70), mtt: u(3.5...4.5), delay: u(0.3...1.2), dispersion: 0, residue: healthy)
         let wk = Kinetics(cbf: u(18...26), mtt: u(5...6.5), delay: u(0.6...1.6), dispersion: 0, residue: healthy)
         kinetics = [.grey: gk, .white: wk]
-        // Core: flow 12–25 % of the tissue's, MTT 2–3× (so CBV 25–75 %); penumbra: flow
-        // 40–60 %, MTT 1.8–2.5× (CBV about normal or raised). Both arrive late (through
-        // collaterals) and dispersed.
-        let cf = u(0.12...0.25), cv = cf * u(2...3), pf = u(0.4...0.6), pv = pf * u(1.8...2.5)
-        let cd = u(3...5), ct = u(1.5...3), pd = u(4...6), pt = u(1.5...3)
+        // Core: flow 7–22 % of a healthy hemisphere's mean flow H (about 0.15·grey +
+        // 0.85·white in this anatomy), so an ideal measurement puts it under the clinical
+        // rCBF < 30 % rule; MTT 2–3× the tissue's. Penumbra: flow 55–80 % of the tissue's,
+        // MTT 1.6–2.2× (CBV normal or raised). Both arrive late (collaterals), dispersed,
+        // with Tmax > 6 s.
+        let h = 0.15 * gk.cbf + 0.85 * wk.cbf
+        let cf = u(0.07...0.22), cm = u(2...3), pf = u(0.55...0.8), pm = u(1.6...2.2)
+        let cd = u(4.5...7), ct = u(0.5...2), pd = u(5...7), pt = u(0.5...2)
         for (tissue, base) in [(Tissue.coreGrey, gk), (.coreWhite, wk)] {
-            kinetics[tissue] = Kinetics(cbf: base.cbf * cf, mtt: base.mtt * cv / cf, delay: cd, dispersion: ct, residue: ischaemic)
+            kinetics[tissue] = Kinetics(cbf: h * cf, mtt: base.mtt * cm, delay: cd, dispersion: ct, residue: ischaemic)
         }
         for (tissue, base) in [(Tissue.penumbraGrey, gk), (.penumbraWhite, wk)] {
-            kinetics[tissue] = Kinetics(cbf: base.cbf * pf, mtt: base.mtt * pv / pf, delay: pd, dispersion: pt, residue: ischaemic)
+            kinetics[tissue] = Kinetics(cbf: base.cbf * pf, mtt: base.mtt * pm, delay: pd, dispersion: pt, residue: ischaemic)
         }
         lesion = withLesion ? Lesion(random: &g) : nil
         venousDelay = u(3...5)
