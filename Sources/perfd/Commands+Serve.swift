@@ -33,7 +33,7 @@ struct RunCommand: ParsableCommand {
         }
         var files: [String] = []
         guard let e = FileManager.default.enumerator(atPath: input) else { throw CLIError("cannot read the folder \(input)") }
-        for case let rel as String in e where !rel.hasSuffix(".json") && !rel.hasSuffix(".nii") {
+        for case let rel as String in e where ![".json", ".nii", ".npy"].contains(where: { rel.hasSuffix($0) }) {
             let path = input + "/" + rel
             var dir: ObjCBool = false
             if FileManager.default.fileExists(atPath: path, isDirectory: &dir), !dir.boolValue { files.append(path) }

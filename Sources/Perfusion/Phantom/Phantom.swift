@@ -41,7 +41,8 @@ public struct PhantomOptions: Sendable {
     public var psfSigma = 0.7
     public init() {}
 
-    var pixel: Double { fieldOfView / Double(size) }
+    public var pixelMM: Double { fieldOfView / Double(size) }
+    var pixel: Double { pixelMM }
 }
 
 public struct PhantomResult: Sendable {

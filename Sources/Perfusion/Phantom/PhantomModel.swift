@@ -40,13 +40,13 @@ public struct PhantomModel: Sendable {
         let gk = Kinetics(cbf: u(50...70), mtt: u(3.5...4.5), delay: u(0.3...1.2), dispersion: 0, residue: healthy)
         let wk = Kinetics(cbf: u(18...26), mtt: u(5...6.5), delay: u(0.6...1.6), dispersion: 0, residue: healthy)
         kinetics = [.grey: gk, .white: wk]
-        // Core: flow 7–22 % of a healthy hemisphere's mean flow H (about 0.15·grey +
+        // Core: flow 5–15 % of a healthy hemisphere's mean flow H (about 0.15·grey +
         // 0.85·white in this anatomy), so an ideal measurement puts it under the clinical
         // rCBF < 30 % rule; MTT 2–3× the tissue's. Penumbra: flow 55–80 % of the tissue's,
         // MTT 1.6–2.2× (CBV normal or raised). Both arrive late (collaterals), dispersed,
         // with Tmax > 6 s.
         let h = 0.15 * gk.cbf + 0.85 * wk.cbf
-        let cf = u(0.07...0.22), cm = u(2...3), pf = u(0.55...0.8), pm = u(1.6...2.2)
+        let cf = u(0.05...0.15), cm = u(2...3), pf = u(0.55...0.8), pm = u(1.6...2.2)
         let cd = u(4.5...7), ct = u(0.5...2), pd = u(5...7), pt = u(0.5...2)
         for (tissue, base) in [(Tissue.coreGrey, gk), (.coreWhite, wk)] {
             kinetics[tissue] = Kinetics(cbf: h * cf, mtt: base.mtt * cm, delay: cd, dispersion: ct, residue: ischaemic)
