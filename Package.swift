@@ -38,10 +38,13 @@ let package = Package(
         .target(name: "Volume", dependencies: ["DICOM"]),
         .target(name: "Registration", dependencies: ["Volume"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "JobStore", dependencies: ["CSQLite"]),
+        // Classical perfusion maps and the synthetic CTP phantom (DESIGN §4).
+        .target(name: "Perfusion", dependencies: ["Volume", "DICOM", "Registration", "COpenBLAS"],
+                swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(
             name: "PerfdCore",
             dependencies: [
-                "DICOM", "Volume", "Registration", "JobStore", "CCairo", "Inference",
+                "DICOM", "Volume", "Registration", "JobStore", "CCairo", "Inference", "Perfusion",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
@@ -50,18 +53,19 @@ let package = Package(
         .executableTarget(
             name: "perfd",
             dependencies: [
-                "PerfdCore", "Inference",
+                "PerfdCore", "Inference", "Perfusion",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .target(name: "PerfdTestSupport", dependencies: ["DICOM", "PerfdCore"], path: "Tests/PerfdTestSupport"),
+        .target(name: "PerfdTestSupport", dependencies: ["DICOM", "PerfdCore", "Perfusion"], path: "Tests/PerfdTestSupport"),
         .testTarget(name: "DICOMTests", dependencies: ["DICOM", "PerfdTestSupport"]),
         .testTarget(name: "VolumeTests", dependencies: ["Volume", "PerfdCore", "PerfdTestSupport"]),
         .testTarget(name: "RegistrationTests", dependencies: ["Registration", "PerfdCore", "PerfdTestSupport"]),
         .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "PerfdTestSupport"]),
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "PerfdTestSupport"], exclude: ["python"]),
+        .testTarget(name: "PerfusionTests", dependencies: ["Perfusion", "PerfdCore", "PerfdTestSupport"]),
         .testTarget(name: "PerfdCoreTests", dependencies: ["PerfdCore", "PerfdTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["PerfdCore", "PerfdTestSupport"], exclude: ["python"]),
     ],

@@ -33,7 +33,7 @@ struct RunCommand: ParsableCommand {
         }
         var files: [String] = []
         guard let e = FileManager.default.enumerator(atPath: input) else { throw CLIError("cannot read the folder \(input)") }
-        for case let rel as String in e where !rel.hasSuffix(".json") && !rel.hasSuffix(".nii") {
+        for case let rel as String in e where ![".json", ".nii", ".npy"].contains(where: { rel.hasSuffix($0) }) {
             let path = input + "/" + rel
             var dir: ObjCBool = false
             if FileManager.default.fileExists(atPath: path, isDirectory: &dir), !dir.boolValue { files.append(path) }
@@ -68,49 +68,5 @@ final class TerminalObserver: StageObserver, @unchecked Sendable {
     }
     func finish(_ stage: String, result: [String: Any]) throws {
         print("\(tty ? "\r" : "")\(stage) done in \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
-    }
-}
-
-struct PhantomCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "phantom", abstract: "Write a synthetic CTP series as DICOM files, with its truth in truth.json.")
-    @Option(help: "Output directory.") var output: String
-    @Option(help: "Rows and columns (square images).") var size = 512
-    @Option(help: "Slices per time point.") var slices = 8
-    @Option(help: "Time points (at least 2; scanners send 19 or more).") var timepoints = 19
-    @Option(help: "Seconds between time points.") var interval = 2.0
-    @Option(help: "Slice thickness and spacing in mm.") var sliceThickness = 5.0
-    @Option(help: "Image noise σ in HU.") var noise = 10.0
-    @Option(help: "Random seed (same seed, same pixels).") var seed: UInt64 = 1
-    @Option(help: "Transfer syntax: explicit, implicit, big-endian, deflated, jpeg-lossless, jpeg-ls, rle.") var transferSyntax = "explicit"
-    @Option(help: "Study Instance UID to use (default: a new one).") var studyUid: String?
-    @Option(help: "Series description.") var seriesDescription = "CTP phantom"
-    @Option(help: "Random rigid head motion per time point: DEGREES,MILLIMETRES at most (e.g. 5,5); the poses go to truth.json.") var motion: String?
-
-    func validate() throws {
-        guard (8...1024).contains(size) else { throw ValidationError("--size must be between 8 and 1024") }
-        guard timepoints >= 1 else { throw ValidationError("--timepoints must be at least 1") }
-        guard slices >= 1 else { throw ValidationError("--slices must be at least 1") }
-    }
-
-    func run() throws {
-        let syntaxes: [String: TransferSyntax] = ["explicit": .explicitLittleEndian, "implicit": .implicitLittleEndian,
-                                                  "big-endian": .explicitBigEndian, "deflated": .deflated,
-                                                  "jpeg-lossless": .jpegLossless, "jpeg-ls": .jpegLSLossless, "rle": .rle]
-        guard let ts = syntaxes[transferSyntax] else {
-            throw CLIError("unknown transfer syntax \"\(transferSyntax)\"; use one of \(syntaxes.keys.sorted().joined(separator: ", "))")
-        }
-        var o = PhantomOptions()
-        o.size = size; o.slices = slices; o.timepoints = timepoints; o.frameInterval = interval
-        o.sliceThickness = sliceThickness; o.noiseSigma = noise; o.seed = seed; o.transferSyntax = ts
-        o.studyUID = studyUid; o.seriesDescription = seriesDescription
-        if let motion {
-            let parts = motion.split(separator: ",").compactMap { Double($0) }
-            guard parts.count == 2, parts.allSatisfy({ $0 >= 0 }) else {
-                throw CLIError("--motion takes DEGREES,MILLIMETRES, e.g. --motion 5,5")
-            }
-            o.motion = (parts[0], parts[1])
-        }
-        let r = try Phantom.write(to: output, options: o)
-        print("wrote \(r.files.count) files (\(timepoints) time points × \(slices) slices, \(size)×\(size)) to \(output); series \(r.seriesUID)")
     }
 }

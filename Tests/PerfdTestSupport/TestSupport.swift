@@ -1,6 +1,7 @@
 import DICOM
 import Foundation
 import PerfdCore
+@_exported import Perfusion
 
 /// A temporary directory removed when the value is released.
 public final class TempDir: @unchecked Sendable {

@@ -14,6 +14,46 @@ public struct QuantitativeVolume: Sendable {
 public protocol Pipeline: Sendable {
     var name: String { get }
     func run(_ series: Series4D, progress: @Sendable (Double) -> Void) throws -> [QuantitativeVolume]
+    /// The volumes and the figures for report.json's `summary` (perfusion volumes, the
+    /// arterial and venous curves). Pipelines without figures keep the default: none.
+    func runWithSummary(_ series: Series4D, progress: @Sendable (Double) -> Void) throws -> PipelineOutput
+}
+
+public struct PipelineOutput: Sendable {
+    public var volumes: [QuantitativeVolume]
+    public var summary: [String: SummaryValue]
+    public init(volumes: [QuantitativeVolume], summary: [String: SummaryValue] = [:]) {
+        self.volumes = volumes; self.summary = summary
+    }
+}
+
+extension Pipeline {
+    public func runWithSummary(_ series: Series4D, progress: @Sendable (Double) -> Void) throws -> PipelineOutput {
+        PipelineOutput(volumes: try run(series, progress: progress))
+    }
+}
+
+/// A value in report.json's `summary`: a number, a list, a table or a text.
+public enum SummaryValue: Codable, Sendable, Equatable {
+    case number(Double), numbers([Double]), table([[Double]]), text(String)
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .number(let x): try c.encode(x.isFinite ? x : 0)
+        case .numbers(let x): try c.encode(x)
+        case .table(let x): try c.encode(x)
+        case .text(let x): try c.encode(x)
+        }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let x = try? c.decode(Double.self) { self = .number(x) }
+        else if let x = try? c.decode([Double].self) { self = .numbers(x) }
+        else if let x = try? c.decode([[Double]].self) { self = .table(x) }
+        else { self = .text(try c.decode(String.self)) }
+    }
 }
 
 public struct PipelineError: Error, CustomStringConvertible, Sendable {
@@ -28,8 +68,9 @@ public enum Pipelines {
         case "baseline-t0": return BaselinePipeline(name: name, frames: .first)
         case "baseline-mean03": return BaselinePipeline(name: name, frames: .firstFour)
         case "baseline-mean-all": return BaselinePipeline(name: name, frames: .all)
+        case "perfusion-svd": return PerfusionSVDPipeline()
         default:
-            throw PipelineError(message: "pipeline \"\(name)\" is not available in this build (available: baseline-t0, baseline-mean03, baseline-mean-all); choose one in the config's pipelines/default_pipeline")
+            throw PipelineError(message: "pipeline \"\(name)\" is not available in this build (available: baseline-t0, baseline-mean03, baseline-mean-all, perfusion-svd); choose one in the config's pipelines/default_pipeline")
         }
     }
 }

@@ -1,5 +1,6 @@
 import DICOM
 import Foundation
+import Perfusion
 import Volume
 
 /// Watches the stages of one run: the job worker commits them, `perfd run` prints them.
@@ -59,7 +60,8 @@ public struct Processing: Sendable {
         t0 = Date()
         let pipeline = try Pipelines.make(pipelineName)
         let name = pipelineName
-        let results = try pipeline.run(series) { observer.progress(name, $0) }
+        let output = try pipeline.runWithSummary(series) { observer.progress(name, $0) }
+        let results = output.volumes
         timings["infer"] = Date().timeIntervalSince(t0)
         try FileManager.default.createDirectory(atPath: outputDirectory + "/maps", withIntermediateDirectories: true)
         var maps: [String: String] = [:]
@@ -106,7 +108,7 @@ public struct Processing: Sendable {
         timings["total"] = Date().timeIntervalSince(total)
         let report = Report(job: job, pipeline: pipelineName, model: nil, input: input, registration: motion.report,
                             outputs: outputs.map { .init(seriesUID: $0.seriesUID, description: $0.description, instances: $0.instances) },
-                            maps: maps, summary: [:], timingsS: timings)
+                            maps: maps, summary: output.summary, timingsS: timings)
         try report.json().write(toFile: outputDirectory + "/report.json", atomically: true, encoding: .utf8)
         return (report, outputs)
     }
@@ -122,6 +124,7 @@ public struct Processing: Sendable {
         case "baseline-t0": return "perfd baseline-t0: the first CTP time point as a derived non-contrast CT"
         case "baseline-mean03": return "perfd baseline-mean03: mean of CTP time points 1-4 as a derived non-contrast CT"
         case "baseline-mean-all": return "perfd baseline-mean-all: mean of all CTP time points as a derived non-contrast CT"
+        case "perfusion-svd": return "perfd perfusion-svd: block-circulant SVD deconvolution (oscillation-index truncation) with automatic AIF/VOF"
         default: return "perfd \(pipeline)"
         }
     }

@@ -46,7 +46,7 @@ public struct Report: Codable, Sendable {
     public var registration: Registration?
     public var outputs: [Output]
     public var maps: [String: String]
-    public var summary: [String: Double]
+    public var summary: [String: SummaryValue]
     public var timingsS: [String: Double]
 
     enum CodingKeys: String, CodingKey {

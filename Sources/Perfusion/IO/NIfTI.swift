@@ -39,13 +39,13 @@ public enum NIfTI {
         data.append(Data(count: 4))  // no extensions
         v.voxels.withUnsafeBufferPointer { data.append(Data(buffer: $0)) }
         guard FileManager.default.createFile(atPath: path, contents: data) else {
-            throw PipelineError(message: "cannot write \(path)")
+            throw PerfusionError("cannot write \(path): check that the folder exists and is writable")
         }
     }
 
     /// Reads back a float32 file written by `write` (shape and voxels; affine as stored).
     public static func read(_ path: String) throws -> (dims: [Int], affine: [[Float]], voxels: [Float]) {
-        guard let d = FileManager.default.contents(atPath: path), d.count >= 352 else { throw PipelineError(message: "cannot read \(path)") }
+        guard let d = FileManager.default.contents(atPath: path), d.count >= 352 else { throw PerfusionError("cannot read \(path): not a NIfTI-1 file written by perfd") }
         func get<T>(_ type: T.Type, _ o: Int) -> T { d.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: o, as: T.self) } }
         let dims = (1...3).map { Int(get(Int16.self, 40 + 2 * $0)) }
         let aff = (0..<3).map { r in (0..<4).map { c in get(Float.self, 280 + 16 * r + 4 * c) } }

@@ -1,0 +1,83 @@
+import Foundation
+
+/// Masks on the coarse grid of `Prepared`.
+enum Masks {
+    /// Voxels enclosed by bone: per slice, flood-fill from the image border over voxels
+    /// that are not bone; whatever the fill does not reach, and is not bone, is inside.
+    static func insideSkull(bone: [Bool], depth: Int, height h: Int, width w: Int) -> [Bool] {
+        var inside = [Bool](repeating: false, count: bone.count)
+        let plane = h * w
+        for z in 0..<depth {
+            let o = z * plane
+            var outside = [Bool](repeating: false, count: plane)
+            var stack: [Int] = []
+            for x in 0..<w { stack.append(x); stack.append((h - 1) * w + x) }
+            for y in 0..<h { stack.append(y * w); stack.append(y * w + w - 1) }
+            while let i = stack.popLast() {
+                guard !outside[i], !bone[o + i] else { continue }
+                outside[i] = true
+                let x = i % w, y = i / w
+                if x > 0 { stack.append(i - 1) }
+                if x < w - 1 { stack.append(i + 1) }
+                if y > 0 { stack.append(i - w) }
+                if y < h - 1 { stack.append(i + w) }
+            }
+            for i in 0..<plane { inside[o + i] = !outside[i] && !bone[o + i] }
+        }
+        return inside
+    }
+
+    /// Grows a mask by one voxel in-plane (4-neighbourhood).
+    static func dilated(_ m: [Bool], depth: Int, height h: Int, width w: Int) -> [Bool] {
+        var out = m
+        for z in 0..<depth { for y in 0..<h { for x in 0..<w where m[(z * h + y) * w + x] {
+            let i = (z * h + y) * w + x
+            if x > 0 { out[i - 1] = true }
+            if x < w - 1 { out[i + 1] = true }
+            if y > 0 { out[i - w] = true }
+            if y < h - 1 { out[i + w] = true }
+        } } }
+        return out
+    }
+}
+
+/// Core and penumbra by the clinical thresholds (DESIGN §4).
+///
+/// The healthy hemisphere is the one with the lower median Tmax, split at the tissue's
+/// mean column; its mean CBF is the reference. Core: rCBF < 30 % of that reference inside
+/// the hypoperfused region (Tmax > 6 s) — low flow without delay is CSF partial volume or
+/// noise rather than infarct (the RAPID convention). Penumbra: Tmax > 6 s outside the core.
+/// The mismatch ratio is hypoperfused (Tmax > 6 s) volume over core volume.
+public struct LesionVolumes: Sendable {
+    public var coreML: Double
+    public var penumbraML: Double
+    public var hypoperfusedML: Double
+    public var mismatchRatio: Double
+    public var referenceCBF: Double
+    public var healthySide: String
+    public var core: [Bool]
+    public var hypoperfused: [Bool]
+
+    init(cbf: [Float], tmax: [Float], tissue: [Bool], width: Int, voxelML: Double, relativeCBF: Double, tmaxThreshold: Double) {
+        var sumX = 0.0, count = 0.0
+        for i in tissue.indices where tissue[i] { sumX += Double(i % width); count += 1 }
+        let mid = count > 0 ? sumX / count : Double(width) / 2
+        func median(_ a: [Float]) -> Float { a.isEmpty ? .infinity : a.sorted()[a.count / 2] }
+        let low = tissue.indices.filter { tissue[$0] && Double($0 % width) < mid }
+        let high = tissue.indices.filter { tissue[$0] && Double($0 % width) >= mid }
+        let lowHealthy = median(low.map { tmax[$0] }) <= median(high.map { tmax[$0] })
+        let healthy = lowHealthy ? low : high
+        healthySide = lowHealthy ? "low x (image left half, patient right)" : "high x (image right half, patient left)"
+        referenceCBF = healthy.isEmpty ? 0 : healthy.reduce(0.0) { $0 + Double(cbf[$1]) } / Double(healthy.count)
+        let cut = Float(relativeCBF * referenceCBF), late = Float(tmaxThreshold)
+        let hypo = tissue.indices.map { tissue[$0] && tmax[$0] > late }
+        let core = tissue.indices.map { hypo[$0] && cbf[$0] < cut }
+        hypoperfused = hypo
+        self.core = core
+        let nCore = Double(core.filter { $0 }.count), nHypo = Double(hypo.filter { $0 }.count)
+        coreML = nCore * voxelML
+        hypoperfusedML = nHypo * voxelML
+        penumbraML = (nHypo - nCore) * voxelML
+        mismatchRatio = nCore > 0 ? nHypo / nCore : .infinity
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import Volume
+
+public struct PerfusionOptions: Sendable {
+    public var method: Deconvolution.Method = .oscillationIndex()
+    /// In-plane grid of the analysis: source pixels are averaged in blocks to about this size.
+    public var targetPixelMM = 1.5
+    /// σ (mm) of the in-plane Gaussian that smooths tissue curves (within tissue only).
+    public var smoothingMM = 2.5
+    /// Step of the uniform time grid (default: the shortest frame interval, at most 1 s).
+    public var timeStep: Double?
+    public var coreRelativeCBF = 0.3
+    public var penumbraTmax = 6.0
+    public init() {}
+}
+
+/// CBF, CBV, MTT, Tmax, TTP maps in the series' geometry (NaN outside brain tissue), the
+/// lesion volumes and the chosen arterial and venous curves.
+public struct PerfusionResult: Sendable {
+    public var cbf, cbv, mtt, tmax, ttp: Volume3D
+    public var volumes: LesionVolumes
+    /// AIF (scaled for partial volume) and VOF ΔHU on the uniform grid `curveTimes`.
+    public var aif: [Double], vof: [Double], curveTimes: [Double]
+    public var aifScale: Double
+    /// Centres of the chosen voxels as (z, y, x) indices of the source series.
+    public var aifVoxels: [SIMD3<Int>], vofVoxels: [SIMD3<Int>]
+    public var baselineSeconds: Double
+}
+
+public enum PerfusionMaps {
+    public static func compute(_ s: Series4D, options o: PerfusionOptions = PerfusionOptions(),
+                               progress: (Double) -> Void = { _ in }) throws -> PerfusionResult {
+        guard s.timepoints >= 5 else {
+            throw PerfusionError("perfusion maps need at least 5 time points (the series has \(s.timepoints))")
+        }
+        let pixel = min(s.geometry.spacing.y, s.geometry.spacing.z)
+        let f = max(1, Int(o.targetPixelMM / pixel))
+        let gaps = zip(s.frameTimes.dropFirst(), s.frameTimes).map { $0 - $1 }.filter { $0 > 1e-3 }
+        let dt = o.timeStep ?? min(1, max(0.25, gaps.min() ?? 1))
+        let p = Prepared(s, factor: f, dt: dt)
+        let n = p.samples, frame = p.frame
+        progress(0.1)
+
+        // Bone, and what it encloses, from the first sample.
+        let first = Array(p.hu[0..<frame])
+        var inside = Masks.insideSkull(bone: first.map { $0 > 150 }, depth: p.depth, height: p.height, width: p.width)
+        // Voxels that motion correction moved out of the field of view at some time point
+        // (filled with air) have no curve: leave them out.
+        for i in 0..<frame where inside[i] {
+            for j in 0..<n where p.hu[j * frame + i] < -500 { inside[i] = false; break }
+        }
+        // AIF from a first-sample baseline, then the baseline is every sample before arrival.
+        var delta = p.hu
+        for j in 0..<n { for i in 0..<frame { delta[j * frame + i] -= first[i] } }
+        var input = try ArterialInput.select(delta: delta, samples: n, frame: frame, inside: inside)
+        let top = input.aif.max() ?? 0
+        let arrival = input.aif.firstIndex { $0 >= 0.1 * top } ?? 1
+        let baseCount = max(1, arrival - 1)
+        let baseline = p.mean(samples: baseCount)
+        delta = p.hu
+        for j in 0..<n { for i in 0..<frame { delta[j * frame + i] -= baseline[i] } }
+        input = try ArterialInput.select(delta: delta, samples: n, frame: frame, inside: inside)
+        progress(0.2)
+
+        // Tissue: inside the skull, not a vessel (peak ≥ 80 HU, grown by a voxel), not CSF
+        // or bone partial volume (smoothed baseline outside 15–80 HU).
+        var vessel = [Bool](repeating: false, count: frame)
+        for i in 0..<frame where inside[i] { for j in 0..<n where delta[j * frame + i] >= 80 { vessel[i] = true; break } }
+        vessel = Masks.dilated(vessel, depth: p.depth, height: p.height, width: p.width)
+        let sigma = o.smoothingMM / (pixel * Double(f))
+        let soft = (0..<frame).map { inside[$0] && !vessel[$0] }
+        let smoothBase = p.smoothed(baseline, samples: 1, mask: soft, sigmaPixels: sigma)
+        let tissue = (0..<frame).map { soft[$0] && smoothBase[$0] >= 15 && smoothBase[$0] <= 80 }
+        let curves = p.smoothed(delta, samples: n, mask: tissue, sigmaPixels: sigma)
+        progress(0.4)
+
+        let maps = try deconvolve(curves: curves, samples: n, frame: frame, tissue: tissue, aif: input.aif, dt: dt, method: o.method) {
+            progress(0.4 + 0.5 * $0)
+        }
+        let volumes = LesionVolumes(cbf: maps.cbf, tmax: maps.tmax, tissue: tissue, width: p.width, voxelML: p.voxelML,
+                                    relativeCBF: o.coreRelativeCBF, tmaxThreshold: o.penumbraTmax)
+        func full(_ m: [Float]) -> Volume3D { upsample(m, p, s) }
+        func centre(_ v: Int) -> SIMD3<Int> {
+            let z = v / (p.height * p.width), y = (v / p.width) % p.height, x = v % p.width
+            return SIMD3(z, min(s.height - 1, y * f + f / 2), min(s.width - 1, x * f + f / 2))
+        }
+        progress(1)
+        return PerfusionResult(cbf: full(maps.cbf), cbv: full(maps.cbv), mtt: full(maps.mtt), tmax: full(maps.tmax),
+                               ttp: full(maps.ttp), volumes: volumes, aif: input.aif, vof: input.vof,
+                               curveTimes: (0..<n).map { Double($0) * dt }, aifScale: input.scale,
+                               aifVoxels: input.aifVoxels.map(centre), vofVoxels: input.vofVoxels.map(centre),
+                               baselineSeconds: Double(baseCount) * dt)
+    }
+
+    /// Nearest-block upsampling of a coarse map to the source grid.
+    static func upsample(_ m: [Float], _ p: Prepared, _ s: Series4D) -> Volume3D {
+        var out = [Float](repeating: .nan, count: s.frameSize)
+        let f = p.factor
+        for z in 0..<s.depth { for y in 0..<s.height {
+            let src = (z * p.height + y / f) * p.width, dst = (z * s.height + y) * s.width
+            for x in 0..<s.width { out[dst + x] = m[src + x / f] }
+        } }
+        return Volume3D(depth: s.depth, height: s.height, width: s.width, voxels: out, geometry: s.geometry)
+    }
+}

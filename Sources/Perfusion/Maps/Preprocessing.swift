@@ -1,0 +1,96 @@
+import Foundation
+import Volume
+
+/// A 4D series brought to what deconvolution needs: a coarser in-plane grid (block means),
+/// a uniform time grid, and curves as time-major rows ([sample][voxel]).
+struct Prepared {
+    var depth: Int, height: Int, width: Int
+    var factor: Int                 // in-plane block size in source pixels
+    var dt: Double
+    var samples: Int
+    /// HU on the uniform time grid, [sample][z][y][x].
+    var hu: [Float]
+    var voxelML: Double
+    var frame: Int { depth * height * width }
+
+    /// Block-averages each frame in-plane by `factor`, then resamples every voxel's curve
+    /// linearly onto t = 0, dt, 2dt, … ≤ the last frame time.
+    init(_ s: Series4D, factor f: Int, dt: Double) {
+        factor = f; self.dt = dt
+        depth = s.depth; height = (s.height + f - 1) / f; width = (s.width + f - 1) / f
+        samples = 0; hu = []; voxelML = 0
+        let width = self.width, height = self.height
+        let plane = height * width, frame = depth * plane
+        var coarse = [Float](repeating: 0, count: s.timepoints * frame)
+        let H = s.height, W = s.width, D = s.depth, f2 = f
+        coarse.withUnsafeMutableBufferPointer { out in
+            s.voxels.withUnsafeBufferPointer { v in
+                for t in 0..<s.timepoints { for z in 0..<D {
+                    for y in 0..<H {
+                        let src = ((t * D + z) * H + y) * W, dst = (t * D + z) * plane + (y / f2) * width
+                        for x in 0..<W { out[dst + x / f2] += v[src + x] }
+                    }
+                    // Divide by the number of pixels that fell in each block (edges hold fewer).
+                    for by in 0..<height {
+                        let ny = min(H, (by + 1) * f2) - by * f2
+                        for bx in 0..<width {
+                            let nx = min(W, (bx + 1) * f2) - bx * f2
+                            out[(t * D + z) * plane + by * width + bx] /= Float(ny * nx)
+                        }
+                    }
+                } }
+            }
+        }
+        let last = s.frameTimes.last ?? 0
+        samples = Int((last / dt + 1e-6).rounded(.down)) + 1
+        hu = [Float](repeating: 0, count: samples * frame)
+        var k = 0
+        for j in 0..<samples {
+            let t = Double(j) * dt
+            while k + 1 < s.timepoints - 1 && s.frameTimes[k + 1] < t { k += 1 }
+            let t0 = s.frameTimes[k], t1 = s.frameTimes[min(k + 1, s.timepoints - 1)]
+            let w = Float(t1 > t0 ? max(0, min(1, (t - t0) / (t1 - t0))) : 0)
+            let a = k * frame, b = min(k + 1, s.timepoints - 1) * frame, o = j * frame
+            for i in 0..<frame { hu[o + i] = coarse[a + i] * (1 - w) + coarse[b + i] * w }
+        }
+        voxelML = s.geometry.spacing.x * s.geometry.spacing.y * Double(f) * s.geometry.spacing.z * Double(f) / 1000
+    }
+
+    /// Mean HU of samples 0..<count (the pre-bolus baseline).
+    func mean(samples count: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: frame)
+        for j in 0..<count { for i in 0..<frame { out[i] += hu[j * frame + i] } }
+        for i in 0..<frame { out[i] /= Float(count) }
+        return out
+    }
+
+    /// Normalised-convolution smoothing of every sample in-plane over `mask` voxels only:
+    /// S(x·m)/S(m), so CSF, vessels and skull do not leak into tissue.
+    func smoothed(_ values: [Float], samples count: Int, mask: [Bool], sigmaPixels s: Double) -> [Float] {
+        let plane = height * width
+        var weight = [Float](repeating: 0, count: frame)
+        for i in 0..<frame where mask[i] { weight[i] = 1 }
+        for z in 0..<depth {
+            var w = Array(weight[(z * plane)..<((z + 1) * plane)])
+            ImageFilter.blur(&w, height: height, width: width, sigmaPixels: s)
+            weight.replaceSubrange((z * plane)..<((z + 1) * plane), with: w)
+        }
+        let h = height, wd = width, m = mask
+        let slices: [[Float]] = parallelMap(count * depth) { [values] k in
+            let j = k / self.depth, z = k % self.depth
+            let o = j * self.frame + z * plane
+            var img = (0..<plane).map { m[z * plane + $0] ? values[o + $0] : 0 }
+            ImageFilter.blur(&img, height: h, width: wd, sigmaPixels: s)
+            return img
+        }
+        var out = [Float](repeating: 0, count: count * frame)
+        for k in 0..<(count * depth) {
+            let j = k / depth, z = k % depth
+            for i in 0..<plane {
+                let wgt = weight[z * plane + i]
+                out[j * frame + z * plane + i] = wgt > 1e-3 ? slices[k][i] / wgt : 0
+            }
+        }
+        return out
+    }
+}
