@@ -193,8 +193,11 @@ func solve6(_ a0: [[Double]], _ b0: [Double]) -> [Double]? {
 
 extension Volume3D {
     /// This (moving) frame resampled onto the fixed grid through `t` (fixed → moving).
-    /// Points that fall outside take `outside`. The voxel → patient → moved → voxel chain is
-    /// folded into one affine map in index space, stepped along each row.
+    /// Points that fall outside take `outside`. A voxel covers half a voxel either side of its
+    /// centre, so a point up to half a voxel beyond the outermost centres takes the edge value
+    /// (otherwise a transform a micrometre from identity would blank the first and last
+    /// slices). The voxel → patient → moved → voxel chain is folded into one affine map in
+    /// index space, stepped along each row.
     public func resampled(through t: RigidTransform, outside: Float = -1000) -> Volume3D {
         let g = geometry
         let m = t.matrix
@@ -204,13 +207,19 @@ extension Volume3D {
         let ax = toIndex(g.position(z: 0, y: 0, x: 1)) - b
         let ay = toIndex(g.position(z: 0, y: 1, x: 0)) - b
         let az = toIndex(g.position(z: 1, y: 0, x: 0)) - b
+        let top = SIMD3(Double(width - 1), Double(height - 1), Double(depth - 1))
+        let lo = SIMD3<Double>(repeating: -0.5), hi = top + 0.5
         var out = [Float](repeating: outside, count: voxels.count)
         out.withUnsafeMutableBufferPointer { o in
             for z in 0..<depth { for y in 0..<height {
                 var i = b + ay * Double(y) + az * Double(z)
                 let row = (z * height + y) * width
                 for x in 0..<width {
-                    if let v = sample(i) { o[row + x] = v }
+                    if let v = sample(i) {
+                        o[row + x] = v
+                    } else if all(i .>= lo) && all(i .<= hi), let v = sample(i.clamped(lowerBound: .zero, upperBound: top)) {
+                        o[row + x] = v
+                    }
                     i += ax
                 }
             } }
