@@ -151,7 +151,7 @@ install -m 0644 "$REPO/systemd/perfd.service" "$UNIT_DIR/perfd.service"
 say "installed $UNIT_DIR/perfd.service"
 
 install -d -m 0755 "$DOC_DIR"
-for f in README.md deploy/CONFORMANCE.md deploy/README-admin.md; do
+for f in README.md deploy/CONFORMANCE.md; do
     [ -f "$REPO/$f" ] && install -m 0644 "$REPO/$f" "$DOC_DIR/$(basename "$f")"
 done
 say "documentation in $DOC_DIR"

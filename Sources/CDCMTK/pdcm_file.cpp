@@ -18,6 +18,16 @@ extern "C" pdcm_file *pdcm_file_open(const char *path, char *err, size_t errlen)
         delete f;
         return nullptr;
     }
+    // Swift reads every string as UTF-8, so text in another Specific Character Set (ISO_IR 100
+    // Latin-1, for one) is converted once here, through DCMTK and the C library's iconv; the
+    // dataset then declares ISO_IR 192. A set iconv cannot convert is left as it is: its
+    // ASCII part still reads right.
+    OFString cs;
+    DcmDataset *ds = f->ff.getDataset();
+    if (ds->findAndGetOFStringArray(DCM_SpecificCharacterSet, cs).good() && !cs.empty() && cs != "ISO_IR 192" &&
+        cs != "ISO_IR 6") {
+        (void)f->ff.convertToUTF8();
+    }
     return f;
 }
 

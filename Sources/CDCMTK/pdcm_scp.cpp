@@ -444,7 +444,7 @@ extern "C" int pdcm_scp_run(pdcm_scp *scp) {
                 ASC_dropAssociation(assoc);
                 ASC_destroyAssociation(&assoc);
                 scp->log(2, "refused an association: " + std::to_string(scp->max_associations) +
-                                " already running (raise the limit with `workers`/max associations)");
+                                " already running (raise max_associations in the config)");
                 continue;
             }
             scp->active++;

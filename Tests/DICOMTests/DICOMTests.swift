@@ -49,6 +49,26 @@ import Testing
         #expect(try DicomFile(path: dir.path + "/s.dcm").storedPixels() == [-1, -2048, 2047, 0])
     }
 
+    /// A Latin-1 (ISO_IR 100) patient name reads back as the same text, not as replacement
+    /// characters; DCMTK's dcmconv makes the Latin-1 file.
+    @Test func latin1TextIsReadAsUnicode() throws {
+        let dir = TempDir()
+        let w = DatasetWriter()
+        try w.set("SpecificCharacterSet", "ISO_IR 192")
+        try w.set("SOPClassUID", "1.2.840.10008.5.1.4.1.1.2")
+        try w.set("SOPInstanceUID", DCMTK.generateUID())
+        try w.set("PatientName", "Müller^Jürgen")
+        try w.set("StudyDescription", "Schädel Perfusion")
+        try w.save(to: dir.path + "/utf8.dcm")
+        let r = try runTool("dcmconv", ["+L1", dir.path + "/utf8.dcm", dir.path + "/latin1.dcm"])
+        #expect(r.status == 0, "\(r.output)")
+        let raw = try Data(contentsOf: URL(fileURLWithPath: dir.path + "/latin1.dcm"))
+        #expect(raw.range(of: Data([0x4D, 0xFC, 0x6C])) != nil)  // "Mül" in Latin-1 really is in the file
+        let f = try DicomFile(path: dir.path + "/latin1.dcm")
+        #expect(f.string("PatientName") == "Müller^Jürgen")
+        #expect(f.string("StudyDescription") == "Schädel Perfusion")
+    }
+
     @Test func unreadableFileNamesItself() throws {
         let dir = TempDir()
         let path = dir.path + "/junk.dcm"
