@@ -13,6 +13,8 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let config = try options.load()
         let logger = makeLogger(level: config.logLevel)
+        // Patient data: every file and directory perfd creates is its user's alone.
+        umask(0o077)
         let daemon: Daemon
         do { daemon = try Daemon(config: config, logger: logger) } catch { throw CLIError("cannot start: \(error)") }
         try await daemon.run(logger: logger)

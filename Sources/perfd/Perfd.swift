@@ -25,8 +25,25 @@ struct ConfigOption: ParsableArguments {
 
     func store() throws -> (Config, JobStore) {
         let c = try load()
+        try Self.becomeDatabaseOwner(c.database)
+        umask(0o077)  // a database or -wal file this command creates is perfd's alone
         do { return (c, try JobStore(path: c.database)) } catch {
             throw CLIError("cannot open the database \(c.database): \(error) (check `database` in \(config) and its permissions)")
+        }
+    }
+}
+
+extension ConfigOption {
+    /// Run as root (`sudo perfd status`), an admin command would create the database, or its
+    /// -wal/-shm files, owned by root, and the service (user perfd) could no longer open it.
+    /// So root first takes the identity of whoever owns the database (or its directory).
+    static func becomeDatabaseOwner(_ database: String) throws {
+        guard getuid() == 0 || geteuid() == 0 else { return }
+        var st = stat()
+        let dir = (database as NSString).deletingLastPathComponent
+        guard stat(database, &st) == 0 || stat(dir.isEmpty ? "." : dir, &st) == 0, st.st_uid != 0 else { return }
+        guard setgroups(0, nil) == 0, setgid(st.st_gid) == 0, setuid(st.st_uid) == 0 else {
+            throw CLIError("running as root, cannot switch to the owner (uid \(st.st_uid)) of \(database): \(String(cString: strerror(errno))); run the command as that user (sudo -u perfd perfd ...)")
         }
     }
 }
