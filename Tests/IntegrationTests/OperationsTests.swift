@@ -192,7 +192,14 @@ import Testing
         #expect(try storescu(ph.files, port: port).status == 0)
         try waitFor(20, "the job to finish") { try server.jobs().first?.state == "done" }
         let spool = dir.path + "/state/spool/" + ph.seriesUID
-        #expect(try FileManager.default.contentsOfDirectory(atPath: spool).count == ph.files.count)
+        let spooled = try FileManager.default.contentsOfDirectory(atPath: spool)
+        #expect(spooled.count == ph.files.count)
+        // Patient data is perfd's alone: no group or other bits on the database, the spool
+        // directories and files.
+        for path in [dir.path + "/state/perfd.sqlite", dir.path + "/state/spool", spool, spool + "/" + spooled[0]] {
+            let mode = try #require(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+            #expect(mode & 0o077 == 0, "\(path) has mode \(String(mode, radix: 8))")
+        }
         Thread.sleep(forTimeInterval: 1.5)
         let dry = try server.cli(["purge", "--dry-run"])
         #expect(dry.status == 0 && dry.stdout.contains("would delete series \(ph.seriesUID): \(ph.files.count) files"), "\(dry.output)")
