@@ -1,3 +1,4 @@
+import DICOM
 import Foundation
 import JobStore
 import Logging
@@ -52,5 +53,55 @@ import Testing
         let failed = try #require(try store.job(job.id))
         #expect(failed.state == .failed)
         #expect(failed.error?.contains("gave up after 3 attempts") == true)
+    }
+}
+
+/// Export over DICOM TLS to DCMTK's storescp as the PACS, with certificates made by the test.
+@Suite struct TLSExportTests {
+    @Test func exportOverTLSReachesATrustedPacsAndNotAnUntrustedOne() throws {
+        let dir = TempDir()
+        let pki = try TestPKI(in: dir.sub("pki"))
+        let port = freePort()
+        let received = dir.sub("pacs")
+        let pacs = Process()
+        // Through python to clear the signal mask the test runner's threads hand down.
+        pacs.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        pacs.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execvp('storescp', sys.argv[1:])",
+                          "storescp", "+tls", pki.serverKey, pki.serverCert, "+cf", pki.caCert, "-aet", "PACS", "-od", received, String(port)]
+        pacs.standardOutput = FileHandle.nullDevice
+        pacs.standardError = FileHandle.nullDevice
+        try pacs.run()
+        defer { kill(pacs.processIdentifier, SIGKILL); pacs.waitUntilExit() }
+        try waitFor(10, "storescp to listen") { portOpen(port) }
+
+        let store = try JobStore(path: dir.path + "/db.sqlite")
+        let ph = try makePhantom(in: dir.sub("ph"), size: 8, slices: 1, timepoints: 2)
+        func job(_ series: String, to destination: String) throws -> Int {
+            try store.recordInstance(InstanceRecord(sopInstanceUID: series + ".1", sopClassUID: "1.2.840.10008.5.1.4.1.1.2",
+                                                    seriesUID: series, studyUID: "1.2", path: "/x", fileSize: 1))
+            let j = try #require(try store.completeSeries(series, reason: "t", pipeline: "baseline-t0"))
+            _ = try store.claimNextJob()
+            try store.beginStage(job: j.id, stage: "render")
+            try store.finishRender(job: j.id, result: "{}", report: "{}", outbox: [
+                OutboxEntry(destination: destination, seriesUID: "2.25.\(j.id)", sopInstanceUID: "2.25.\(j.id).1", path: ph.files[j.id - 1], kind: "result"),
+            ])
+            return j.id
+        }
+        var config = Config()
+        config.destinations = [Config.Destination(aeTitle: "PACS", host: "127.0.0.1", port: port, tls: TLSSettings(
+            certificate: pki.clientCert, privateKey: pki.clientKey, trustedCertificates: [pki.caCert]))]
+        let good = try job("1.2.3", to: "PACS@127.0.0.1:\(port)")
+        #expect(try ExporterService(store: store, config: config, logger: Logger(label: "test")).sendNextBatch())
+        #expect(try store.job(good)?.state == .done)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: received).count == 1)
+
+        // Trusting only a CA that did not sign the PACS certificate: the handshake fails.
+        config.destinations[0].tls = TLSSettings(certificate: pki.rogueCert, privateKey: pki.rogueKey, trustedCertificates: [pki.rogueCert])
+        let bad = try job("1.2.4", to: "PACS@127.0.0.1:\(port)")
+        #expect(try !ExporterService(store: store, config: config, logger: Logger(label: "test")).sendNextBatch())
+        #expect(try store.job(bad)?.state == .exporting)
+        #expect(try store.outbox(job: bad).first?.lastError?.contains("cannot associate") == true)
+        let audit = try store.auditTrail().filter { $0.kind == .export }
+        #expect(audit.map(\.outcome) == ["sent", "retry"])
     }
 }
