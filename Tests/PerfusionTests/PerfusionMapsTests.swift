@@ -25,7 +25,19 @@ import Volume
         return e.sorted()[e.count / 2]
     }
 
-    /// Noise-free: healthy CBV within 10 %. CBF: truncation biases short-MTT grey matter low
+    func medianAbsoluteError(_ est: Volume3D, _ truth: [Float], _ labels: [Float], _ codes: Set<Float>) -> Double {
+        var e: [Double] = []
+        for i in labels.indices where codes.contains(labels[i]) && est.voxels[i].isFinite {
+            e.append(abs(Double(est.voxels[i] - truth[i]) / Double(truth[i])))
+        }
+        return e.sorted()[e.count / 2]
+    }
+
+    /// Noise-free: healthy CBV within 10 %, read as the median absolute voxel error in grey
+    /// and in white matter (per tissue, so a good grey cannot hide a bad white). Lesion
+    /// tissue is left out of this line on purpose: its long, late curves are still rising
+    /// or high when a 36 s acquisition ends, so ∫C_t misses 15–50 % of its area (measured on
+    /// seeds 101–104) — a limit of the data, reported by scripts/evaluate, not asserted. CBF: truncation biases short-MTT grey matter low
     /// (measured −17 % at seed 9301, tolerance −55…−5 %) and more than white matter, whose
     /// estimate also gains from smoothing over the thin cortex (measured +8 %, ±25 %).
     @Test func noiseFreeCBVAndCBFBias() throws {
@@ -33,13 +45,15 @@ import Volume
         let (s, labels, truth, _) = try phantom(dir, seed: 9301, noise: 0)
         let r = try PerfusionMaps.compute(s)
         for (name, code) in [("grey", Float(3)), ("white", 4)] {
-            let cbv = medianRelativeError(r.cbv, truth["cbv"]!, labels, [code])
-            #expect(abs(cbv) < 0.10, "\(name) CBV median error \(cbv * 100) %")
+            let cbv = medianAbsoluteError(r.cbv, truth["cbv"]!, labels, [code])
+            #expect(cbv < 0.10, "\(name) CBV median absolute error \(cbv * 100) %")
         }
         let grey = medianRelativeError(r.cbf, truth["cbf"]!, labels, [3]), white = medianRelativeError(r.cbf, truth["cbf"]!, labels, [4])
         #expect(grey < -0.05 && grey > -0.55, "grey CBF bias \(grey * 100) %")
         #expect(abs(white) < 0.25 && grey < white, "white CBF bias \(white * 100) %, grey \(grey * 100) %")
         #expect(r.aifScale >= 1 && !r.aifVoxels.isEmpty && !r.vofVoxels.isEmpty)
+        // A noise-free series is measured as (nearly) noise-free, so it is not smoothed.
+        #expect(r.noiseHU < 1 && r.smoothingMM < 0.5, "noise \(r.noiseHU) HU, smoothing \(r.smoothingMM) mm")
     }
 
     /// σ = 10 HU: core and penumbra volumes within 25 % of the label volumes.
@@ -48,7 +62,9 @@ import Volume
         let (s, _, _, vols) = try phantom(dir, seed: 9302, noise: 10)
         let r = try PerfusionMaps.compute(s)
         let core = r.volumes.coreML, pen = r.volumes.penumbraML
-        withKnownIssue("perfusion-svd over-calls Tmax > 6 s in healthy white matter at σ = 10 HU (see the closing note)") {
+        // Measured noise drives the smoothing: 10 HU correlated noise reads as 5–12 HU.
+        #expect(r.noiseHU > 3 && r.noiseHU < 15, "noise estimate \(r.noiseHU) HU at σ = 10")
+        withKnownIssue("perfusion-svd still over-calls Tmax > 6 s (healthy Tmax biased +2–3 s by truncation) and under-calls the core (noise lifts low CBF) at σ = 10 HU") {
             #expect(abs(core - vols["core"]!) <= 0.25 * vols["core"]!, "core \(core) ml vs \(vols["core"]!) ml")
             #expect(abs(pen - vols["penumbra"]!) <= 0.25 * vols["penumbra"]!, "penumbra \(pen) ml vs \(vols["penumbra"]!) ml")
         }

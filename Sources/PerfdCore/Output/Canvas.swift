@@ -49,6 +49,23 @@ public final class Canvas {
         cairo_stroke(cr)
     }
 
+    /// A circle outline of radius `r` centred on (x, y).
+    public func circle(x: Double, y: Double, r: Double, color c: RGB, width lw: Double = 2) {
+        cairo_set_source_rgb(cr, c.r, c.g, c.b)
+        cairo_set_line_width(cr, lw)
+        cairo_new_sub_path(cr)
+        cairo_arc(cr, x, y, r, 0, 2 * Double.pi)
+        cairo_stroke(cr)
+    }
+
+    /// Writes the picture as a PNG file (a review copy; the DICOM is the product).
+    public func writePNG(to path: String) throws {
+        cairo_surface_flush(surface)
+        guard cairo_surface_write_to_png(surface, path) == CAIRO_STATUS_SUCCESS else {
+            throw PipelineError(message: "could not write the PNG copy \(path); check that its folder exists and is writable")
+        }
+    }
+
     /// Text with its baseline-left at (x, y); returns the advance width.
     @discardableResult
     public func text(_ s: String, x: Double, y: Double, size: Double, color c: RGB = (1, 1, 1), bold: Bool = false) -> Double {

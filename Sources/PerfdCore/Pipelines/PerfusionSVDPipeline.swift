@@ -36,7 +36,8 @@ public struct PerfusionSVDPipeline: Pipeline {
             "aif_delta_hu": .numbers(r.aif.map { round($0, 10) }), "vof_delta_hu": .numbers(r.vof.map { round($0, 10) }),
             "curve_times_s": .numbers(r.curveTimes.map { round($0) }),
             "aif_partial_volume_scale": .number(round(r.aifScale)), "baseline_s": .number(round(r.baselineSeconds)),
+            "noise_hu": .number(round(r.noiseHU, 100)), "smoothing_mm": .number(round(r.smoothingMM, 100)),
         ]
-        return PipelineOutput(volumes: volumes, summary: summary)
+        return PipelineOutput(volumes: volumes, summary: summary, lesion: r.lesion)
     }
 }

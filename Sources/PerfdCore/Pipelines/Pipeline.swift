@@ -22,8 +22,11 @@ public protocol Pipeline: Sendable {
 public struct PipelineOutput: Sendable {
     public var volumes: [QuantitativeVolume]
     public var summary: [String: SummaryValue]
-    public init(volumes: [QuantitativeVolume], summary: [String: SummaryValue] = [:]) {
-        self.volumes = volumes; self.summary = summary
+    /// Perfusion pipelines: 1 core, 2 penumbra, 0 elsewhere (written as maps/lesion.nii and
+    /// drawn on the summary page).
+    public var lesion: Volume3D?
+    public init(volumes: [QuantitativeVolume], summary: [String: SummaryValue] = [:], lesion: Volume3D? = nil) {
+        self.volumes = volumes; self.summary = summary; self.lesion = lesion
     }
 }
 

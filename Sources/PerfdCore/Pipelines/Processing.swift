@@ -70,6 +70,11 @@ public struct Processing: Sendable {
             try NIfTI.write(r.volume, to: path, description: "perfd \(pipelineName) \(r.name) [\(r.unit)]")
             maps[r.name] = path
         }
+        if let lesion = output.lesion {
+            let path = "\(outputDirectory)/maps/lesion.nii"
+            try NIfTI.write(lesion, to: path, description: "perfd \(pipelineName) lesion: 1 core, 2 penumbra")
+            maps["lesion"] = path
+        }
         try observer.finish("pipeline", result: ["outputs": results.map { ["name": $0.name, "unit": $0.unit] },
                                                  "maps": maps, "seconds": timings["infer"]!])
 
@@ -104,6 +109,14 @@ public struct Processing: Sendable {
             }
             observer.progress("render", Double(k + 1) / Double(results.count))
         }
+        if let page = Self.summaryPage(series, output: output, motion: motion, pipeline: pipelineName) {
+            let canvas = page.render()
+            try canvas.writePNG(to: outputDirectory + "/summary.png")
+            outputs.append(try writer.writeRGB([(canvas.rgbBytes(), canvas.width, canvas.height)], output: "summary",
+                                               seriesNumber: 9000 + results.count + 1,
+                                               description: "Perfusion summary perfd \(pipelineName)\(flag) NOT FOR DIAGNOSIS",
+                                               derivation: Self.derivation(pipelineName) + Self.motionNote(motion)))
+        }
         timings["render"] = Date().timeIntervalSince(t0)
         timings["total"] = Date().timeIntervalSince(total)
         let report = Report(job: job, pipeline: pipelineName, model: nil, input: input, registration: motion.report,
@@ -111,6 +124,22 @@ public struct Processing: Sendable {
                             maps: maps, summary: output.summary, timingsS: timings)
         try report.json().write(toFile: outputDirectory + "/report.json", atomically: true, encoding: .utf8)
         return (report, outputs)
+    }
+
+    /// The summary page of a perfusion pipeline (one that reports lesion volumes), else nil.
+    static func summaryPage(_ s: Series4D, output: PipelineOutput, motion: MotionCorrection.Outcome, pipeline: String) -> SummaryPage? {
+        guard output.summary["core_ml"] != nil else { return nil }
+        let plane = s.height * s.width, frame = s.frameSize
+        var peak = [Float](repeating: 0, count: plane)
+        s.voxels.withUnsafeBufferPointer { v in
+            for t in 1..<s.timepoints { for z in 0..<s.depth { for i in 0..<plane {
+                let d = v[t * frame + z * plane + i] - v[z * plane + i]
+                if d > peak[i] { peak[i] = d }
+            } } }
+        }
+        let maps = Dictionary(uniqueKeysWithValues: output.volumes.map { ($0.name, $0.volume) })
+        return SummaryPage(maps: maps, lesion: output.lesion, anatomy: s.frame(0), enhancement: peak, summary: output.summary,
+                           motionQC: motion.qc, maxDisplacementMM: motion.maxDisplacementMM, pipeline: pipeline)
     }
 
     static func motionNote(_ m: MotionCorrection.Outcome) -> String {

@@ -43,6 +43,8 @@ enum Masks {
 
 /// Core and penumbra by the clinical thresholds (DESIGN §4).
 ///
+/// CBF and Tmax are 3×3 median-filtered within tissue first, and core and hypoperfused
+/// regions smaller than `minML` are dropped (noise makes specks; lesions are contiguous).
 /// The healthy hemisphere is the one with the lower median Tmax, split at the tissue's
 /// mean column; its mean CBF is the reference. Core: rCBF < 30 % of that reference inside
 /// the hypoperfused region (Tmax > 6 s) — low flow without delay is CSF partial volume or
@@ -58,7 +60,11 @@ public struct LesionVolumes: Sendable {
     public var core: [Bool]
     public var hypoperfused: [Bool]
 
-    init(cbf: [Float], tmax: [Float], tissue: [Bool], width: Int, voxelML: Double, relativeCBF: Double, tmaxThreshold: Double) {
+    init(cbf rawCBF: [Float], tmax rawTmax: [Float], tissue: [Bool], depth: Int, height: Int, width: Int, voxelML: Double,
+         relativeCBF: Double, tmaxThreshold: Double, minML: Double) {
+        let cbf = MapFilters.median3x3(rawCBF, mask: tissue, depth: depth, height: height, width: width)
+        let tmax = MapFilters.median3x3(rawTmax, mask: tissue, depth: depth, height: height, width: width)
+        let minVoxels = Int((minML / voxelML).rounded())
         var sumX = 0.0, count = 0.0
         for i in tissue.indices where tissue[i] { sumX += Double(i % width); count += 1 }
         let mid = count > 0 ? sumX / count : Double(width) / 2
@@ -70,8 +76,10 @@ public struct LesionVolumes: Sendable {
         healthySide = lowHealthy ? "low x (image left half, patient right)" : "high x (image right half, patient left)"
         referenceCBF = healthy.isEmpty ? 0 : healthy.reduce(0.0) { $0 + Double(cbf[$1]) } / Double(healthy.count)
         let cut = Float(relativeCBF * referenceCBF), late = Float(tmaxThreshold)
-        let hypo = tissue.indices.map { tissue[$0] && tmax[$0] > late }
-        let core = tissue.indices.map { hypo[$0] && cbf[$0] < cut }
+        let hypo = MapFilters.removingSmallComponents(tissue.indices.map { tissue[$0] && tmax[$0] > late },
+                                                      depth: depth, height: height, width: width, minVoxels: minVoxels)
+        let core = MapFilters.removingSmallComponents(tissue.indices.map { hypo[$0] && cbf[$0] < cut },
+                                                      depth: depth, height: height, width: width, minVoxels: minVoxels)
         hypoperfused = hypo
         self.core = core
         let nCore = Double(core.filter { $0 }.count), nHypo = Double(hypo.filter { $0 }.count)

@@ -93,4 +93,18 @@ struct Prepared {
         }
         return out
     }
+
+    /// Gaussian smoothing of every voxel's curve along time (σ in samples; ends clamped).
+    static func smoothInTime(_ values: inout [Float], samples n: Int, frame: Int, sigmaSamples s: Double) {
+        let k = ImageFilter.gaussianTaps(sigma: s), r = k.count / 2
+        var curve = [Float](repeating: 0, count: n)
+        for i in 0..<frame {
+            for j in 0..<n { curve[j] = values[j * frame + i] }
+            for j in 0..<n {
+                var a: Float = 0
+                for d in 0..<k.count { a += k[d] * curve[min(max(j - r + d, 0), n - 1)] }
+                values[j * frame + i] = a
+            }
+        }
+    }
 }
