@@ -12,6 +12,7 @@
 #include "dcmtk/dcmnet/dulstruc.h"
 #include "dcmtk/dcmnet/diutil.h"
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <condition_variable>
@@ -94,6 +95,8 @@ struct pdcm_scp {
 };
 
 namespace {
+
+const int kRequestTimeoutSeconds = 3;
 
 const char *kStorageClasses[] = {UID_CTImageStorage, UID_EnhancedCTImageStorage};
 
@@ -372,7 +375,11 @@ extern "C" pdcm_scp *pdcm_scp_create(const pdcm_scp_config *cfg, const pdcm_scp_
         delete scp;
         return nullptr;
     }
-    cond = ASC_initializeNetwork(NET_ACCEPTOR, cfg->port, c.getACSETimeout(), &scp->net);
+    // The accept loop reads each peer's A-ASSOCIATE-RQ (and does the TLS handshake) itself,
+    // so a client that connects and stays silent holds every other scanner back until this
+    // timeout: a few seconds, not the association's ACSE timeout (a scanner sends its
+    // request at once).
+    cond = ASC_initializeNetwork(NET_ACCEPTOR, cfg->port, std::min<int>(c.getACSETimeout(), kRequestTimeoutSeconds), &scp->net);
     if (cond.bad()) {
         pdcm::set_text(err, errlen, "cannot listen on port " + std::to_string(cfg->port) + ": " + cond.text() +
                                         " (is another DICOM service using it? change `port` in the config)");

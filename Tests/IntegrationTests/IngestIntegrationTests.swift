@@ -125,6 +125,28 @@ import Testing
         try waitFor(10, "a job for the good series") { try jobs(server).contains { $0.series_uid == ph.seriesUID && $0.instances == 8 } }
     }
 
+    /// A client that connects and says nothing must not hold the scanners back for long:
+    /// the accept loop gives up on it after a few seconds, well inside storescu's 8 s wait
+    /// for an association answer (DCMTK's default ACSE timeout of 30 s would fail this).
+    @Test func silentClientDoesNotBlockScanners() throws {
+        let dir = TempDir()
+        let port = freePort()
+        let server = try PerfdServer(configPath: writeConfig(in: dir, port: port, quietSeconds: 30), port: port, logPath: dir.path + "/serve.log")
+        defer { server.stop() }
+        let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(silent) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(silent, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        #expect(rc == 0)
+        let ph = try makePhantom(in: dir.sub("ph"), size: 16, slices: 1, timepoints: 2)
+        let r = try runTool("storescu", ["-ta", "8", "-aet", "SCANNER", "-aec", "PERFD", "127.0.0.1", String(port)] + ph.files)
+        #expect(r.status == 0, "\(r.output)")
+        #expect(try rowCount(dir, ph.seriesUID) == 2)
+    }
+
     @Test func fourScannersAtOnceMakeFourCompleteJobs() throws {
         let dir = TempDir()
         let port = freePort()
