@@ -86,7 +86,14 @@ public enum PerfusionMaps {
         for i in 0..<frame where inside[i] { for j in 0..<n where delta[j * frame + i] >= 80 { vessel[i] = true; break } }
         vessel = Masks.dilated(vessel, depth: p.depth, height: p.height, width: p.width)
         let soft = (0..<frame).map { inside[$0] && !vessel[$0] }
-        let noise = MapFilters.noiseSigma(Array(p.hu[0..<frame]), mask: soft, width: p.width)
+        // Noise from the two first frames when both precede the bolus (the AIF's 10 % rise),
+        // else from neighbouring voxels of the first sample.
+        let noise: Double
+        if let second = p.secondFrameTime, second < Double(arrival) * dt {
+            noise = MapFilters.temporalNoiseSigma(p.firstFrames[0..<frame], p.firstFrames[frame..<(2 * frame)], mask: soft)
+        } else {
+            noise = MapFilters.noiseSigma(Array(p.hu[0..<frame]), mask: soft, width: p.width)
+        }
         let smoothingMM = o.smoothingMM ?? PerfusionOptions.smoothing(forNoise: noise)
         let sigma = smoothingMM / (pixel * Double(f))
         let smoothBase = p.smoothed(baseline, samples: 1, mask: soft, sigmaPixels: sigma)

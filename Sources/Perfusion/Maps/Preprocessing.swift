@@ -11,6 +11,10 @@ struct Prepared {
     /// HU on the uniform time grid, [sample][z][y][x].
     var hu: [Float]
     var voxelML: Double
+    /// The first two acquired frames on the coarse grid, and when the second was taken:
+    /// their difference is pure noise while both are before the bolus.
+    var firstFrames: [Float] = []
+    var secondFrameTime: Double?
     var frame: Int { depth * height * width }
 
     /// Block-averages each frame in-plane by `factor`, then resamples every voxel's curve
@@ -40,6 +44,10 @@ struct Prepared {
                     }
                 } }
             }
+        }
+        if s.timepoints >= 2 {
+            firstFrames = Array(coarse[0..<(2 * frame)])
+            secondFrameTime = s.frameTimes[1] - s.frameTimes[0]
         }
         let last = s.frameTimes.last ?? 0
         samples = Int((last / dt + 1e-6).rounded(.down)) + 1
