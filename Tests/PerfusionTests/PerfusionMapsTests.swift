@@ -64,7 +64,7 @@ import Volume
         let core = r.volumes.coreML, pen = r.volumes.penumbraML
         // Measured noise drives the smoothing: 10 HU correlated noise reads as 5–12 HU.
         #expect(r.noiseHU > 3 && r.noiseHU < 15, "noise estimate \(r.noiseHU) HU at σ = 10")
-        withKnownIssue("perfusion-svd still over-calls Tmax > 6 s (healthy Tmax biased +2–3 s by truncation) and under-calls the core (noise lifts low CBF) at σ = 10 HU") {
+        withKnownIssue("perfusion-svd penumbra at σ = 10 HU: +31 % on this seed (Tmax calibrated for the deconvolution's delay, core CBF corrected for the noise floor; noisy voxels still read a little late)") {
             #expect(abs(core - vols["core"]!) <= 0.25 * vols["core"]!, "core \(core) ml vs \(vols["core"]!) ml")
             #expect(abs(pen - vols["penumbra"]!) <= 0.25 * vols["penumbra"]!, "penumbra \(pen) ml vs \(vols["penumbra"]!) ml")
         }

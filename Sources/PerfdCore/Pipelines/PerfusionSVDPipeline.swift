@@ -37,6 +37,7 @@ public struct PerfusionSVDPipeline: Pipeline {
             "curve_times_s": .numbers(r.curveTimes.map { round($0) }),
             "aif_partial_volume_scale": .number(round(r.aifScale)), "baseline_s": .number(round(r.baselineSeconds)),
             "noise_hu": .number(round(r.noiseHU, 100)), "smoothing_mm": .number(round(r.smoothingMM, 100)),
+            "cbf_noise_floor": .number(round(r.cbfNoiseFloor, 100)),
         ]
         return PipelineOutput(volumes: volumes, summary: summary, lesion: r.lesion)
     }

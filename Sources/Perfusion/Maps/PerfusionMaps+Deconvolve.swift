@@ -6,8 +6,9 @@ extension PerfusionMaps {
     /// CBF, CBV, MTT, Tmax and TTP of every tissue voxel; NaN elsewhere. Curves go through
     /// the deconvolution in chunks (one sgemm per chunk) to bound memory.
     ///   CBF = (k_H/ρ)·max k·6000 [ml/100g/min]   CBV = (k_H/ρ)·100·ΣC_t/ΣC_a [ml/100g]
-    ///   MTT = 60·CBV/CBF [s]   Tmax = argmax k·Δt, indices past L/2 wrapped to negative
-    ///   times [s]   TTP = argmax C_t·Δt [s from the first frame]
+    ///   MTT = 60·CBV/CBF [s]   Tmax = argmax k·Δt (sub-sample peak, indices past L/2 wrapped
+    ///   to negative times), corrected for the deconvolution's own delay (TmaxCalibration) [s]
+    ///   TTP = argmax C_t·Δt [s from the first frame]
     static func deconvolve(curves: [Float], samples n: Int, frame: Int, tissue: [Bool], aif: [Double], dt: Double,
                            method: Deconvolution.Method, progress: (Double) -> Void) throws -> Maps {
         let d = Deconvolution(aif: aif, dt: dt, method: method)
@@ -18,6 +19,7 @@ extension PerfusionMaps {
         var maps = Maps(cbf: .init(repeating: .nan, count: frame), cbv: .init(repeating: .nan, count: frame),
                         mtt: .init(repeating: .nan, count: frame), tmax: .init(repeating: .nan, count: frame),
                         ttp: .init(repeating: .nan, count: frame))
+        let calibration = TmaxCalibration(aif: aif, dt: dt, deconvolution: d)
         let voxels = (0..<frame).filter { tissue[$0] }
         let chunk = 16384
         var start = 0
@@ -28,8 +30,8 @@ extension PerfusionMaps {
             for j in 0..<n { for (v, id) in ids.enumerated() { c[j * m + v] = curves[j * frame + id] } }
             let k = d.residues(curves: c, count: m)
             for (v, id) in ids.enumerated() {
-                var best = 0, kmax = -Float.infinity
-                for i in 0..<l where k[i * m + v] > kmax { kmax = k[i * m + v]; best = i }
+                var kmax = -Float.infinity
+                for i in 0..<l where k[i * m + v] > kmax { kmax = k[i * m + v] }
                 var area: Float = 0, peak = -Float.infinity, tp = 0
                 for j in 0..<n {
                     let x = c[j * m + v]
@@ -41,7 +43,7 @@ extension PerfusionMaps {
                 maps.cbf[id] = cbf
                 maps.cbv[id] = cbv
                 maps.mtt[id] = cbf > 0 ? 60 * cbv / cbf : .nan
-                maps.tmax[id] = Float(Double(best <= l / 2 ? best : best - l) * dt)
+                maps.tmax[id] = Float(calibration.corrected(TmaxCalibration.peakTime(k, voxel: v, count: m, l: l, dt: dt)))
                 maps.ttp[id] = Float(Double(tp) * dt)
             }
             start += m

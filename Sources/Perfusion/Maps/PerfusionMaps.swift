@@ -41,6 +41,8 @@ public struct PerfusionResult: Sendable {
     public var baselineSeconds: Double
     /// Noise σ (HU) measured on the analysis grid, and the in-plane smoothing it chose.
     public var noiseHU: Double, smoothingMM: Double
+    /// CBF (ml/100g/min) that noise alone reads after smoothing; subtracted before the core threshold.
+    public var cbfNoiseFloor: Double
     /// 1 core, 2 penumbra, 0 elsewhere, on the source grid.
     public var lesion: Volume3D
 }
@@ -105,7 +107,18 @@ public enum PerfusionMaps {
         let maps = try deconvolve(curves: curves, samples: n, frame: frame, tissue: tissue, aif: input.aif, dt: dt, method: o.method) {
             progress(0.4 + 0.5 * $0)
         }
-        let volumes = LesionVolumes(cbf: maps.cbf, tmax: maps.tmax, tissue: tissue, depth: p.depth, height: p.height,
+        // The CBF that noise alone would read, for the core threshold (see NoiseFloor).
+        var floor = 0.0
+        if let second = p.secondFrameTime, second < Double(arrival) * dt {
+            let diff = (0..<frame).map { p.firstFrames[frame + $0] - p.firstFrames[$0] }
+            let smoothDiff = sigma > 0 ? p.smoothed(diff, samples: 1, mask: tissue, sigmaPixels: sigma) : diff
+            let residual = MapFilters.temporalNoiseSigma(smoothDiff[0..<frame], [Float](repeating: 0, count: frame)[0..<frame], mask: tissue)
+            floor = NoiseFloor.cbf(residualNoise: residual, frameTimes: s.frameTimes.map { $0 - s.frameTimes[0] }, dt: dt, samples: n,
+                                   baselineSamples: baseCount, deconvolution: Deconvolution(aif: input.aif, dt: dt, method: o.method),
+                                   scale: Bolus.kH / Bolus.rho * 6000)
+        }
+        let thresholdCBF = maps.cbf.map { $0.isFinite ? max(0, $0 - Float(floor)) : $0 }
+        let volumes = LesionVolumes(cbf: thresholdCBF, tmax: maps.tmax, tissue: tissue, depth: p.depth, height: p.height,
                                     width: p.width, voxelML: p.voxelML, relativeCBF: o.coreRelativeCBF,
                                     tmaxThreshold: o.penumbraTmax, minML: o.minLesionML)
         func full(_ m: [Float]) -> Volume3D { upsample(m, p, s) }
@@ -118,7 +131,7 @@ public enum PerfusionMaps {
                                ttp: full(maps.ttp), volumes: volumes, aif: input.aif, vof: input.vof,
                                curveTimes: (0..<n).map { Double($0) * dt }, aifScale: input.scale,
                                aifVoxels: input.aifVoxels.map(centre), vofVoxels: input.vofVoxels.map(centre),
-                               baselineSeconds: Double(baseCount) * dt, noiseHU: noise, smoothingMM: smoothingMM,
+                               baselineSeconds: Double(baseCount) * dt, noiseHU: noise, smoothingMM: smoothingMM, cbfNoiseFloor: floor,
                                lesion: full(zip(volumes.core, volumes.hypoperfused).map { $0 ? 1 : ($1 ? 2 : 0) }))
     }
 
