@@ -9,9 +9,9 @@ import Foundation
 ///    earliest quarter of candidate TTPs — ranked by peak height over width (FWHM): an
 ///    artery's first pass is early, high and narrow. Candidates under 60 % of the best
 ///    peak are dropped as partial-volume voxels. The curve is the mean of the best 6.
-/// 3. VOF: candidates peaking later than the AIF by at least one sample, ranked by area
-///    under the curve (the sinus is large, so its centre is free of partial volume); the
-///    mean of the best 6.
+/// 3. VOF: candidates peaking at least two samples after the AIF (one sample let a noisy
+///    arterial voxel through on a 512² standard case), ranked by area under the curve (the
+///    sinus is large, so its centre is free of partial volume); the mean of the best 6.
 /// 4. Partial-volume correction: tracer is conserved, so the areas under the arterial and
 ///    venous curves are equal in the absence of partial volume. A small artery's voxels
 ///    are diluted by surrounding tissue, which lowers its area; the AIF is scaled by
@@ -58,7 +58,7 @@ struct ArterialInput {
             .sorted { $0.shape.peak / $0.shape.fwhm > $1.shape.peak / $1.shape.fwhm }
         let aifVoxels = Array(arterial.prefix(6).map(\.v))
         let aifTTP = arterial.first?.shape.ttp ?? early
-        let venous = candidates.filter { $0.shape.ttp > aifTTP }
+        let venous = candidates.filter { $0.shape.ttp >= aifTTP + 2 }
             .map { c in (v: c.v, area: curve(c.v).reduce(0, +)) }
             .sorted { $0.area > $1.area }
         let vofVoxels = Array(venous.prefix(6).map(\.v))
