@@ -56,17 +56,24 @@ import Volume
         #expect(r.noiseHU < 1 && r.smoothingMM < 0.5, "noise \(r.noiseHU) HU, smoothing \(r.smoothingMM) mm")
     }
 
-    /// σ = 10 HU: core and penumbra volumes within 25 % of the label volumes.
-    @Test func lesionVolumesAtTenHU() throws {
+    /// σ = 10 HU: core and penumbra volumes within 25 % of the label volumes. Holds on seed
+    /// 9302; on 9301 and 9303 the core is still under-called (held-out mean core error −33 %
+    /// at 128², see scripts/evaluate), recorded as a known issue rather than hidden.
+    @Test(arguments: [9302, 9301, 9303] as [UInt64])
+    func lesionVolumesAtTenHU(_ seed: UInt64) throws {
         let dir = TempDir()
-        let (s, _, _, vols) = try phantom(dir, seed: 9302, noise: 10)
+        let (s, _, _, vols) = try phantom(dir, seed: seed, noise: 10)
         let r = try PerfusionMaps.compute(s)
         let core = r.volumes.coreML, pen = r.volumes.penumbraML
-        // Measured noise drives the smoothing: 10 HU correlated noise reads as 5–12 HU.
-        #expect(r.noiseHU > 3 && r.noiseHU < 15, "noise estimate \(r.noiseHU) HU at σ = 10")
-        withKnownIssue("perfusion-svd penumbra at σ = 10 HU: +31 % on this seed (Tmax calibrated for the deconvolution's delay, core CBF corrected for the noise floor; noisy voxels still read a little late)") {
+        // Measured on the two pre-bolus frames: 10 HU reads as 10 ± 1.5.
+        #expect(r.noiseHU > 8.5 && r.noiseHU < 11.5, "noise estimate \(r.noiseHU) HU at σ = 10")
+        let check = {
             #expect(abs(core - vols["core"]!) <= 0.25 * vols["core"]!, "core \(core) ml vs \(vols["core"]!) ml")
             #expect(abs(pen - vols["penumbra"]!) <= 0.25 * vols["penumbra"]!, "penumbra \(pen) ml vs \(vols["penumbra"]!) ml")
+        }
+        if seed == 9302 { check() } else {
+            withKnownIssue("perfusion-svd under-calls the core at σ = 10 HU on some seeds (noise floor and Tmax calibration help, not yet enough)",
+                           isIntermittent: true) { check() }
         }
     }
 
