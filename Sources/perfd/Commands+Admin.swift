@@ -139,7 +139,12 @@ struct CheckConfig: ParsableCommand {
                 notes.append("\(key): \(existing) is not writable by this user; perfd serve will not be able to use \(path)")
             }
         }
-        print("\(options.config): OK — AE \(c.aeTitle) on port \(c.port), \(c.allowedPeers.count) allowed peers, \(c.destinations.count) destinations, default pipeline \(c.defaultPipeline)")
+        var listeners: [String] = []
+        if c.plainListener { listeners.append("port \(c.port)") }
+        if let t = c.tls { listeners.append("TLS port \(t.port)\(t.settings.requirePeerCertificate ? " (client certificates required)" : "")") }
+        print("\(options.config): OK — AE \(c.aeTitle) on \(listeners.joined(separator: " and ")), \(c.allowedPeers.count) allowed peers, \(c.destinations.count) destinations\(c.destinations.contains { $0.tls != nil } ? " (TLS to some)" : ""), default pipeline \(c.defaultPipeline)")
+        if let m = c.metricsPort { print("metrics: http://\(c.metricsAddress):\(m)/metrics and /health") }
+        print("retention: " + (c.retentionDays > 0 ? "spool files kept \(c.retentionDays) days after their jobs finish" : "off (retention_days 0): spool files are kept"))
         for n in notes { print("note: \(n)") }
     }
 }
