@@ -7,6 +7,22 @@ import PerfdCore
 import Inference
 
 @main
+enum PerfdMain {
+    static func main() async {
+        // OpenBLAS chooses its kernels when it loads; on an AVX-512 CPU it does not know it
+        // would take its slower AVX2 ones (see BLASKernels), so set the choice and start
+        // again — same process, same arguments, before anything else has happened.
+        if let core = BLASKernels.preferredCoreType() {
+            setenv("OPENBLAS_CORETYPE", core, 1)
+            let args = CommandLine.arguments
+            var cargs = args.map { strdup($0) } + [nil]
+            execv("/proc/self/exe", &cargs)
+            // exec failed (no /proc?): carry on with the default kernels.
+        }
+        await Perfd.main()
+    }
+}
+
 struct Perfd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "perfd",
