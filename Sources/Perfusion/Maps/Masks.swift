@@ -58,7 +58,7 @@ public struct LesionVolumes: Sendable {
     public var core: [Bool]
     public var hypoperfused: [Bool]
 
-    init(cbf: [Float], tmax: [Float], tissue: [Bool], width: Int, voxelML: Double, relativeCBF: Double, tmaxThreshold: Double) {
+    public init(cbf: [Float], tmax: [Float], tissue: [Bool], width: Int, voxelML: Double, relativeCBF: Double, tmaxThreshold: Double) {
         var sumX = 0.0, count = 0.0
         for i in tissue.indices where tissue[i] { sumX += Double(i % width); count += 1 }
         let mid = count > 0 ? sumX / count : Double(width) / 2
