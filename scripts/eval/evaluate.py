@@ -6,8 +6,8 @@ For every seed and noise level it writes a phantom (`perfd phantom`), runs each 
              error (s), core and penumbra volume error (ml, estimate − truth, mean and
              mean absolute over seeds);
   NCCT:      MSE (HU²) and SSIM inside the brain and over the whole head vs truth/ncct.nii.
-Methods are columns; add a learned model by appending its pipeline name to
-PERFUSION_METHODS or NCCT_METHODS (e.g. "perfusion", "ncct" once models ship).
+Methods are columns; "ncct" and "perfusion" run the shipped C-LSTM models (ncct-clstm,
+perfusion-clstm). For the learned NCCT the margin over the best baseline is printed per metric.
 Seeds 9001+ are held out: training must not use them.
 """
 import argparse, json, os, subprocess, sys, tempfile, shutil
@@ -16,8 +16,9 @@ import nibabel as nib
 from scipy.ndimage import uniform_filter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PERFUSION_METHODS = ["perfusion-svd"]
-NCCT_METHODS = ["baseline-t0", "baseline-mean03", "baseline-mean-all"]
+PERFUSION_METHODS = ["perfusion-svd", "perfusion"]
+NCCT_METHODS = ["baseline-t0", "baseline-mean03", "baseline-mean-all", "ncct"]
+BASELINES = [m for m in NCCT_METHODS if m.startswith("baseline")]
 # Label codes of truth/labels.nii (see truth.json "labels").
 TISSUES = {"grey": [3], "white": [4], "core": [7, 8], "penumbra": [9, 10]}
 BRAIN = [2, 3, 4, 5, 6, 7, 8, 9, 10]
@@ -131,11 +132,28 @@ def main():
                 e = [c["perfusion"][m][key] for c in cases]
                 row.append(f"{np.mean(np.abs(e)):7.2f} ({np.mean(e):+.1f})")
             print(f"  {label + ' [ml] |mean| (signed)':32s}" + "".join(f"{r:>16s}" for r in row))
+        for key, true_key, label in (("core_err_ml", "core_true_ml", "core"), ("penumbra_err_ml", "penumbra_true_ml", "penumbra")):
+            row = [np.mean([abs(c["perfusion"][m][key]) / max(c["perfusion"][m][true_key], 1e-6) * 100 for c in cases])
+                   for m in PERFUSION_METHODS]
+            print(f"  {label + ' volume |error| [% of truth]':32s}" + "".join(f"{r:16.1f}" for r in row))
         truth_vols = [(c["perfusion"][PERFUSION_METHODS[0]]["core_true_ml"], c["perfusion"][PERFUSION_METHODS[0]]["penumbra_true_ml"]) for c in cases]
         print("  truth volumes (core, penumbra) ml: " + ", ".join(f"({c:.1f}, {p:.1f})" for c, p in truth_vols))
         print(f"{'NCCT vs truth (mean over seeds)':34s}" + "".join(f"{m:>18s}" for m in NCCT_METHODS))
         for key in ("mse_brain", "mse_head", "ssim_brain", "ssim_head"):
             print(f"  {key:32s}" + "".join(f"{np.mean([c['ncct'][m][key] for c in cases]):18.4f}" for m in NCCT_METHODS))
+        if "ncct" in NCCT_METHODS and BASELINES:
+            for key in ("mse_brain", "mse_head", "ssim_brain", "ssim_head"):
+                mean = {m: np.mean([c["ncct"][m][key] for c in cases]) for m in NCCT_METHODS}
+                if key.startswith("mse"):
+                    best = min(BASELINES, key=lambda m: mean[m])
+                    verdict = "beats" if mean["ncct"] < mean[best] else "does NOT beat"
+                    print(f"  ncct {verdict} best baseline on {key}: {mean['ncct']:.2f} vs {best} {mean[best]:.2f} HU² "
+                          f"({100 * (mean['ncct'] - mean[best]) / mean[best]:+.1f} %)")
+                else:
+                    best = max(BASELINES, key=lambda m: mean[m])
+                    verdict = "beats" if mean["ncct"] > mean[best] else "does NOT beat"
+                    print(f"  ncct {verdict} best baseline on {key}: {mean['ncct']:.4f} vs {best} {mean[best]:.4f} "
+                          f"({mean['ncct'] - mean[best]:+.4f})")
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)
 

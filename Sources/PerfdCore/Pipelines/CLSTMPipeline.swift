@@ -16,7 +16,7 @@ public struct CLSTMPipeline: Pipeline {
     public let directory: String
     public let model: ConvLSTMModel
     /// Tile edge in voxels (the halo comes on top); bounds memory per tile.
-    public var tile = 256
+    public var tile = 512
     public var options = PerfusionOptions()
 
     public init(name: String, model explicit: String? = nil, threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws {

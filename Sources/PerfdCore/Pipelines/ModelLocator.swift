@@ -15,7 +15,8 @@ public enum ModelLocator {
 
     /// The directories searched for a default model, first match wins.
     public static func searchRoots(environment: [String: String] = ProcessInfo.processInfo.environment,
-                                   executable: String = CommandLine.arguments.first ?? "") -> [String] {
+                                   executable: String = CommandLine.arguments.first ?? "",
+                                   currentDirectory: String = FileManager.default.currentDirectoryPath) -> [String] {
         var roots: [String] = []
         if let env = environment["PERFD_MODELS"], !env.isEmpty { roots.append(env) }
         let exe = URL(fileURLWithPath: executable).resolvingSymlinksInPath().deletingLastPathComponent()
@@ -24,11 +25,11 @@ public enum ModelLocator {
         roots.append("/usr/share/perfd/models")
         // A source checkout: walk up from the executable (…/.build/release/perfd) to a models/ folder.
         var dir = exe
-        for _ in 0..<4 {
+        for _ in 0..<5 {
             roots.append(dir.appendingPathComponent("models").path)
             dir = dir.deletingLastPathComponent()
         }
-        roots.append(FileManager.default.currentDirectoryPath + "/models")
+        roots.append(currentDirectory + "/models")
         var seen = Set<String>()
         return roots.filter { seen.insert($0).inserted }
     }
@@ -36,7 +37,8 @@ public enum ModelLocator {
     /// The model directory for `pipeline` (its task), or an error that names where it looked and the fix.
     public static func locate(pipeline: String, explicit: String?,
                               environment: [String: String] = ProcessInfo.processInfo.environment,
-                              executable: String = CommandLine.arguments.first ?? "") throws -> String {
+                              executable: String = CommandLine.arguments.first ?? "",
+                              currentDirectory: String = FileManager.default.currentDirectoryPath) throws -> String {
         let fm = FileManager.default
         if let explicit {
             guard fm.fileExists(atPath: explicit + "/model.json") else {
@@ -48,7 +50,7 @@ public enum ModelLocator {
         guard let name = defaultModels[pipeline] else {
             throw PipelineError(message: "pipeline \"\(pipeline)\" does not run a model")
         }
-        let roots = searchRoots(environment: environment, executable: executable)
+        let roots = searchRoots(environment: environment, executable: executable, currentDirectory: currentDirectory)
         for root in roots where fm.fileExists(atPath: "\(root)/\(name)/model.json") {
             return "\(root)/\(name)"
         }
