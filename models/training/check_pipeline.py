@@ -56,6 +56,8 @@ def main():
     y = np.stack([np.asarray(clstm_jax.forward(params, jnp.asarray(x[:, z][None, ..., None])))[0] for z in range(x.shape[1])])
     for c, o in enumerate(spec["outputs"]):
         ref = y[..., c] * o["scale"] + o["offset"]
+        if spec.get("residual_mean_frames"):
+            ref = ref + series[:spec["residual_mean_frames"]].mean(axis=0)
         if soft is not None:
             ref = np.where(soft, np.maximum(ref, 0), 0)
         got = np.asarray(nib.load(f"{work}/out/maps/{o['name']}.nii").dataobj).transpose(2, 1, 0)

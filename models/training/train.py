@@ -31,12 +31,15 @@ import jax  # noqa: E402
 
 TASKS = {
     # Input HU scaled (x + 50) / 250 as in the paper; output the same scale back to HU.
-    "ncct": dict(name="ncct-clstm", filters=[6, 6], outputs=[("ncct", "HU", 250.0, -50.0)]),
+    # The NCCT output is a correction (scaled by 25 HU) to the mean of the first RESIDUAL_FRAMES
+    # frames: the network learns what to remove (noise, early contrast), not the whole HU range.
+    "ncct": dict(name="ncct-clstm", filters=[6, 6], outputs=[("ncct", "HU", 25.0, 0.0)]),
     "perfusion": dict(name="perfusion-clstm", filters=[6, 6],
                       outputs=[("cbf", "ml/100g/min", 50.0, 0.0), ("cbv", "ml/100g", 4.0, 0.0),
                                ("mtt", "s", 10.0, 0.0), ("tmax", "s", 10.0, 0.0)]),
 }
 PHANTOM = dict(size=128, slices=8)
+RESIDUAL_FRAMES = 4
 TRAIN_CASES, VAL_CASES, PATCH, BATCH, LR = 36, 2, 32, 32, 3e-3
 
 
@@ -54,7 +57,8 @@ def prepare(task, case, spec):
     labels = case["labels"]
     if task == "ncct":
         x = (case["series"] + 50.0) / 250.0
-        y = ((case["ncct"] + 50.0) / 250.0)[None]
+        base = case["series"][:RESIDUAL_FRAMES].mean(axis=0)
+        y = ((case["ncct"] - base) / 25.0)[None]
         w = np.where(labels >= data.SKULL, 1.0, 0.05) + 3.0 * np.isin(labels, data.PARENCHYMA + [data.CSF])
     else:
         x, _, _ = data.perfusion_input(case["series"], case["times"])
@@ -126,6 +130,7 @@ def save(task, model, spec, history, plan, seconds):
     extra = {
         "input_normalisation": {"offset": 50.0, "scale": 250.0} if task == "ncct" else {"offset": 0.0, "scale": 1.0},
         "preprocessing": "hu" if task == "ncct" else "aif-aligned-delta-hu",
+        **({"residual_mean_frames": RESIDUAL_FRAMES} if task == "ncct" else {}),
         "outputs": [{"name": n, "unit": u, "scale": s, "offset": o} for n, u, s, o in spec["outputs"]],
         "provenance": {
             "trained_by": "models/training/train.py --task " + task,

@@ -8,7 +8,8 @@ import Volume
 /// the exact halo; tiles with nothing but air are skipped.
 ///
 /// `ncct`: input HU scaled by the model's input normalisation, the series' own frames (any
-/// count; the default model was trained on 19). `perfusion`: the arterial-aligned ΔHU input
+/// count; the default model was trained on 19); with `residual_mean_frames` N in model.json
+/// the output is a correction to the mean of frames 0…N−1 (the shipped model: N = 4). `perfusion`: the arterial-aligned ΔHU input
 /// of `PerfusionInput` (always 19 frames on a 2 s grid); outputs CBF, CBV, MTT, Tmax, and
 /// core/penumbra volumes by the same clinical rules as perfusion-svd.
 public struct CLSTMPipeline: Pipeline {
@@ -42,7 +43,14 @@ public struct CLSTMPipeline: Pipeline {
         let n = s.frameSize
         // Head: anything denser than air at the first time point.
         let head = (0..<n).map { s.voxels[$0] > -500 }
-        let maps = try infer(input: input, timepoints: s.timepoints, mask: head, series: s, airValue: -1000, progress: progress)
+        // A residual model corrects the mean of the first frames (air tiles: no correction).
+        let residual = model.spec.residualMeanFrames.map { min(max($0, 1), s.timepoints) }
+        var maps = try infer(input: input, timepoints: s.timepoints, mask: head, series: s, airValue: residual == nil ? -1000 : 0, progress: progress)
+        if let frames = residual {
+            s.voxels.withUnsafeBufferPointer { v in
+                for t in 0..<frames { for i in 0..<n { maps[0][i] += v[t * n + i] / Float(frames) } }
+            }
+        }
         let vol = Volume3D(depth: s.depth, height: s.height, width: s.width, voxels: maps[0], geometry: s.geometry)
         return PipelineOutput(volumes: [QuantitativeVolume(name: "ncct", unit: "HU", volume: vol)],
                               summary: ["model": .text("\(model.spec.name) \(model.spec.version)"), "timepoints": .number(Double(s.timepoints))])
@@ -87,27 +95,42 @@ public struct CLSTMPipeline: Pipeline {
         var maps = outputs.map { _ in [Float](repeating: 0, count: n) }
         let first = outputs[0]
         let fill = Float((Double(airValue) - first.offset) / first.scale)
+        // Per slice, only the box around the mask plus the network's exact halo is computed:
+        // every masked voxel sees the same input as in a whole-slice run, and voxels outside
+        // the box (air) get `airValue`.
+        let halo = model.halo(timepoints: T)
         for z in 0..<s.depth {
-            let y = try model.runTiled(shape: [H, W], timepoints: T, tile: tile, fill: fill, read: { origin, size in
+            defer { progress(Double(z + 1) / Double(s.depth)) }
+            var y0 = H, y1 = -1, x0 = W, x1 = -1
+            for yy in 0..<H { for xx in 0..<W where mask[z * plane + yy * W + xx] {
+                y0 = min(y0, yy); y1 = max(y1, yy); x0 = min(x0, xx); x1 = max(x1, xx)
+            } }
+            for c in outputs.indices { for i in 0..<plane { maps[c][z * plane + i] = airValue } }
+            guard y1 >= 0 else { continue }
+            let oy = max(0, y0 - halo), ox = max(0, x0 - halo)
+            let bh = min(H, y1 + 1 + halo) - oy, bw = min(W, x1 + 1 + halo) - ox
+            let y = try model.runTiled(shape: [bh, bw], timepoints: T, tile: tile, fill: fill, read: { origin, size in
                 var box = [Float](repeating: 0, count: T * size[0] * size[1])
                 var k = 0
-                for t in 0..<T { for yy in origin[0]..<(origin[0] + size[0]) {
-                    let row = t * n + z * plane + yy * W + origin[1]
+                for t in 0..<T { for yy in (oy + origin[0])..<(oy + origin[0] + size[0]) {
+                    let row = t * n + z * plane + yy * W + ox + origin[1]
                     for xx in 0..<size[1] { box[k] = input[row + xx]; k += 1 }
                 } }
                 return box
             }, mask: { origin, size in
-                for yy in origin[0]..<(origin[0] + size[0]) {
-                    let row = z * plane + yy * W
+                for yy in (oy + origin[0])..<(oy + origin[0] + size[0]) {
+                    let row = z * plane + yy * W + ox
                     for xx in origin[1]..<(origin[1] + size[1]) where mask[row + xx] { return true }
                 }
                 return false
             })
+            let bn = bh * bw
             for (c, o) in outputs.enumerated() {
                 let scale = Float(o.scale), offset = Float(o.offset)
-                for i in 0..<plane { maps[c][z * plane + i] = y.data[c * plane + i] * scale + offset }
+                for yy in 0..<bh { for xx in 0..<bw {
+                    maps[c][z * plane + (oy + yy) * W + ox + xx] = y.data[c * bn + yy * bw + xx] * scale + offset
+                } }
             }
-            progress(Double(z + 1) / Double(s.depth))
         }
         return maps
     }
