@@ -92,7 +92,25 @@ struct BCLSTMLayer: Sendable {
                             }
                         }
                     } else {
-                        for n in 0..<N {
+                        // Other filter counts: eight voxels at a time for one filter
+                        // (strided gathers, vector maths), the last N mod 8 voxels scalar.
+                        let bp = b.baseAddress!
+                        var n0 = 0
+                        while n0 + 8 <= N {
+                            for j in 0..<f {
+                                var zi = V8(), zf = V8(), zg = V8(), zo = V8(), cp = V8()
+                                for k in 0..<8 {
+                                    let zr = z + (n0 + k) * f4
+                                    zi[k] = zr[j]; zf[k] = zr[f + j]; zg[k] = zr[2 * f + j]; zo[k] = zr[3 * f + j]
+                                    cp[k] = c[(n0 + k) * f + j]
+                                }
+                                let cn = fastSigmoid(zf + bp[f + j]) * cp + fastSigmoid(zi + bp[j]) * fastTanh(zg + bp[2 * f + j])
+                                let hn = fastSigmoid(zo + bp[3 * f + j]) * fastTanh(cn)
+                                for k in 0..<8 { c[(n0 + k) * f + j] = cn[k]; h[(n0 + k) * f + j] = hn[k] }
+                            }
+                            n0 += 8
+                        }
+                        for n in n0..<N {
                             let zr = z + n * f4, cr = c + n * f, hr = h + n * f
                             for j in 0..<f {
                                 let ig = sigmoid(zr[j] + b[j])

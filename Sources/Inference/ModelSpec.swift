@@ -42,9 +42,13 @@ public struct ModelSpec: Codable, Sendable {
     public var layers: [Layer]
     public var inputNormalisation: Normalisation?
     public var outputs: [Output]?
+    /// When set, the de-normalised output is a correction added to the mean of the input's
+    /// first N time points (in input units, before normalisation): the derived NCCT is
+    /// mean(frames 0…N−1) + network. nil: the output stands alone.
+    public var residualMeanFrames: Int?
 
     enum CodingKeys: String, CodingKey {
-        case name, version, task, layers, outputs, timepoints, layout
+        case name, version, task, layers, outputs, timepoints, layout, residualMeanFrames = "residual_mean_frames"
         case spatialDims = "spatial_dims", inputNormalisation = "input_normalisation"
     }
 

@@ -28,6 +28,7 @@ struct RunCommand: ParsableCommand {
     @Argument(help: "Folder with the CTP series (searched recursively for DICOM files).") var input: String
     @Option(help: "Output folder.") var output: String
     @Option(help: "Pipeline: \(Config.pipelineNames.joined(separator: ", ")).") var pipeline = "baseline-mean03"
+    @Option(help: "Model directory for ncct/perfusion (model.json + weights.safetensors); default: the shipped model.") var model: String?
 
     func run() throws {
         guard Config.pipelineNames.contains(pipeline) else {
@@ -42,7 +43,7 @@ struct RunCommand: ParsableCommand {
         }
         guard !files.isEmpty else { throw CLIError("no files in \(input)") }
         try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-        let processing = Processing(pipelineName: pipeline, outputDirectory: output)
+        let processing = Processing(pipelineName: pipeline, outputDirectory: output, modelDirectory: model)
         do {
             let (report, outputs) = try processing.run(paths: files, observer: TerminalObserver())
             for o in outputs { print("  \(o.description): \(o.instances) files") }

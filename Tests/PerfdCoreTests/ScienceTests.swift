@@ -62,6 +62,8 @@ import Volume
     }
 
     @Test func unknownPipelineNamesTheAlternatives() {
-        #expect { try Pipelines.make("ncct") } throws: { "\($0)".contains("not available in this build") && "\($0)".contains("baseline-t0") }
+        #expect { try Pipelines.make("nonsense") } throws: {
+            "\($0)".contains("not available in this build") && "\($0)".contains("baseline-t0") && "\($0)".contains("perfusion-svd")
+        }
     }
 }

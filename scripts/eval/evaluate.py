@@ -6,8 +6,8 @@ For every seed and noise level it writes a phantom (`perfd phantom`), runs each 
              error (s), core and penumbra volume error (ml, estimate − truth, mean and
              mean absolute over seeds);
   NCCT:      MSE (HU²) and SSIM inside the brain and over the whole head vs truth/ncct.nii.
-Methods are columns; add a learned model by appending its pipeline name to
-PERFUSION_METHODS or NCCT_METHODS (e.g. "perfusion", "ncct" once models ship).
+Methods are columns; "ncct" and "perfusion" run the shipped C-LSTM models (ncct-clstm,
+perfusion-clstm). For the learned NCCT the margin over the best baseline is printed per metric.
 Seeds 9001+ are held out: training must not use them.
 """
 import argparse, json, os, subprocess, sys, tempfile, shutil
@@ -16,8 +16,9 @@ import nibabel as nib
 from scipy.ndimage import uniform_filter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PERFUSION_METHODS = ["perfusion-svd"]
-NCCT_METHODS = ["baseline-t0", "baseline-mean03", "baseline-mean-all"]
+PERFUSION_METHODS = ["perfusion-svd", "perfusion"]
+NCCT_METHODS = ["baseline-t0", "baseline-mean03", "baseline-mean-all", "ncct"]
+BASELINES = [m for m in NCCT_METHODS if m.startswith("baseline")]
 # Label codes of truth/labels.nii (see truth.json "labels").
 TISSUES = {"grey": [3], "white": [4], "core": [7, 8], "penumbra": [9, 10]}
 BRAIN = [2, 3, 4, 5, 6, 7, 8, 9, 10]
@@ -99,7 +100,13 @@ def main():
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--slices", type=int, default=8)
     ap.add_argument("--keep", help="keep phantoms and outputs in this folder")
+    ap.add_argument("--only", choices=["ncct", "perfusion"], help="evaluate only the NCCT or only the perfusion methods")
     a = ap.parse_args()
+    global PERFUSION_METHODS, NCCT_METHODS
+    if a.only == "ncct":
+        PERFUSION_METHODS = []
+    elif a.only == "perfusion":
+        NCCT_METHODS = []
     seeds = [int(s) for s in a.seeds.split(",")]
     sigmas = [float(s) for s in a.sigmas.split(",")]
     work = a.keep or tempfile.mkdtemp(prefix="perfd-eval-")
@@ -109,35 +116,62 @@ def main():
     for sigma in sigmas:
         cases = [evaluate_case(bin_, work, s, sigma, a.size, a.slices) for s in seeds]
         print(f"\n=== sigma = {sigma:g} HU ===")
-        print(f"{'perfusion (median |error|)':34s}" + "".join(f"{m:>16s}" for m in PERFUSION_METHODS))
-        for name, unit in (("cbf", "%"), ("cbv", "%"), ("mtt", "%"), ("tmax", "s")):
-            for tissue in TISSUES:
-                row = []
-                for m in PERFUSION_METHODS:
-                    vals = [c["perfusion"][m].get((name, tissue)) for c in cases]
-                    vals = [x for x in vals if x is not None]
-                    row.append(f"{np.median(np.concatenate(vals)):16.2f}" if vals else f"{'-':>16s}")
-                print(f"  {name.upper():5s} {tissue:9s} [{unit}]{'':14s}" + "".join(row))
-        for name in ("cbf", "cbv"):
-            row = []
-            for m in PERFUSION_METHODS:
-                vals = [c["perfusion"][m].get((name + "_bias", t)) for c in cases for t in ("grey", "white")]
-                vals = [x for x in vals if x is not None]
-                row.append(f"{np.median(np.concatenate(vals)):16.2f}")
-            print(f"  {name.upper():5s} bias healthy [%] (signed){'':4s}" + "".join(row))
-        for key, label in (("core_err_ml", "core volume error"), ("penumbra_err_ml", "penumbra volume error")):
-            row = []
-            for m in PERFUSION_METHODS:
-                e = [c["perfusion"][m][key] for c in cases]
-                row.append(f"{np.mean(np.abs(e)):7.2f} ({np.mean(e):+.1f})")
-            print(f"  {label + ' [ml] |mean| (signed)':32s}" + "".join(f"{r:>16s}" for r in row))
-        truth_vols = [(c["perfusion"][PERFUSION_METHODS[0]]["core_true_ml"], c["perfusion"][PERFUSION_METHODS[0]]["penumbra_true_ml"]) for c in cases]
-        print("  truth volumes (core, penumbra) ml: " + ", ".join(f"({c:.1f}, {p:.1f})" for c, p in truth_vols))
-        print(f"{'NCCT vs truth (mean over seeds)':34s}" + "".join(f"{m:>18s}" for m in NCCT_METHODS))
-        for key in ("mse_brain", "mse_head", "ssim_brain", "ssim_head"):
-            print(f"  {key:32s}" + "".join(f"{np.mean([c['ncct'][m][key] for c in cases]):18.4f}" for m in NCCT_METHODS))
+        if PERFUSION_METHODS:
+            print_perfusion(cases)
+        if NCCT_METHODS:
+            print_ncct(cases)
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def print_perfusion(cases):
+    print(f"{'perfusion (median |error|)':34s}" + "".join(f"{m:>16s}" for m in PERFUSION_METHODS))
+    for name, unit in (("cbf", "%"), ("cbv", "%"), ("mtt", "%"), ("tmax", "s")):
+        for tissue in TISSUES:
+            row = []
+            for m in PERFUSION_METHODS:
+                vals = [c["perfusion"][m].get((name, tissue)) for c in cases]
+                vals = [x for x in vals if x is not None]
+                row.append(f"{np.median(np.concatenate(vals)):16.2f}" if vals else f"{'-':>16s}")
+            print(f"  {name.upper():5s} {tissue:9s} [{unit}]{'':14s}" + "".join(row))
+    for name in ("cbf", "cbv"):
+        row = []
+        for m in PERFUSION_METHODS:
+            vals = [c["perfusion"][m].get((name + "_bias", t)) for c in cases for t in ("grey", "white")]
+            vals = [x for x in vals if x is not None]
+            row.append(f"{np.median(np.concatenate(vals)):16.2f}")
+        print(f"  {name.upper():5s} bias healthy [%] (signed){'':4s}" + "".join(row))
+    for key, label in (("core_err_ml", "core volume error"), ("penumbra_err_ml", "penumbra volume error")):
+        row = []
+        for m in PERFUSION_METHODS:
+            e = [c["perfusion"][m][key] for c in cases]
+            row.append(f"{np.mean(np.abs(e)):7.2f} ({np.mean(e):+.1f})")
+        print(f"  {label + ' [ml] |mean| (signed)':32s}" + "".join(f"{r:>16s}" for r in row))
+    for key, true_key, label in (("core_err_ml", "core_true_ml", "core"), ("penumbra_err_ml", "penumbra_true_ml", "penumbra")):
+        row = [np.mean([abs(c["perfusion"][m][key]) / max(c["perfusion"][m][true_key], 1e-6) * 100 for c in cases])
+               for m in PERFUSION_METHODS]
+        print(f"  {label + ' volume |error| [% of truth]':32s}" + "".join(f"{r:16.1f}" for r in row))
+    truth_vols = [(c["perfusion"][PERFUSION_METHODS[0]]["core_true_ml"], c["perfusion"][PERFUSION_METHODS[0]]["penumbra_true_ml"]) for c in cases]
+    print("  truth volumes (core, penumbra) ml: " + ", ".join(f"({c:.1f}, {p:.1f})" for c, p in truth_vols))
+
+
+def print_ncct(cases):
+    print(f"{'NCCT vs truth (mean over seeds)':34s}" + "".join(f"{m:>18s}" for m in NCCT_METHODS))
+    for key in ("mse_brain", "mse_head", "ssim_brain", "ssim_head"):
+        print(f"  {key:32s}" + "".join(f"{np.mean([c['ncct'][m][key] for c in cases]):18.4f}" for m in NCCT_METHODS))
+    if "ncct" in NCCT_METHODS and BASELINES:
+        for key in ("mse_brain", "mse_head", "ssim_brain", "ssim_head"):
+            mean = {m: np.mean([c["ncct"][m][key] for c in cases]) for m in NCCT_METHODS}
+            if key.startswith("mse"):
+                best = min(BASELINES, key=lambda m: mean[m])
+                verdict = "beats" if mean["ncct"] < mean[best] else "does NOT beat"
+                print(f"  ncct {verdict} best baseline on {key}: {mean['ncct']:.2f} vs {best} {mean[best]:.2f} HU² "
+                      f"({100 * (mean['ncct'] - mean[best]) / mean[best]:+.1f} %)")
+            else:
+                best = max(BASELINES, key=lambda m: mean[m])
+                verdict = "beats" if mean["ncct"] > mean[best] else "does NOT beat"
+                print(f"  ncct {verdict} best baseline on {key}: {mean['ncct']:.4f} vs {best} {mean[best]:.4f} "
+                      f"({mean['ncct'] - mean[best]:+.4f})")
 
 
 if __name__ == "__main__":

@@ -65,15 +65,17 @@ public struct PipelineError: Error, CustomStringConvertible, Sendable {
 }
 
 public enum Pipelines {
-    /// The pipelines this build can run.
-    public static func make(_ name: String) throws -> Pipeline {
+    /// The pipelines this build can run. `model` is the model directory of a learned
+    /// pipeline (`ncct`, `perfusion`); nil finds the default model (see `ModelLocator`).
+    public static func make(_ name: String, model: String? = nil) throws -> Pipeline {
         switch name {
         case "baseline-t0": return BaselinePipeline(name: name, frames: .first)
         case "baseline-mean03": return BaselinePipeline(name: name, frames: .firstFour)
         case "baseline-mean-all": return BaselinePipeline(name: name, frames: .all)
         case "perfusion-svd": return PerfusionSVDPipeline()
+        case "ncct", "perfusion": return try CLSTMPipeline(name: name, model: model)
         default:
-            throw PipelineError(message: "pipeline \"\(name)\" is not available in this build (available: baseline-t0, baseline-mean03, baseline-mean-all, perfusion-svd); choose one in the config's pipelines/default_pipeline")
+            throw PipelineError(message: "pipeline \"\(name)\" is not available in this build (available: \(Config.pipelineNames.joined(separator: ", "))); choose one in the config's pipelines/default_pipeline")
         }
     }
 }

@@ -18,10 +18,13 @@ public struct Processing: Sendable {
     public var outputDirectory: String
     public var job: Int?
     public var motionThresholdMM: Double
+    /// The model directory of a learned pipeline; nil: its default model.
+    public var modelDirectory: String?
 
-    public init(pipelineName: String, rerun: Int = 0, outputDirectory: String, job: Int? = nil, motionThresholdMM: Double = 3) {
+    public init(pipelineName: String, rerun: Int = 0, outputDirectory: String, job: Int? = nil, motionThresholdMM: Double = 3,
+                modelDirectory: String? = nil) {
         self.pipelineName = pipelineName; self.rerun = rerun; self.outputDirectory = outputDirectory; self.job = job
-        self.motionThresholdMM = motionThresholdMM
+        self.motionThresholdMM = motionThresholdMM; self.modelDirectory = modelDirectory
     }
 
     public static let outputNames: [String: (title: String, unit: String, range: (Double, Double))] = [
@@ -32,6 +35,12 @@ public struct Processing: Sendable {
     public func run(paths: [String], observer: StageObserver) throws -> (report: Report, outputs: [OutputSeries]) {
         let total = Date()
         var timings: [String: Double] = [:]
+
+        // A learned pipeline's model is found and loaded first: a missing model fails the job
+        // before minutes of assembly and registration.
+        let pipeline = try Pipelines.make(pipelineName, model: modelDirectory)
+        let modelInfo = (pipeline as? CLSTMPipeline)?.modelInfo
+        let version = modelInfo?.version ?? Self.modelVersion(pipelineName)
 
         try observer.begin("assemble")
         var t0 = Date()
@@ -58,7 +67,6 @@ public struct Processing: Sendable {
 
         try observer.begin("pipeline")
         t0 = Date()
-        let pipeline = try Pipelines.make(pipelineName)
         let name = pipelineName
         let output = try pipeline.runWithSummary(series) { observer.progress(name, $0) }
         let results = output.volumes
@@ -81,7 +89,7 @@ public struct Processing: Sendable {
         try observer.begin("render")
         t0 = Date()
         let flag = motion.qc == "motion" ? " MOTION" : ""
-        let writer = SecondaryCaptureWriter(source: source, key: [source.seriesUID, pipelineName, Self.modelVersion(pipelineName), String(rerun)],
+        let writer = SecondaryCaptureWriter(source: source, key: [source.seriesUID, pipelineName, version, String(rerun)],
                                             directory: outputDirectory + "/dicom")
         // Each output slice references the source image of the first time point at that slice.
         let sourceSlices: [(sopClass: String, sopInstance: String)] = try series.files[0].map {
@@ -94,7 +102,7 @@ public struct Processing: Sendable {
             if r.name == "ncct" {
                 outputs.append(try writer.writeGrey(r.volume, output: r.name, seriesNumber: number,
                                                     description: "Derived NCCT perfd \(pipelineName)\(flag) NOT FOR DIAGNOSIS",
-                                                    derivation: Self.derivation(pipelineName) + Self.motionNote(motion),
+                                                    derivation: Self.derivation(pipelineName, model: modelInfo) + Self.motionNote(motion),
                                                     window: (40, 80), sourceSlices: sourceSlices))
             } else {
                 let meta = Self.outputNames[r.name] ?? (r.name.uppercased(), r.unit, (0, 1))
@@ -105,7 +113,7 @@ public struct Processing: Sendable {
                 }
                 outputs.append(try writer.writeRGB(images, output: r.name, seriesNumber: number,
                                                    description: "\(meta.title) perfd \(pipelineName)\(flag) NOT FOR DIAGNOSIS",
-                                                   derivation: Self.derivation(pipelineName) + Self.motionNote(motion)))
+                                                   derivation: Self.derivation(pipelineName, model: modelInfo) + Self.motionNote(motion)))
             }
             observer.progress("render", Double(k + 1) / Double(results.count))
         }
@@ -119,7 +127,7 @@ public struct Processing: Sendable {
         }
         timings["render"] = Date().timeIntervalSince(t0)
         timings["total"] = Date().timeIntervalSince(total)
-        let report = Report(job: job, pipeline: pipelineName, model: nil, input: input, registration: motion.report,
+        let report = Report(job: job, pipeline: pipelineName, model: modelInfo, input: input, registration: motion.report,
                             outputs: outputs.map { .init(seriesUID: $0.seriesUID, description: $0.description, instances: $0.instances) },
                             maps: maps, summary: output.summary, timingsS: timings)
         try report.json().write(toFile: outputDirectory + "/report.json", atomically: true, encoding: .utf8)
@@ -148,8 +156,11 @@ public struct Processing: Sendable {
 
     static func modelVersion(_ pipeline: String) -> String { pipeline.hasPrefix("baseline") ? "none" : "0" }
 
-    static func derivation(_ pipeline: String) -> String {
+    static func derivation(_ pipeline: String, model: Report.Model? = nil) -> String {
         switch pipeline {
+        case "ncct", "perfusion":
+            let m = model.map { "\($0.name) \($0.version)" } ?? "model"
+            return "perfd \(pipeline): bidirectional ConvLSTM \(m) trained on synthetic phantoms only"
         case "baseline-t0": return "perfd baseline-t0: the first CTP time point as a derived non-contrast CT"
         case "baseline-mean03": return "perfd baseline-mean03: mean of CTP time points 1-4 as a derived non-contrast CT"
         case "baseline-mean-all": return "perfd baseline-mean-all: mean of all CTP time points as a derived non-contrast CT"

@@ -54,7 +54,8 @@ public struct JobWorkerService: Service {
                                                     attributes: [.posixPermissions: 0o700])
             let paths = try store.instances(ofSeries: job.seriesUID).map(\.path)
             let processing = Processing(pipelineName: job.pipeline, rerun: job.rerun, outputDirectory: workDir, job: job.id,
-                                        motionThresholdMM: config.motionThresholdMM)
+                                        motionThresholdMM: config.motionThresholdMM,
+                                        modelDirectory: config.pipelines.first { $0.pipeline == job.pipeline && $0.model != nil }?.model)
             let (report, outputs) = try processing.run(paths: paths, observer: observer)
             if let r = report.registration {
                 try store.setQC(job: job.id, r.qc)

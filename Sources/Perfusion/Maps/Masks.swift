@@ -60,7 +60,7 @@ public struct LesionVolumes: Sendable {
     public var core: [Bool]
     public var hypoperfused: [Bool]
 
-    init(cbf rawCBF: [Float], tmax rawTmax: [Float], tissue: [Bool], depth: Int, height: Int, width: Int, voxelML: Double,
+    public init(cbf rawCBF: [Float], tmax rawTmax: [Float], tissue: [Bool], depth: Int, height: Int, width: Int, voxelML: Double,
          relativeCBF: Double, tmaxThreshold: Double, minML: Double) {
         let cbf = MapFilters.median3x3(rawCBF, mask: tissue, depth: depth, height: height, width: width)
         let tmax = MapFilters.median3x3(rawTmax, mask: tissue, depth: depth, height: height, width: width)

@@ -1,0 +1,138 @@
+import Foundation
+import Inference
+import Perfusion
+import Volume
+
+/// `ncct` and `perfusion`: a stacked bidirectional ConvLSTM (van de Leemput et al. 2020)
+/// from a model directory, run slice by slice (2D) over the registered series in tiles with
+/// the exact halo; tiles with nothing but air are skipped.
+///
+/// `ncct`: input HU scaled by the model's input normalisation, the series' own frames (any
+/// count; the default model was trained on 19); with `residual_mean_frames` N in model.json
+/// the output is a correction to the mean of frames 0…N−1 (the shipped model: N = 4). `perfusion`: the arterial-aligned ΔHU input
+/// of `PerfusionInput` (always 19 frames on a 2 s grid); outputs CBF, CBV, MTT, Tmax, and
+/// core/penumbra volumes by the same clinical rules as perfusion-svd.
+public struct CLSTMPipeline: Pipeline {
+    public let name: String
+    public let directory: String
+    public let model: ConvLSTMModel
+    /// Tile edge in voxels (the halo comes on top); bounds memory per tile.
+    public var tile = 512
+    public var options = PerfusionOptions()
+
+    public init(name: String, model explicit: String? = nil, threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
+        self.name = name
+        directory = try ModelLocator.locate(pipeline: name, explicit: explicit)
+        model = try ModelLocator.load(pipeline: name, directory: directory, threads: threads)
+    }
+
+    public var modelInfo: Report.Model { .init(name: model.spec.name, version: model.spec.version) }
+
+    public func run(_ series: Series4D, progress: @Sendable (Double) -> Void) throws -> [QuantitativeVolume] {
+        try runWithSummary(series, progress: progress).volumes
+    }
+
+    public func runWithSummary(_ s: Series4D, progress: @Sendable (Double) -> Void) throws -> PipelineOutput {
+        name == "ncct" ? try runNCCT(s, progress: progress) : try runPerfusion(s, progress: progress)
+    }
+
+    func runNCCT(_ s: Series4D, progress: @Sendable (Double) -> Void) throws -> PipelineOutput {
+        let norm = model.spec.inputNormalisation!
+        let off = Float(norm.offset), inv = 1 / Float(norm.scale)
+        let input = s.voxels.map { ($0 + off) * inv }
+        let n = s.frameSize
+        // Head: anything denser than air at the first time point.
+        let head = (0..<n).map { s.voxels[$0] > -500 }
+        // A residual model corrects the mean of the first frames (air tiles: no correction).
+        let residual = model.spec.residualMeanFrames.map { min(max($0, 1), s.timepoints) }
+        var maps = try infer(input: input, timepoints: s.timepoints, mask: head, series: s, airValue: residual == nil ? -1000 : 0, progress: progress)
+        if let frames = residual {
+            s.voxels.withUnsafeBufferPointer { v in
+                for t in 0..<frames { for i in 0..<n { maps[0][i] += v[t * n + i] / Float(frames) } }
+            }
+        }
+        let vol = Volume3D(depth: s.depth, height: s.height, width: s.width, voxels: maps[0], geometry: s.geometry)
+        return PipelineOutput(volumes: [QuantitativeVolume(name: "ncct", unit: "HU", volume: vol)],
+                              summary: ["model": .text("\(model.spec.name) \(model.spec.version)"), "timepoints": .number(Double(s.timepoints))])
+    }
+
+    func runPerfusion(_ s: Series4D, progress: @Sendable (Double) -> Void) throws -> PipelineOutput {
+        let p = try PerfusionInput(s)
+        var maps = try infer(input: p.input, timepoints: PerfusionInput.frames, mask: p.soft, series: s, airValue: 0, progress: progress)
+        // Flows, volumes and times are not negative; outside soft tissue there is no perfusion.
+        for c in maps.indices { for i in maps[c].indices { maps[c][i] = p.soft[i] ? max(0, maps[c][i]) : 0 } }
+        let outputs = model.spec.outputs!
+        let volumes = zip(outputs, maps).map { o, m in
+            QuantitativeVolume(name: o.name, unit: o.unit, volume: Volume3D(depth: s.depth, height: s.height, width: s.width, voxels: m, geometry: s.geometry))
+        }
+        let tissue = p.parenchyma(depth: s.depth, height: s.height, width: s.width)
+        let sp = s.geometry.spacing
+        let v = LesionVolumes(cbf: maps[0], tmax: maps[3], tissue: tissue, depth: s.depth, height: s.height, width: s.width,
+                              voxelML: sp.x * sp.y * sp.z / 1000, relativeCBF: options.coreRelativeCBF,
+                              tmaxThreshold: options.penumbraTmax, minML: options.minLesionML)
+        func round(_ x: Double, _ digits: Double = 1000) -> Double { (x * digits).rounded() / digits }
+        let plane = s.height * s.width
+        let summary: [String: SummaryValue] = [
+            "model": .text("\(model.spec.name) \(model.spec.version)"),
+            "core_ml": .number(round(v.coreML)), "penumbra_ml": .number(round(v.penumbraML)),
+            "hypoperfused_ml": .number(round(v.hypoperfusedML)),
+            "mismatch_ratio": .number(v.mismatchRatio.isFinite ? round(v.mismatchRatio) : -1),
+            "core_rule": .text("rCBF < \(Int(options.coreRelativeCBF * 100)) % of the healthy hemisphere's mean CBF, within Tmax > \(options.penumbraTmax) s"),
+            "penumbra_rule": .text("Tmax > \(options.penumbraTmax) s outside the core; mismatch ratio = Tmax>\(options.penumbraTmax) s volume / core volume (-1: no core)"),
+            "reference_cbf": .number(round(v.referenceCBF)), "healthy_side": .text(v.healthySide),
+            "aif_voxels_zyx": .table(p.aifVoxels.map { [Double($0 / plane), Double($0 % plane / s.width), Double($0 % s.width)] }),
+            "aif_delta_hu": .numbers(p.aif.map { round($0, 10) }), "curve_times_s": .numbers(s.frameTimes.map { round($0) }),
+            "aif_arrival_s": .number(round(p.arrival)), "aif_peak_delta_hu": .number(round(p.aifPeak, 10)),
+        ]
+        return PipelineOutput(volumes: volumes, summary: summary)
+    }
+
+    /// Runs the network over every slice of `input` ((T, D, H, W), normalised) and returns one
+    /// de-normalised map per output; tiles whose core misses `mask` get `airValue`.
+    func infer(input: [Float], timepoints T: Int, mask: [Bool], series s: Series4D, airValue: Float,
+               progress: @Sendable (Double) -> Void) throws -> [[Float]] {
+        let H = s.height, W = s.width, plane = H * W, n = s.frameSize
+        let outputs = model.spec.outputs!
+        var maps = outputs.map { _ in [Float](repeating: 0, count: n) }
+        let first = outputs[0]
+        let fill = Float((Double(airValue) - first.offset) / first.scale)
+        // Per slice, only the box around the mask plus the network's exact halo is computed:
+        // every masked voxel sees the same input as in a whole-slice run, and voxels outside
+        // the box (air) get `airValue`.
+        let halo = model.halo(timepoints: T)
+        for z in 0..<s.depth {
+            defer { progress(Double(z + 1) / Double(s.depth)) }
+            var y0 = H, y1 = -1, x0 = W, x1 = -1
+            for yy in 0..<H { for xx in 0..<W where mask[z * plane + yy * W + xx] {
+                y0 = min(y0, yy); y1 = max(y1, yy); x0 = min(x0, xx); x1 = max(x1, xx)
+            } }
+            for c in outputs.indices { for i in 0..<plane { maps[c][z * plane + i] = airValue } }
+            guard y1 >= 0 else { continue }
+            let oy = max(0, y0 - halo), ox = max(0, x0 - halo)
+            let bh = min(H, y1 + 1 + halo) - oy, bw = min(W, x1 + 1 + halo) - ox
+            let y = try model.runTiled(shape: [bh, bw], timepoints: T, tile: tile, fill: fill, read: { origin, size in
+                var box = [Float](repeating: 0, count: T * size[0] * size[1])
+                var k = 0
+                for t in 0..<T { for yy in (oy + origin[0])..<(oy + origin[0] + size[0]) {
+                    let row = t * n + z * plane + yy * W + ox + origin[1]
+                    for xx in 0..<size[1] { box[k] = input[row + xx]; k += 1 }
+                } }
+                return box
+            }, mask: { origin, size in
+                for yy in (oy + origin[0])..<(oy + origin[0] + size[0]) {
+                    let row = z * plane + yy * W + ox
+                    for xx in origin[1]..<(origin[1] + size[1]) where mask[row + xx] { return true }
+                }
+                return false
+            })
+            let bn = bh * bw
+            for (c, o) in outputs.enumerated() {
+                let scale = Float(o.scale), offset = Float(o.offset)
+                for yy in 0..<bh { for xx in 0..<bw {
+                    maps[c][z * plane + (oy + yy) * W + ox + xx] = y.data[c * bn + yy * bw + xx] * scale + offset
+                } }
+            }
+        }
+        return maps
+    }
+}

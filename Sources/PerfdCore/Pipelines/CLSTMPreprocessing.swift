@@ -1,0 +1,106 @@
+import Foundation
+import Volume
+
+/// The perfusion model's input, step for step as `perfusion_input` in
+/// models/training/data.py computes it for training (the two must change together):
+///
+/// 1. baseline = mean of frames 0 and 1 (before the bolus: arterial arrival is ≥ 3 s);
+///    ΔHU = HU − baseline;
+/// 2. soft tissue = baseline in [−50, 150] HU (no air, no bone); elsewhere the input is 0;
+/// 3. the arterial curve = mean ΔHU of the n = max(8, soft / 2000) soft-tissue voxels with
+///    the highest peak ΔHU; a = its peak; its arrival t_a = the first time it reaches 0.2·a
+///    (linear between frames);
+/// 4. every voxel's ΔHU is resampled (linear, held at the ends) to t_a − 4 s + 2 s·k,
+///    k = 0…18, and scaled by 10 / a.
+/// The network so sees curves relative to the arterial input on a uniform grid aligned to
+/// its arrival, whatever the scanner's timing and the bolus's height.
+struct PerfusionInput {
+    static let frames = 19, step = 2.0, lead = 4.0, gain: Float = 10
+
+    var input: [Float]          // (frames, D, H, W)
+    var soft: [Bool]            // (D, H, W)
+    var baseline: [Float]       // (D, H, W)
+    var peakDelta: [Float]      // (D, H, W), max ΔHU over the series
+    var aif: [Double]           // ΔHU at the series' own frame times
+    var aifPeak: Double
+    var arrival: Double
+    var aifVoxels: [Int]        // flat (z, y, x) indices
+
+    init(_ s: Series4D) throws {
+        let T = s.timepoints, n = s.frameSize
+        guard T >= 3 else { throw PipelineError(message: "pipeline perfusion needs at least 3 time points; the series has \(T)") }
+        let times = s.frameTimes
+        var baseline = [Float](repeating: 0, count: n)
+        var soft = [Bool](repeating: false, count: n)
+        var peak = [Float](repeating: -.infinity, count: n)
+        s.voxels.withUnsafeBufferPointer { v in
+            for i in 0..<n {
+                let b = (v[i] + v[n + i]) / 2
+                baseline[i] = b
+                soft[i] = b >= -50 && b <= 150
+                var m = -Float.infinity
+                for t in 0..<T { m = max(m, v[t * n + i] - b) }
+                peak[i] = m
+            }
+        }
+        let candidates = (0..<n).filter { soft[$0] }
+        guard !candidates.isEmpty else { throw PipelineError(message: "pipeline perfusion: no soft tissue (baseline −50…150 HU) in the series") }
+        let count = min(candidates.count, max(8, candidates.count / 2000))
+        let top = Array(candidates.sorted { peak[$0] > peak[$1] || (peak[$0] == peak[$1] && $0 < $1) }.prefix(count))
+        var aif = [Double](repeating: 0, count: T)
+        s.voxels.withUnsafeBufferPointer { v in
+            for t in 0..<T {
+                var sum = 0.0
+                for i in top { sum += Double(v[t * n + i] - baseline[i]) }
+                aif[t] = sum / Double(top.count)
+            }
+        }
+        let a = aif.max() ?? 0
+        guard a > 20 else {
+            throw PipelineError(message: "pipeline perfusion: no arterial enhancement found (peak \(String(format: "%.1f", a)) HU); is this a contrast CT perfusion series?")
+        }
+        let level = 0.2 * a
+        let k = aif.firstIndex { $0 >= level } ?? 0
+        let ta = k == 0 ? times[0] : times[k - 1] + (level - aif[k - 1]) / (aif[k] - aif[k - 1]) * (times[k] - times[k - 1])
+
+        var input = [Float](repeating: 0, count: Self.frames * n)
+        let scale = Self.gain / Float(a)
+        s.voxels.withUnsafeBufferPointer { v in
+            for f in 0..<Self.frames {
+                let g = ta - Self.lead + Self.step * Double(f)
+                // j = last frame at or before g, kept within 0…T−2; weight held to [0, 1].
+                var j = 0
+                while j + 1 < T && times[j + 1] <= g { j += 1 }
+                j = min(max(j, 0), T - 2)
+                let w = Float(min(max((g - times[j]) / (times[j + 1] - times[j]), 0), 1))
+                let o = f * n, a0 = j * n, a1 = (j + 1) * n
+                for i in 0..<n where soft[i] {
+                    input[o + i] = ((1 - w) * (v[a0 + i] - baseline[i]) + w * (v[a1 + i] - baseline[i])) * scale
+                }
+            }
+        }
+        self.input = input; self.soft = soft; self.baseline = baseline; self.peakDelta = peak
+        self.aif = aif; self.aifPeak = a; self.arrival = ta; self.aifVoxels = top
+    }
+
+    /// Brain parenchyma for core/penumbra volumes: soft tissue whose baseline, smoothed 3×3
+    /// in-plane, lies in 10…80 HU (not CSF, not bone) and that enhances less than 100 HU
+    /// (not a vessel).
+    func parenchyma(depth: Int, height h: Int, width w: Int) -> [Bool] {
+        var out = [Bool](repeating: false, count: soft.count)
+        for z in 0..<depth { for y in 0..<h { for x in 0..<w {
+            let i = (z * h + y) * w + x
+            guard soft[i], peakDelta[i] < 100 else { continue }
+            var sum: Float = 0, c: Float = 0
+            for dy in -1...1 { for dx in -1...1 {
+                let yy = y + dy, xx = x + dx
+                guard yy >= 0, yy < h, xx >= 0, xx < w else { continue }
+                let j = (z * h + yy) * w + xx
+                if soft[j] { sum += baseline[j]; c += 1 }
+            } }
+            let m = sum / max(c, 1)
+            out[i] = m >= 10 && m <= 80
+        } } }
+        return out
+    }
+}
