@@ -46,6 +46,7 @@ import Testing
         let server = try PerfdServer(configPath: config, port: port, logPath: dir.path + "/serve.log")
         defer { server.stop() }
         #expect(portOpen(tlsPort))
+        #expect(try server.cli(["status"]).stdout.contains("DICOM over TLS on port \(tlsPort)"))
         let ph = try makePhantom(in: dir.sub("ph"), size: 16, slices: 2, timepoints: 3)
         let trusted = try storescu(ph.files, port: tlsPort, tls: ["+tls", pki.clientKey, pki.clientCert, "+cf", pki.caCert])
         #expect(trusted.status == 0, "\(trusted.output)")
@@ -178,6 +179,7 @@ import Testing
         #expect(text.contains("# TYPE perfd_instances_received_total counter"))
         let health = try httpGet(port: metricsPort, "/health")
         #expect(health.status == 200 && health.body.contains("listener: ok"), "\(health.body)")
+        #expect(try server.cli(["status"]).stdout.contains("metrics http://127.0.0.1:\(metricsPort)/metrics"))
         #expect(try httpGet(port: metricsPort, "/nothing").status == 404)
     }
 

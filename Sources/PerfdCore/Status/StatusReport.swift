@@ -11,8 +11,12 @@ public struct StatusReport: Codable, Sendable {
         public var pid: Int?
         public var upSince: String?
         public var lastHeartbeatSecondsAgo: Double?
+        /// From the config: the DICOM-over-TLS port and the metrics endpoint, when configured.
+        public var tlsPort: Int?
+        public var metrics: String?
         enum CodingKeys: String, CodingKey {
             case running, port, pid, aeTitle = "ae_title", upSince = "up_since", lastHeartbeatSecondsAgo = "last_heartbeat_s_ago"
+            case tlsPort = "tls_port", metrics
         }
     }
     public struct RunningJob: Codable, Sendable {
@@ -68,7 +72,9 @@ public struct StatusReport: Codable, Sendable {
         if let d, d.stoppedAt == nil, now - d.heartbeatAt < 15, kill(pid_t(d.pid), 0) == 0 { running = true }
         let listener = Listener(running: running, aeTitle: d?.aeTitle, port: d?.port, pid: d?.pid,
                                 upSince: running ? d.map { iso($0.startedAt) } : nil,
-                                lastHeartbeatSecondsAgo: d.map { ((now - $0.heartbeatAt) * 10).rounded() / 10 })
+                                lastHeartbeatSecondsAgo: d.map { ((now - $0.heartbeatAt) * 10).rounded() / 10 },
+                                tlsPort: config.tls?.port,
+                                metrics: config.metricsPort.map { "http://\(config.metricsAddress):\($0)/metrics" })
         let counts = try store.jobCounts()
         var jobs: [String: Int] = [:]
         for s in JobState.allCases { jobs[s.rawValue] = counts[s] ?? 0 }
@@ -93,6 +99,8 @@ public struct StatusReport: Codable, Sendable {
         var out: [String] = []
         if listener.running {
             out.append("listener   running: AE \(listener.aeTitle ?? "?") on port \(listener.port ?? 0), pid \(listener.pid ?? 0), up since \(listener.upSince ?? "?")")
+            if let t = listener.tlsPort { out.append("           DICOM over TLS on port \(t)") }
+            if let m = listener.metrics { out.append("           metrics \(m), health check at /health") }
         } else if let port = listener.port {
             out.append("listener   stopped (last seen as \(listener.aeTitle ?? "?") on port \(port), \(Int(listener.lastHeartbeatSecondsAgo ?? 0)) s ago)")
         } else {
