@@ -70,20 +70,15 @@ public struct CLSTMPipeline: Pipeline {
         let v = LesionVolumes(cbf: maps[0], tmax: maps[3], tissue: tissue, depth: s.depth, height: s.height, width: s.width,
                               voxelML: sp.x * sp.y * sp.z / 1000, relativeCBF: options.coreRelativeCBF,
                               tmaxThreshold: options.penumbraTmax, minML: options.minLesionML)
-        func round(_ x: Double, _ digits: Double = 1000) -> Double { (x * digits).rounded() / digits }
+        let round = LesionSummary.round
         let plane = s.height * s.width
-        let summary: [String: SummaryValue] = [
+        let extra: [String: SummaryValue] = [
             "model": .text("\(model.spec.name) \(model.spec.version)"),
-            "core_ml": .number(round(v.coreML)), "penumbra_ml": .number(round(v.penumbraML)),
-            "hypoperfused_ml": .number(round(v.hypoperfusedML)),
-            "mismatch_ratio": .number(v.mismatchRatio.isFinite ? round(v.mismatchRatio) : -1),
-            "core_rule": .text("rCBF < \(Int(options.coreRelativeCBF * 100)) % of the healthy hemisphere's mean CBF, within Tmax > \(options.penumbraTmax) s"),
-            "penumbra_rule": .text("Tmax > \(options.penumbraTmax) s outside the core; mismatch ratio = Tmax>\(options.penumbraTmax) s volume / core volume (-1: no core)"),
-            "reference_cbf": .number(round(v.referenceCBF)), "healthy_side": .text(v.healthySide),
             "aif_voxels_zyx": .table(p.aifVoxels.map { [Double($0 / plane), Double($0 % plane / s.width), Double($0 % s.width)] }),
-            "aif_delta_hu": .numbers(p.aif.map { round($0, 10) }), "curve_times_s": .numbers(s.frameTimes.map { round($0) }),
-            "aif_arrival_s": .number(round(p.arrival)), "aif_peak_delta_hu": .number(round(p.aifPeak, 10)),
+            "aif_delta_hu": .numbers(p.aif.map { round($0, 10) }), "curve_times_s": .numbers(s.frameTimes.map { round($0, 1000) }),
+            "aif_arrival_s": .number(round(p.arrival, 1000)), "aif_peak_delta_hu": .number(round(p.aifPeak, 10)),
         ]
+        let summary = LesionSummary.entries(v, options: options).merging(extra) { $1 }
         return PipelineOutput(volumes: volumes, summary: summary)
     }
 

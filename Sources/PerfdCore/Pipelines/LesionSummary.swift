@@ -1,0 +1,19 @@
+import Perfusion
+
+/// The report.json summary entries every perfusion pipeline gives: lesion volumes, mismatch,
+/// the rules in words, and the reference the core was measured against.
+enum LesionSummary {
+    static func round(_ x: Double, _ digits: Double = 1000) -> Double { (x * digits).rounded() / digits }
+
+    static func entries(_ v: LesionVolumes, options: PerfusionOptions) -> [String: SummaryValue] {
+        let pct = Int(options.coreRelativeCBF * 100), late = options.penumbraTmax
+        return [
+            "core_ml": .number(round(v.coreML)), "penumbra_ml": .number(round(v.penumbraML)),
+            "hypoperfused_ml": .number(round(v.hypoperfusedML)),
+            "mismatch_ratio": .number(v.mismatchRatio.isFinite ? round(v.mismatchRatio) : -1),
+            "core_rule": .text("rCBF < \(pct) % of the healthy hemisphere's mean CBF, within Tmax > \(late) s"),
+            "penumbra_rule": .text("Tmax > \(late) s outside the core; mismatch ratio = Tmax>\(late) s volume / core volume (-1: no core)"),
+            "reference_cbf": .number(round(v.referenceCBF)), "healthy_side": .text(v.healthySide),
+        ]
+    }
+}
