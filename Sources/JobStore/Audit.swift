@@ -52,15 +52,4 @@ extension JobStore {
             }
         }
     }
-
-    /// Association counts by outcome (accepted / refused) since the database was made.
-    public func associationCounts() throws -> [String: Int] {
-        try db.read { tx in
-            var out: [String: Int] = [:]
-            for r in try tx.query("SELECT outcome, COUNT(*) AS n FROM audit WHERE kind = 'association' GROUP BY outcome") {
-                out[r["outcome"].text ?? ""] = r["n"].int ?? 0
-            }
-            return out
-        }
-    }
 }

@@ -349,13 +349,15 @@ public final class JobStore: Sendable {
     }
 
     public func jobCounts() throws -> [JobState: Int] {
-        try db.read { tx in
-            var out: [JobState: Int] = [:]
-            for r in try tx.query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state") {
-                if let s = JobState(rawValue: r["state"].text ?? "") { out[s] = r["n"].int ?? 0 }
-            }
-            return out
+        try db.read { tx in try Self.jobCounts(tx) }
+    }
+
+    static func jobCounts(_ tx: Transaction) throws -> [JobState: Int] {
+        var out: [JobState: Int] = [:]
+        for r in try tx.query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state") {
+            if let s = JobState(rawValue: r["state"].text ?? "") { out[s] = r["n"].int ?? 0 }
         }
+        return out
     }
 
     /// Recent jobs whose registration QC flagged head motion.

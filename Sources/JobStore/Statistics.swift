@@ -15,9 +15,7 @@ extension JobStore {
     public func statistics(now: Double = Clock.now()) throws -> StoreStatistics {
         try db.read { tx in
             var s = StoreStatistics()
-            for r in try tx.query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state") {
-                if let st = JobState(rawValue: r["state"].text ?? "") { s.jobsByState[st] = r["n"].int ?? 0 }
-            }
+            s.jobsByState = try Self.jobCounts(tx)
             for r in try tx.query("""
                 SELECT stage, COUNT(*) AS n, SUM(finished_at - started_at) AS secs FROM job_stages
                 WHERE finished_at IS NOT NULL GROUP BY stage

@@ -13,8 +13,7 @@ import Testing
     }
 
     func rowCount(_ dir: TempDir, _ series: String) throws -> Int {
-        let r = try runTool("sqlite3", [dir.path + "/state/perfd.sqlite", "SELECT COUNT(*) FROM instances WHERE series_uid = '\(series)'"])
-        return Int(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        try databaseInt(dir, "SELECT COUNT(*) FROM instances WHERE series_uid = '\(series)'")
     }
 
     @Test func phantomPushedByStorescuBecomesOneJobWithEveryInstance() throws {

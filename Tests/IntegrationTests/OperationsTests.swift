@@ -10,10 +10,6 @@ import Testing
         try runTool("storescu", tls + ["-aet", aet, "-aec", "PERFD", "127.0.0.1", String(port)] + files)
     }
 
-    func rowCount(_ dir: TempDir, _ sql: String) throws -> Int {
-        let r = try runTool("sqlite3", [dir.path + "/state/perfd.sqlite", sql])
-        return Int(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
-    }
 
     struct AuditRow: Decodable {
         var kind: String
@@ -50,7 +46,7 @@ import Testing
         let ph = try makePhantom(in: dir.sub("ph"), size: 16, slices: 2, timepoints: 3)
         let trusted = try storescu(ph.files, port: tlsPort, tls: ["+tls", pki.clientKey, pki.clientCert, "+cf", pki.caCert])
         #expect(trusted.status == 0, "\(trusted.output)")
-        #expect(try rowCount(dir, "SELECT COUNT(*) FROM instances") == ph.files.count)
+        #expect(try databaseInt(dir, "SELECT COUNT(*) FROM instances") == ph.files.count)
 
         let other = try makePhantom(in: dir.sub("ph2"), size: 16, slices: 1, timepoints: 2, seed: 2)
         // A plain scanner on the TLS port, a client whose certificate no trusted CA signed,
@@ -59,7 +55,7 @@ import Testing
         let rogue = try storescu(other.files, port: tlsPort, tls: ["+tls", pki.rogueKey, pki.rogueCert, "+cf", pki.caCert])
         let anonymous = try storescu(other.files, port: tlsPort, tls: ["+tla", "+cf", pki.caCert])
         for r in [plain, rogue, anonymous] { #expect(r.status != 0, "\(r.output)") }
-        #expect(try rowCount(dir, "SELECT COUNT(*) FROM instances WHERE series_uid = '\(other.seriesUID)'") == 0)
+        #expect(try databaseInt(dir, "SELECT COUNT(*) FROM instances WHERE series_uid = '\(other.seriesUID)'") == 0)
         // The plain listener still serves plain scanners.
         #expect(try storescu(other.files, port: port).status == 0)
 
@@ -88,7 +84,7 @@ import Testing
         #expect(f.status == 0, "\(f.output)")
         let refused = try storescu([ph.files[1]], port: port, tls: ["-v"])
         #expect(refused.output.contains("Refused: OutOfResources"), "\(refused.output)")
-        #expect(try rowCount(dir, "SELECT COUNT(*) FROM instances") == 1)
+        #expect(try databaseInt(dir, "SELECT COUNT(*) FROM instances") == 1)
         #expect(server.log.contains("below min_free_disk_gb"))
         let health = try httpGet(port: metricsPort, "/health")
         #expect(health.status == 503, "\(health.body)")
@@ -97,7 +93,7 @@ import Testing
 
         try FileManager.default.removeItem(atPath: filler)
         #expect(try storescu([ph.files[1], ph.files[2]], port: port).status == 0)
-        #expect(try rowCount(dir, "SELECT COUNT(*) FROM instances") == 3)
+        #expect(try databaseInt(dir, "SELECT COUNT(*) FROM instances") == 3)
         #expect(try httpGet(port: metricsPort, "/health").status == 200)
     }
 
@@ -209,8 +205,8 @@ import Testing
         let real = try server.cli(["purge"])
         #expect(real.status == 0 && real.stdout.contains("deleted series \(ph.seriesUID)"), "\(real.output)")
         #expect(!FileManager.default.fileExists(atPath: spool))
-        #expect(try rowCount(dir, "SELECT COUNT(*) FROM instances") == 0)
-        #expect(try rowCount(dir, "SELECT COUNT(*) FROM series WHERE patient_name = '' AND purged_at IS NOT NULL") == 1)
+        #expect(try databaseInt(dir, "SELECT COUNT(*) FROM instances") == 0)
+        #expect(try databaseInt(dir, "SELECT COUNT(*) FROM series WHERE patient_name = '' AND purged_at IS NOT NULL") == 1)
         #expect(try server.jobs().first?.state == "done")
         #expect(try audit(server).contains { $0.kind == "admin" && $0.outcome == "purge" && $0.series_uid == ph.seriesUID })
         #expect(try server.cli(["purge", "--dry-run"]).stdout.contains("nothing to purge"))

@@ -137,6 +137,13 @@ public func writeConfig(in dir: TempDir, port: Int, quietSeconds: Double = 2, al
     return path
 }
 
+/// One integer from a query on the test's perfd database (`writeConfig`'s layout), read
+/// with the sqlite3 tool as an admin would; -1 when the answer is not a number.
+public func databaseInt(_ dir: TempDir, _ sql: String) throws -> Int {
+    let r = try runTool("sqlite3", [dir.path + "/state/perfd.sqlite", sql])
+    return Int(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+}
+
 /// `perfd serve` as a child process.
 public final class PerfdServer: @unchecked Sendable {
     // @unchecked Sendable: the process handle is only touched by the test that owns it.

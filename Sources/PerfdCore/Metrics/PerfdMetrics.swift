@@ -19,11 +19,6 @@ public final class PerfdMetrics: @unchecked Sendable {
         counters[name, default: 0] += value
     }
 
-    public func value(_ name: String) -> Double {
-        lock.lock(); defer { lock.unlock() }
-        return counters[name] ?? 0
-    }
-
     func snapshot() -> [String: Double] {
         lock.lock(); defer { lock.unlock() }
         return counters

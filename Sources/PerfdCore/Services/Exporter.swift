@@ -67,15 +67,17 @@ public struct ExporterService: Service {
             logger.info("exported \(sent.count) files of job \(first.jobID) to \(first.destination)")
         }
         let failed = associationError.map { e in batch.map { ($0.id, e) } } ?? refused
+        var gaveUp: Set<Int> = []
         for (id, error) in failed {
             guard let item = batch.first(where: { $0.id == id }) else { continue }
             if now - item.createdAt >= backoff.giveUp {
                 try store.markFailed([id], error: "gave up after \(item.attempts + 1) attempts: \(error)")
+                gaveUp.insert(id)
             } else {
                 try store.markRetry([id], error: error, nextAttemptAt: now + backoff.delay(afterAttempt: item.attempts + 1))
             }
         }
-        audit(batch: batch, sent: sent.count, failed: failed, associationError: associationError, target: target, now: now)
+        audit(batch: batch, failed: Dictionary(failed, uniquingKeysWith: { a, _ in a }), gaveUp: gaveUp, target: target, now: now)
         if !failed.isEmpty { metrics.add("perfd_export_retries_total", 1) }
         if let e = associationError {
             let next = backoff.delay(afterAttempt: first.attempts + 1)
@@ -86,13 +88,12 @@ public struct ExporterService: Service {
         return associationError == nil
     }
 
-    /// One audit row per series in the batch: sent, or retry/failed with the reason.
-    func audit(batch: [OutboxItem], sent: Int, failed: [(Int, String)], associationError: String?, target: DICOMPeer, now: Double) {
-        let failedIDs = Set(failed.map(\.0))
+    /// One audit row per series in the batch: sent, or retry/failed (given up) with the reason.
+    func audit(batch: [OutboxItem], failed: [Int: String], gaveUp: Set<Int>, target: DICOMPeer, now: Double) {
         for (series, items) in Dictionary(grouping: batch, by: \.seriesUID).sorted(by: { $0.key < $1.key }) {
-            let bad = items.filter { failedIDs.contains($0.id) }
-            let outcome = bad.isEmpty ? "sent" : (bad.contains { now - $0.createdAt >= ExportBackoff(config.exportRetry).giveUp } ? "failed" : "retry")
-            let why = bad.isEmpty ? "" : ": " + (associationError ?? failed.first { $0.0 == bad[0].id }?.1 ?? "")
+            let bad = items.filter { failed[$0.id] != nil }
+            let outcome = bad.isEmpty ? "sent" : (bad.contains { gaveUp.contains($0.id) } ? "failed" : "retry")
+            let why = bad.first.flatMap { failed[$0.id] }.map { ": " + $0 } ?? ""
             try? store.audit(AuditEntry(kind: .export, outcome: outcome, actor: target.aeTitle, host: "\(target.host):\(target.port)",
                                         seriesUID: series, jobID: items[0].jobID,
                                         detail: "\(items.count - bad.count) of \(items.count) files accepted by \(target.description)\(why)"), now: now)

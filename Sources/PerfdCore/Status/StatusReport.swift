@@ -82,9 +82,7 @@ public struct StatusReport: Codable, Sendable {
         let failures = try store.recentFailures().map {
             Failure(id: $0.id, seriesUID: $0.seriesUID, stage: $0.stage, error: $0.error ?? "", at: $0.finishedAt.map(iso))
         }
-        var free: Int?
-        var vfs = statvfs()
-        if statvfs(config.spoolDir, &vfs) == 0 { free = Int(vfs.f_bavail) * Int(vfs.f_frsize) }
+        let free = DiskSpace.freeBytes(config.spoolDir).map { Int($0) }
         let spoolBytes = try store.db.read { tx in try tx.query("SELECT COALESCE(SUM(file_size), 0) AS b FROM instances").first?["b"].int ?? 0 }
         let motion = try store.recentMotion().map(RunningJob.init)
         return StatusReport(database: store.db.path, listener: listener, receiving: try store.receivingSeries(), jobs: jobs,

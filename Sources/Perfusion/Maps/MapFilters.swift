@@ -19,16 +19,16 @@ enum MapFilters {
         return 1.4826 * Double(d[d.count / 2]) / 2.0.squareRoot()
     }
 
-    /// Image noise σ (HU) of one frame from two frames taken before the bolus: their
-    /// difference is noise alone with σ·√2, whatever the noise's spatial correlation (which
-    /// makes the neighbour estimate above read low on fine grids). Median absolute
-    /// difference × 1.4826, over the mask.
-    static func temporalNoiseSigma(_ a: ArraySlice<Float>, _ b: ArraySlice<Float>, mask: [Bool]) -> Double {
+    /// σ of zero-mean noise over the mask: median absolute value × 1.4826 (the normal
+    /// consistency factor), so a few outliers do not count. Applied to the difference of two
+    /// frames taken before the bolus it gives σ·√2 whatever the noise's spatial correlation
+    /// (which makes the neighbour estimate above read low on fine grids).
+    static func robustSigma(_ values: [Float], mask: [Bool]) -> Double {
         var d: [Float] = []
-        for (k, (x, y)) in zip(a, b).enumerated() where mask[k] { d.append(abs(x - y)) }
+        for (k, x) in values.enumerated() where mask[k] { d.append(abs(x)) }
         guard !d.isEmpty else { return 0 }
         d.sort()
-        return 1.4826 * Double(d[d.count / 2]) / 2.0.squareRoot()
+        return 1.4826 * Double(d[d.count / 2])
     }
 
     /// 3×3 in-plane median of `map` over `mask` voxels only (neighbours outside the mask

@@ -37,11 +37,7 @@ struct NoiseFloor {
         }
         let k = d.residues(curves: curves, count: m)
         var sum = 0.0
-        for v in 0..<m {
-            var top = -Float.infinity
-            for i in 0..<d.l where k[i * m + v] > top { top = k[i * m + v] }
-            sum += Double(top)
-        }
+        for v in 0..<m { sum += Double(TmaxCalibration.peak(k, voxel: v, count: m, l: d.l, dt: d.dt).value) }
         return scale * sum / Double(m)
     }
 }

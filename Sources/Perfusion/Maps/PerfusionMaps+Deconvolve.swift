@@ -9,10 +9,9 @@ extension PerfusionMaps {
     ///   MTT = 60·CBV/CBF [s]   Tmax = argmax k·Δt (sub-sample peak, indices past L/2 wrapped
     ///   to negative times), corrected for the deconvolution's own delay (TmaxCalibration) [s]
     ///   TTP = argmax C_t·Δt [s from the first frame]
-    static func deconvolve(curves: [Float], samples n: Int, frame: Int, tissue: [Bool], aif: [Double], dt: Double,
-                           method: Deconvolution.Method, progress: (Double) -> Void) throws -> Maps {
-        let d = Deconvolution(aif: aif, dt: dt, method: method)
-        let l = d.l
+    static func deconvolve(curves: [Float], samples n: Int, frame: Int, tissue: [Bool], aif: [Double],
+                           deconvolution d: Deconvolution, progress: (Double) -> Void) throws -> Maps {
+        let l = d.l, dt = d.dt
         let scale = Float(Bolus.kH / Bolus.rho)
         let aifArea = Float(aif.reduce(0, +))
         guard aifArea > 0 else { throw PerfusionError("the arterial input has no area above baseline; check the series' timing") }
@@ -30,8 +29,7 @@ extension PerfusionMaps {
             for j in 0..<n { for (v, id) in ids.enumerated() { c[j * m + v] = curves[j * frame + id] } }
             let k = d.residues(curves: c, count: m)
             for (v, id) in ids.enumerated() {
-                var kmax = -Float.infinity
-                for i in 0..<l where k[i * m + v] > kmax { kmax = k[i * m + v] }
+                let (kmax, kPeakTime) = TmaxCalibration.peak(k, voxel: v, count: m, l: l, dt: dt)
                 var area: Float = 0, peak = -Float.infinity, tp = 0
                 for j in 0..<n {
                     let x = c[j * m + v]
@@ -43,7 +41,7 @@ extension PerfusionMaps {
                 maps.cbf[id] = cbf
                 maps.cbv[id] = cbv
                 maps.mtt[id] = cbf > 0 ? 60 * cbv / cbf : .nan
-                maps.tmax[id] = Float(calibration.corrected(TmaxCalibration.peakTime(k, voxel: v, count: m, l: l, dt: dt)))
+                maps.tmax[id] = Float(calibration.corrected(kPeakTime))
                 maps.ttp[id] = Float(Double(tp) * dt)
             }
             start += m

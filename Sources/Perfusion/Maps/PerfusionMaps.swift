@@ -90,12 +90,9 @@ public enum PerfusionMaps {
         let soft = (0..<frame).map { inside[$0] && !vessel[$0] }
         // Noise from the two first frames when both precede the bolus (the AIF's 10 % rise),
         // else from neighbouring voxels of the first sample.
-        let noise: Double
-        if let second = p.secondFrameTime, second < Double(arrival) * dt {
-            noise = MapFilters.temporalNoiseSigma(p.firstFrames[0..<frame], p.firstFrames[frame..<(2 * frame)], mask: soft)
-        } else {
-            noise = MapFilters.noiseSigma(Array(p.hu[0..<frame]), mask: soft, width: p.width)
-        }
+        let preBolusDifference = p.secondFrameTime.flatMap { $0 < Double(arrival) * dt ? p.firstDifference : nil }
+        let noise = preBolusDifference.map { MapFilters.robustSigma($0, mask: soft) / 2.0.squareRoot() }
+            ?? MapFilters.noiseSigma(Array(p.hu[0..<frame]), mask: soft, width: p.width)
         let smoothingMM = o.smoothingMM ?? PerfusionOptions.smoothing(forNoise: noise)
         let sigma = smoothingMM / (pixel * Double(f))
         let smoothBase = p.smoothed(baseline, samples: 1, mask: soft, sigmaPixels: sigma)
@@ -104,17 +101,18 @@ public enum PerfusionMaps {
         if o.timeSmoothingS > 0 { Prepared.smoothInTime(&curves, samples: n, frame: frame, sigmaSamples: o.timeSmoothingS / dt) }
         progress(0.4)
 
-        let maps = try deconvolve(curves: curves, samples: n, frame: frame, tissue: tissue, aif: input.aif, dt: dt, method: o.method) {
+        let deconvolution = Deconvolution(aif: input.aif, dt: dt, method: o.method)
+        let maps = try deconvolve(curves: curves, samples: n, frame: frame, tissue: tissue, aif: input.aif,
+                                  deconvolution: deconvolution) {
             progress(0.4 + 0.5 * $0)
         }
         // The CBF that noise alone would read, for the core threshold (see NoiseFloor).
         var floor = 0.0
-        if let second = p.secondFrameTime, second < Double(arrival) * dt {
-            let diff = (0..<frame).map { p.firstFrames[frame + $0] - p.firstFrames[$0] }
+        if let diff = preBolusDifference {
             let smoothDiff = sigma > 0 ? p.smoothed(diff, samples: 1, mask: tissue, sigmaPixels: sigma) : diff
-            let residual = MapFilters.temporalNoiseSigma(smoothDiff[0..<frame], [Float](repeating: 0, count: frame)[0..<frame], mask: tissue)
+            let residual = MapFilters.robustSigma(smoothDiff, mask: tissue) / 2.0.squareRoot()
             floor = NoiseFloor.cbf(residualNoise: residual, frameTimes: s.frameTimes.map { $0 - s.frameTimes[0] }, dt: dt, samples: n,
-                                   baselineSamples: baseCount, deconvolution: Deconvolution(aif: input.aif, dt: dt, method: o.method),
+                                   baselineSamples: baseCount, deconvolution: deconvolution,
                                    scale: Bolus.kH / Bolus.rho * 6000)
         }
         let thresholdCBF = maps.cbf.map { $0.isFinite ? max(0, $0 - Float(floor)) : $0 }

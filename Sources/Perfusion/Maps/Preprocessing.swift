@@ -11,9 +11,9 @@ struct Prepared {
     /// HU on the uniform time grid, [sample][z][y][x].
     var hu: [Float]
     var voxelML: Double
-    /// The first two acquired frames on the coarse grid, and when the second was taken:
-    /// their difference is pure noise while both are before the bolus.
-    var firstFrames: [Float] = []
+    /// Second minus first acquired frame on the coarse grid, and when the second was taken
+    /// (after the first): pure noise while both are before the bolus.
+    var firstDifference: [Float] = []
     var secondFrameTime: Double?
     var frame: Int { depth * height * width }
 
@@ -46,7 +46,7 @@ struct Prepared {
             }
         }
         if s.timepoints >= 2 {
-            firstFrames = Array(coarse[0..<(2 * frame)])
+            firstDifference = (0..<frame).map { coarse[frame + $0] - coarse[$0] }
             secondFrameTime = s.frameTimes[1] - s.frameTimes[0]
         }
         let last = s.frameTimes.last ?? 0

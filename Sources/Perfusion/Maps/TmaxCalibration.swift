@@ -65,7 +65,7 @@ struct TmaxCalibration {
         for (a, tau) in Self.delays.enumerated() {
             var measured = 0.0, truth = 0.0
             for b in shapes.indices {
-                measured += Self.peakTime(k, voxel: a * shapes.count + b, count: count, l: d.l, dt: dt)
+                measured += Self.peak(k, voxel: a * shapes.count + b, count: count, l: d.l, dt: dt).time
                 truth += tau + peaks[b]
             }
             pairs.append((measured / Double(shapes.count), truth / Double(shapes.count)))
@@ -76,16 +76,16 @@ struct TmaxCalibration {
         points = out
     }
 
-    /// The residue's peak time with parabolic interpolation between samples; indices past
-    /// L/2 are negative times (the residue wrapped around the padded circle).
-    static func peakTime(_ k: [Float], voxel v: Int, count m: Int, l: Int, dt: Double) -> Double {
+    /// The residue's maximum, and the time of its peak with parabolic interpolation between
+    /// samples; indices past L/2 are negative times (the residue wrapped around the padded circle).
+    static func peak(_ k: [Float], voxel v: Int, count m: Int, l: Int, dt: Double) -> (value: Float, time: Double) {
         var best = 0, top = -Float.infinity
         for i in 0..<l where k[i * m + v] > top { top = k[i * m + v]; best = i }
         let prev = Double(k[((best - 1 + l) % l) * m + v]), next = Double(k[((best + 1) % l) * m + v]), mid = Double(top)
         let denom = prev - 2 * mid + next
         let offset = denom < 0 ? max(-0.5, min(0.5, 0.5 * (prev - next) / denom)) : 0
         let index = Double(best <= l / 2 ? best : best - l) + offset
-        return index * dt
+        return (top, index * dt)
     }
 
     /// The delay a measured Tmax corresponds to; beyond the table, the nearest end's shift.
