@@ -16,6 +16,7 @@
 #include <atomic>
 #include <map>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -70,6 +71,63 @@ private:
     };
     std::mutex mapMutex_;
     std::map<std::string, Entry> entries_;
+};
+
+// One task at a time on a second thread, for one association: the fsyncs of an instance
+// wait on the disk there while the association's own thread parses the file and commits
+// its row, and the answer goes out when both are done.
+class SideThread {
+public:
+    ~SideThread() {
+        if (!thread_.joinable()) return;
+        {
+            std::lock_guard<std::mutex> g(m_);
+            quit_ = true;
+        }
+        cv_.notify_all();
+        thread_.join();
+    }
+    void start(std::function<int()> task) {
+        if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
+        std::lock_guard<std::mutex> g(m_);
+        task_ = std::move(task);
+        pending_ = true;
+        done_ = false;
+        cv_.notify_all();
+    }
+    // The task's result (an errno); 0 when nothing was started.
+    int wait() {
+        std::unique_lock<std::mutex> g(m_);
+        cv_.wait(g, [this] { return done_ || !pending_; });
+        const int rc = done_ ? result_ : 0;
+        done_ = false;
+        return rc;
+    }
+
+private:
+    void loop() {
+        std::unique_lock<std::mutex> g(m_);
+        for (;;) {
+            cv_.wait(g, [this] { return quit_ || (pending_ && !running_); });
+            if (!pending_ || running_) return;
+            running_ = true;
+            auto task = std::move(task_);
+            g.unlock();
+            const int rc = task();
+            g.lock();
+            running_ = false;
+            pending_ = false;
+            result_ = rc;
+            done_ = true;
+            cv_.notify_all();
+        }
+    }
+    std::thread thread_;
+    std::mutex m_;
+    std::condition_variable cv_;
+    std::function<int()> task_;
+    bool pending_ = false, running_ = false, done_ = false, quit_ = false;
+    int result_ = 0;
 };
 
 struct pdcm_scp {
@@ -157,7 +215,11 @@ protected:
                 owner_->log(2, std::string("C-STORE from ") + getPeerAETitle().c_str() + " could not be received: " + cond.text());
                 return cond;
             }
+            // The file's fdatasync starts now and runs while store() parses it.
+            const std::string tmp = receiving_;
+            side_.start([tmp] { return pdcm::fsync_path(tmp, false); });
             status = store(req, receiving_, reason);
+            side_.wait();
             if (status != STATUS_Success) unlink(receiving_.c_str());
         }
         if (status != STATUS_Success && owner_->cb.reject) {
@@ -178,6 +240,7 @@ protected:
 
 private:
     pdcm_scp *owner_;
+    SideThread side_;
     int decision_ = -1;
     std::string receiving_;
     unsigned long counter_ = 0, kicked_ = 0;
@@ -268,11 +331,17 @@ private:
             }
         }
 
-        // fsync the file, rename it into its series directory, fsync the directory (shared
-        // with concurrent stores): the instance is on disk before anyone is told it is.
+        // The file's own fdatasync (started when the transfer ended) must be done before it
+        // takes its final name, so a final name never holds a partial file. Then it is
+        // renamed into its series directory, and the directory's fsync (shared with
+        // concurrent stores) runs on the side thread while this one commits the row. The
+        // answer waits for both: the instance is on disk and indexed before anyone is told.
+        // (A power cut between the commit and the directory fsync can leave a row whose file
+        // is gone; it was never acknowledged, and start-up reconciliation drops it.)
         const std::string dir = owner_->spool_dir + "/" + series;
+        bool newDir = false;
         if (mkdir(dir.c_str(), 0700) == 0) {
-            pdcm::fsync_path(owner_->spool_dir, true);
+            newDir = true;
         } else if (errno != EEXIST) {
             reason = "cannot create " + dir + ": " + strerror(errno);
             return STATUS_STORE_Refused_OutOfResources;
@@ -280,13 +349,17 @@ private:
         const std::string finalPath = dir + "/" + sop + ".dcm";
         E_TransferSyntax xfer = ds->getOriginalXfer();
         const bool replacing = access(finalPath.c_str(), F_OK) == 0;
-        int e = pdcm::fsync_path(tmp, false);
+        int e = side_.wait();
         if (e == 0 && rename(tmp.c_str(), finalPath.c_str()) != 0) e = errno;
-        if (e == 0) e = owner_->dirSyncer.sync(dir);
         if (e != 0) {
             reason = "cannot make " + finalPath + " durable: " + strerror(e);
             return STATUS_STORE_Refused_OutOfResources;
         }
+        pdcm_scp *owner = owner_;
+        side_.start([owner, dir, newDir] {
+            int rc = newDir ? pdcm::fsync_path(owner->spool_dir, true) : 0;
+            return rc != 0 ? rc : owner->dirSyncer.sync(dir);
+        });
         struct stat st;
         uint64_t size = stat(finalPath.c_str(), &st) == 0 ? uint64_t(st.st_size) : 0;
 
@@ -325,6 +398,12 @@ private:
         si.file_size = size;
         char buf[512] = {0};
         Uint16 status = owner_->cb.store ? owner_->cb.store(owner_->cb.ctx, &si, buf, sizeof buf) : STATUS_Success;
+        e = side_.wait();
+        if (status == STATUS_Success && e != 0) {
+            // Indexed but maybe not on disk: not acknowledged. The sender's retry replaces it.
+            reason = "cannot make " + finalPath + " durable: " + strerror(e);
+            return STATUS_STORE_Refused_OutOfResources;
+        }
         if (status != STATUS_Success) {
             reason = buf;
             // Not acknowledged, so not kept (the sender will retry) — unless it replaced

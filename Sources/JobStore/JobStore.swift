@@ -70,6 +70,37 @@ public final class JobStore: Sendable {
         }
     }
 
+    /// Forgets instances whose spool file is gone, in series not yet handed to a job (or
+    /// whose latest job is still queued): a power cut between the row's commit and the
+    /// directory fsync, before the instance was acknowledged. Finished series are left to
+    /// retention, which deletes files before rows. Returns the SOP instance UIDs dropped.
+    public func dropUnacknowledged(paths: [String], now: Double = Clock.now()) throws -> [String] {
+        try db.write { tx in
+            var dropped: [String] = []
+            for path in paths {
+                guard let row = try tx.query("""
+                    SELECT i.sop_instance_uid, i.series_uid, i.file_size,
+                        (SELECT state FROM jobs j WHERE j.series_uid = i.series_uid ORDER BY id DESC LIMIT 1) AS job_state,
+                        (SELECT id FROM jobs j WHERE j.series_uid = i.series_uid ORDER BY id DESC LIMIT 1) AS job_id
+                    FROM instances i JOIN series s ON s.series_uid = i.series_uid
+                    WHERE i.path = ? AND s.purged_at IS NULL
+                    """, path).first,
+                      let sop = row["sop_instance_uid"].text, let series = row["series_uid"].text else { continue }
+                let jobState = row["job_state"].text
+                guard jobState == nil || jobState == JobState.queued.rawValue else { continue }
+                try tx.execute("DELETE FROM instances WHERE sop_instance_uid = ?", sop)
+                try tx.execute("UPDATE series SET instance_count = instance_count - 1, bytes = bytes - ? WHERE series_uid = ?",
+                               row["file_size"].int ?? 0, series)
+                if let job = row["job_id"].int, jobState != nil {
+                    try tx.execute("UPDATE jobs SET instances = instances - 1, updated_at = ? WHERE id = ?", now, job)
+                    try Self.addEvent(tx, job, .warning, "instance \(sop) dropped at start-up: its spool file \(path) is missing (never acknowledged; the sender resends it)", now)
+                }
+                dropped.append(sop)
+            }
+            return dropped
+        }
+    }
+
     /// Every spool path the database knows, for start-up reconciliation.
     public func knownPaths() throws -> Set<String> {
         try db.read { tx in Set(try tx.query("SELECT path FROM instances").compactMap { $0["path"].text }) }

@@ -57,7 +57,27 @@ final class Connection {
         sqlite3_busy_timeout(db, 10_000)
     }
 
-    deinit { sqlite3_close_v2(handle) }
+    /// Prepared statements by SQL text, reused (reset and rebound) instead of parsed again:
+    /// the per-instance commit runs the same handful of statements hundreds of times a second.
+    private var statements: [String: OpaquePointer] = [:]
+
+    deinit {
+        for s in statements.values { sqlite3_finalize(s) }
+        sqlite3_close_v2(handle)
+    }
+
+    private func prepared(_ sql: String) throws -> OpaquePointer {
+        if let s = statements[sql] { return s }
+        if statements.count >= 256 {   // SQL built from values (IN lists) must not grow it forever
+            for s in statements.values { sqlite3_finalize(s) }
+            statements.removeAll()
+        }
+        var stmt: OpaquePointer?
+        let rc = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &stmt, nil)
+        guard rc == SQLITE_OK, let stmt else { throw error(rc, sql) }
+        statements[sql] = stmt
+        return stmt
+    }
 
     func execute(_ sql: String, _ args: [SQLValue] = []) throws {
         _ = try run(sql, args, collect: false)
@@ -86,10 +106,9 @@ final class Connection {
             }
             return []
         }
-        var stmt: OpaquePointer?
-        var rc = sqlite3_prepare_v2(handle, sql, -1, &stmt, nil)
-        guard rc == SQLITE_OK, let stmt else { throw error(rc, sql) }
-        defer { sqlite3_finalize(stmt) }
+        let stmt = try prepared(sql)
+        defer { sqlite3_reset(stmt); sqlite3_clear_bindings(stmt) }
+        var rc: Int32
         for (i, a) in args.enumerated() {
             let idx = Int32(i + 1)
             switch a {

@@ -49,6 +49,24 @@ func instance(_ n: Int, series: String = "1.2.3.4", t: Int? = nil) -> InstanceRe
         #expect(second.rerun == 1)
     }
 
+    @Test func rowsWithoutFilesAreDroppedOnlyBeforeAJobRuns() throws {
+        let dir = TempDir()
+        let store = try JobStore(path: dir.path + "/db.sqlite")
+        for n in 0..<3 { try store.recordInstance(instance(n)) }                       // receiving
+        for n in 10..<13 { try store.recordInstance(instance(n, series: "1.2.3.5")) }  // queued job
+        for n in 20..<23 { try store.recordInstance(instance(n, series: "1.2.3.6")) }  // running job
+        _ = try #require(try store.completeSeries("1.2.3.6", reason: "quiet", pipeline: "baseline-t0"))
+        #expect(try store.claimNextJob()?.seriesUID == "1.2.3.6")
+        let queued = try #require(try store.completeSeries("1.2.3.5", reason: "quiet", pipeline: "baseline-t0"))
+        let paths = ["/spool/1.2.3.4/1.dcm", "/spool/1.2.3.5/10.dcm", "/spool/1.2.3.6/20.dcm", "/spool/nowhere.dcm"]
+        #expect(Set(try store.dropUnacknowledged(paths: paths)) == ["1.2.3.4.1", "1.2.3.4.10"])
+        #expect(try store.series("1.2.3.4")?.instanceCount == 2)
+        #expect(try store.series("1.2.3.5")?.instanceCount == 2)
+        #expect(try store.job(queued.id)?.instances == 2)
+        #expect(try store.series("1.2.3.6")?.instanceCount == 3)   // its job runs: left alone
+        #expect(try store.instances(ofSeries: "1.2.3.6").count == 3)
+    }
+
     @Test func lateInstanceWhileQueuedJoinsTheQueuedJob() throws {
         let dir = TempDir()
         let store = try JobStore(path: dir.path + "/db.sqlite")

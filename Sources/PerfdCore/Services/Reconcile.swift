@@ -5,12 +5,15 @@ import Logging
 
 /// Start-up check of the spool against the database. A file that is in the spool but has
 /// no row was fsync'd but its commit was lost (a power cut at synchronous=NORMAL): it is
-/// indexed again. A leftover temporary file was never acknowledged: it is removed.
+/// indexed again. A leftover temporary file was never acknowledged: it is removed. A row
+/// whose file is missing was committed while its directory entry was still being synced
+/// (the acknowledgement waits for both): it is dropped.
 public enum SpoolReconciler {
     public struct Outcome: Sendable, Equatable {
         public var reindexed = 0
         public var removedTemporary = 0
         public var unreadable: [String] = []
+        public var droppedRows = 0
     }
 
     public static func run(spoolDir: String, store: JobStore, logger: Logger) throws -> Outcome {
@@ -18,6 +21,12 @@ public enum SpoolReconciler {
         let fm = FileManager.default
         guard let seriesDirs = try? fm.contentsOfDirectory(atPath: spoolDir) else { return out }
         let known = try store.knownPaths()
+        let missing = known.filter { !fm.fileExists(atPath: $0) }.sorted()
+        if !missing.isEmpty {
+            let dropped = try store.dropUnacknowledged(paths: missing)
+            out.droppedRows = dropped.count
+            for sop in dropped { logger.warning("instance \(sop) forgotten: its spool file is missing (it was never acknowledged)") }
+        }
         for dir in seriesDirs.sorted() {
             let dirPath = spoolDir + "/" + dir
             var isDir: ObjCBool = false
@@ -59,8 +68,8 @@ public enum SpoolReconciler {
                 }
             }
         }
-        if out.reindexed > 0 || out.removedTemporary > 0 {
-            logger.notice("spool reconciled: \(out.reindexed) files re-indexed, \(out.removedTemporary) temporary files removed")
+        if out.reindexed > 0 || out.removedTemporary > 0 || out.droppedRows > 0 {
+            logger.notice("spool reconciled: \(out.reindexed) files re-indexed, \(out.removedTemporary) temporary files removed, \(out.droppedRows) rows without a file dropped")
         }
         return out
     }
