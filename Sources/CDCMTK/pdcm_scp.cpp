@@ -501,7 +501,9 @@ extern "C" int pdcm_scp_run(pdcm_scp *scp) {
     DcmSharedSCPConfig shared(scp->config);
     while (!scp->stop.load()) {
         T_ASC_Association *assoc = nullptr;
-        OFCondition cond = ASC_receiveAssociation(scp->net, &assoc, ASC_DEFAULTMAXPDU, nullptr, nullptr,
+        // The largest PDU DCMTK handles (128 KiB, not the 16 KiB default): a 512×512 slice
+        // arrives in 5 PDUs instead of 33, each read, written and polled once.
+        OFCondition cond = ASC_receiveAssociation(scp->net, &assoc, ASC_MAXIMUMPDUSIZE, nullptr, nullptr,
                                                   scp->secure ? OFTrue : OFFalse, DUL_NOBLOCK, 1);
         if (cond == DUL_NOASSOCIATIONREQUEST) {
             ASC_destroyAssociation(&assoc);
