@@ -1,0 +1,34 @@
+import Foundation
+import JobStore
+import Logging
+import PerfdCore
+import PerfdTestSupport
+import Testing
+
+/// Start-up reconciliation against a real database and real spool files.
+@Suite struct ReconcileTests {
+    @Test func rowsWithoutFilesAreDroppedAndTemporaryFilesRemoved() throws {
+        let dir = TempDir()
+        let spool = dir.path + "/spool", series = "1.2.9"
+        try FileManager.default.createDirectory(atPath: spool + "/" + series, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: spool + "/.incoming", withIntermediateDirectories: true)
+        let store = try JobStore(path: dir.path + "/db.sqlite")
+        for i in 0..<3 {
+            let path = "\(spool)/\(series)/\(series).\(i).dcm"
+            // Instance 2's row was committed but its file never reached the disk.
+            if i < 2 { try Data(repeating: 7, count: 100).write(to: URL(fileURLWithPath: path)) }
+            try store.recordInstance(InstanceRecord(sopInstanceUID: "\(series).\(i)", sopClassUID: "1.2.840.10008.5.1.4.1.1.2",
+                                                    seriesUID: series, studyUID: "1.2", path: path, fileSize: 100))
+        }
+        try Data(repeating: 1, count: 10).write(to: URL(fileURLWithPath: spool + "/.incoming/tmp-1.dcm"))
+        let out = try SpoolReconciler.run(spoolDir: spool, store: store, logger: Logger(label: "test"))
+        #expect(out.droppedRows == 1)
+        #expect(out.removedTemporary == 1)
+        #expect(out.reindexed == 0)
+        #expect(try store.series(series)?.instanceCount == 2)
+        #expect(try store.instances(ofSeries: series).map(\.sopInstanceUID).sorted() == ["1.2.9.0", "1.2.9.1"])
+        // A second run finds nothing left to do.
+        let again = try SpoolReconciler.run(spoolDir: spool, store: store, logger: Logger(label: "test"))
+        #expect(again.droppedRows == 0 && again.removedTemporary == 0)
+    }
+}
