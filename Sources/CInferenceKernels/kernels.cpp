@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <string.h>
+#include <type_traits>
 
 #define INLINE __attribute__((always_inline)) inline
 
@@ -22,6 +23,18 @@ template <int VW> INLINE typename V<VW>::F load(const float *p) {
 }
 template <int VW> INLINE void store(float *p, typename V<VW>::F v) { memcpy(p, &v, sizeof v); }
 template <int VW> INLINE typename V<VW>::F splat(float s) { return (typename V<VW>::F){} + s; }
+
+// Runs body(width, i) over [0, n) in chunks of VW, then of 8 and 4, then one at a time;
+// `width` is a std::integral_constant so the body is compiled for each width.
+template <int VW, typename Body> INLINE void chunks(int n, Body body) {
+    int i = 0;
+    for (; i + VW <= n; i += VW) body(std::integral_constant<int, VW>{}, i);
+    if constexpr (VW > 8)
+        if (i + 8 <= n) { body(std::integral_constant<int, 8>{}, i); i += 8; }
+    if constexpr (VW > 4)
+        if (i + 4 <= n) { body(std::integral_constant<int, 4>{}, i); i += 4; }
+    for (; i < n; i++) body(std::integral_constant<int, 1>{}, i);
+}
 
 // e^x: x = n·ln2 + r with |r| ≤ ln2/2 (n found with the 1.5·2^23 rounding trick), e^r by
 // its degree-6 Taylor polynomial, 2^n built in the exponent bits. Relative error ≈ 2e-7
@@ -56,6 +69,12 @@ INLINE void cell(typename V<VW>::F zi, typename V<VW>::F zf, typename V<VW>::F z
     h = sigm<VW>(zo) * vtanh<VW>(c);
 }
 
+template <int VW> INLINE void addImpl(float *y, const float *x, long n) {
+    long i = 0;
+    for (; i + VW <= n; i += VW) store<VW>(y + i, load<VW>(y + i) + load<VW>(x + i));
+    for (; i < n; i++) y[i] += x[i];
+}
+
 // ---- gates on channels-last z ------------------------------------------------------------
 
 template <int VW> INLINE void gatesAt(const float *z, const float *b, float *c, float *h, int f, int j) {
@@ -71,9 +90,7 @@ template <int VW> INLINE void gatesImpl(const float *z, const float *b, float *c
     for (long v = 0; v < n; v++) {
         const float *zr = z + v * 4 * f;
         float *cr = c + v * f, *hr = h + v * f;
-        int j = 0;
-        for (; j + VW <= f; j += VW) gatesAt<VW>(zr, b, cr, hr, f, j);
-        for (; j < f; j++) gatesAt<1>(zr, b, cr, hr, f, j);
+        chunks<VW>(f, [&](auto w, int j) __attribute__((always_inline)) { gatesAt<decltype(w)::value>(zr, b, cr, hr, f, j); });
     }
 }
 
@@ -192,9 +209,7 @@ INLINE void inputTile(const float *src, long pitch, int C, int ch, float *v, lon
 }
 
 template <int VW> INLINE void inputTiles(const float *src, long pitch, int C, float *v, long xs) {
-    int ch = 0;
-    for (; ch + VW <= C; ch += VW) inputTile<VW>(src, pitch, C, ch, v, xs);
-    for (; ch < C; ch++) inputTile<1>(src, pitch, C, ch, v, xs);
+    chunks<VW>(C, [&](auto w, int ch) __attribute__((always_inline)) { inputTile<decltype(w)::value>(src, pitch, C, ch, v, xs); });
 }
 
 // Aᵀ m A for one gate: 16 products (ξ stride xs) → the 2×2 outputs, plus the bias.
@@ -308,9 +323,9 @@ INLINE void winoStepImpl(const cik_wino *s, const float *u, const float *bias, c
                                        (xx + 1 < s->width && y + 1 < s->height ? 8u : 0);
                 const long px = ((long)(y + 1) * cols + xx + 1) * f;
                 const float *m = mb + (long)t * f4;
-                int j = 0;
-                for (; j + VW <= f; j += VW) outputCell<VW>(m, ms, bias, f, j, c, h, px, cols * f, valid);
-                for (; j < f; j++) outputCell<1>(m, ms, bias, f, j, c, h, px, cols * f, valid);
+                chunks<VW>(f, [&](auto w, int j) __attribute__((always_inline)) {
+                    outputCell<decltype(w)::value>(m, ms, bias, f, j, c, h, px, cols * f, valid);
+                });
             }
         }
     }
@@ -319,12 +334,14 @@ INLINE void winoStepImpl(const cik_wino *s, const float *u, const float *bias, c
 // ---- instantiation and dispatch ------------------------------------------------------------
 
 struct Table {
+    void (*add)(float *, const float *, long);
     void (*gates)(const float *, const float *, float *, float *, long, int);
     void (*directStep)(const cik_planes *, const float *, const float *, const float *, const float *, float *, float *, int, int);
     void (*winoStep)(const cik_wino *, const float *, const float *, const float *, const float *, float *, float *, float *);
 };
 
 #define CIK_LEVEL(NAME, TARGET, VW, RMAX)                                                                          \
+    TARGET void add_##NAME(float *y, const float *x, long n) { addImpl<VW>(y, x, n); }                            \
     TARGET void gates_##NAME(const float *z, const float *b, float *c, float *h, long n, int f) {                  \
         gatesImpl<VW>(z, b, c, h, n, f);                                                                           \
     }                                                                                                              \
@@ -336,7 +353,7 @@ struct Table {
                             float *c, float *h, float *scratch) {                                                  \
         winoStepImpl<VW>(s, u, b, x, hp, c, h, scratch);                                                           \
     }                                                                                                              \
-    const Table table_##NAME = {gates_##NAME, direct_##NAME, wino_##NAME};
+    const Table table_##NAME = {add_##NAME, gates_##NAME, direct_##NAME, wino_##NAME};
 
 CIK_LEVEL(avx512, __attribute__((target("avx512f"))), 16, 24)
 CIK_LEVEL(avx2, __attribute__((target("avx2,fma"))), 8, 12)
@@ -370,6 +387,8 @@ int cik_set_max_level(int level) {
     maxLevel.store(level < 0 ? 2 : level);
     return cik_level();
 }
+
+void cik_add(float *y, const float *x, long n) { table().add(y, x, n); }
 
 void cik_gates(const float *z, const float *bias, float *c, float *h, long n, int f) { table().gates(z, bias, c, h, n, f); }
 

@@ -16,7 +16,7 @@ public enum ConvKernel: String, Sendable, CaseIterable {
     case winograd
 
     /// Below this many filters the direct kernel beats Winograd (measured on AVX-512).
-    static let directBelow = 16
+    static let directBelow = 12
 
     /// The kernel a layer of this shape uses when `requested`; throws when it cannot.
     static func resolve(_ requested: ConvKernel, dims: Int, filters f: Int, kernelX kx: Int, kernelH kh: Int) throws -> ConvKernel {
@@ -91,8 +91,8 @@ struct BCLSTMLayer: Sendable {
 
     /// Runs the layer over all steps of `input`. Returns T maps of f channels when returning
     /// sequences, else one, in the layout of the layer's kernel. `threads`: 2 runs the
-    /// directions side by side (one BLAS thread each).
-    func run(_ input: FeatureMaps, grid g: Grid, threads: Int) -> FeatureMaps {
+    /// directions side by side (BLAS runs one thread, see `ConvLSTMModel.run`). Buffers come from and go back to `pool`.
+    func run(_ input: FeatureMaps, grid g: Grid, threads: Int, pool: BufferPool) -> FeatureMaps {
         let T = input.steps, f = filters
         let layout: FeatureMaps.Layout
         let planes = Self.planes(inChannels, f, kernelX, kernelH, g)
@@ -102,11 +102,11 @@ struct BCLSTMLayer: Sendable {
         case .winograd: layout = .padded(rows: Int(cik_wino_rows(&wino)), cols: Int(cik_wino_cols(&wino)))
         default: layout = .channelsLast
         }
-        let x = input.converted(to: layout, grid: g)
+        let x = input.converted(to: layout, grid: g, pool: pool)
+        defer { if input.layout != layout { pool.give(x.data) } }
         let inStep = layout.stepSize(channels: inChannels, grid: g), outStep = layout.stepSize(channels: f, grid: g)
         let steps = returnSequences ? T : 1
-        var fwdOut = [Float](repeating: 0, count: steps * outStep)
-        var bwdOut = [Float](repeating: 0, count: steps * outStep)
+        var fwdOut = pool.take(steps * outStep), bwdOut = pool.take(steps * outStep)
 
         let N = g.count, ld = kx + kh
         let scratch: Int
@@ -116,22 +116,23 @@ struct BCLSTMLayer: Sendable {
         default: scratch = N * (ld + 4 * f)   // im2col rows, then z
         }
 
-        // One pass over time. The buffers are made here, before the loop: the cell state,
+        // One pass over time. The buffers are taken here, before the loop: the cell state,
         // the kernel's scratch, and h: written into the output when the layer keeps every
-        // step, else into two buffers in turn (a step reads h_{t−1} while it writes h_t).
+        // step, else into two buffers in turn (a step reads h_{t-1} while it writes h_t).
         @Sendable func direction(_ w: LSTMDirection, reverse: Bool, _ xs: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, step: Step) {
-            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: 4 * outStep + scratch)
-            defer { buffer.deallocate() }
-            buffer.initialize(repeating: 0, count: 4 * outStep + scratch)
-            let c = buffer, hs = buffer + outStep, work = buffer + 4 * outStep
-            var prev = UnsafePointer(hs)   // h_{-1} = 0
-            for s in 0..<T {
-                let t = reverse ? T - 1 - s : s
-                let h = returnSequences ? out + t * outStep : hs + (1 + s % 2) * outStep
-                step(w, xs + t * inStep, prev, c, h, work)
-                prev = UnsafePointer(h)
+            var state = pool.take(4 * outStep + scratch)
+            state.withUnsafeMutableBufferPointer { buffer in
+                let c = buffer.baseAddress!, hs = c + outStep, work = c + 4 * outStep
+                var prev = UnsafePointer(hs)   // h_{-1} = 0
+                for s in 0..<T {
+                    let t = reverse ? T - 1 - s : s
+                    let h = returnSequences ? out + t * outStep : hs + (1 + s % 2) * outStep
+                    step(w, xs + t * inStep, prev, c, h, work)
+                    prev = UnsafePointer(h)
+                }
+                if !returnSequences { out.update(from: prev, count: outStep) }
             }
-            if !returnSequences { out.update(from: prev, count: outStep) }
+            pool.give(state)
         }
 
         func both(_ step: Step) {
@@ -168,11 +169,10 @@ struct BCLSTMLayer: Sendable {
                 cik_wino_step(&s, w.packed, w.bias, x, hp, c, h, work)
             }
         default:
-            if threads >= 2 { openblas_set_num_threads(1) }
             both { w, x, hp, c, h, work in im2colStep(w, x, hp, c, h, work, grid: g) }
-            if threads >= 2 { openblas_set_num_threads(Int32(threads)) }
         }
-        for i in fwdOut.indices { fwdOut[i] += bwdOut[i] }
+        cik_add(&fwdOut, bwdOut, fwdOut.count)
+        pool.give(bwdOut)
         return FeatureMaps(layout: layout, steps: steps, channels: f, data: fwdOut)
     }
 

@@ -36,13 +36,13 @@ struct FeatureMaps {
     var steps: Int, channels: Int
     var data: [Float]
 
-    /// The same maps in `target` layout (self when it already is).
-    func converted(to target: Layout, grid g: Grid) -> FeatureMaps {
+    /// The same maps in `target` layout (self when it already is; else in a buffer from `pool`).
+    func converted(to target: Layout, grid g: Grid, pool: BufferPool) -> FeatureMaps {
         guard target != layout else { return self }
         precondition(g.depth == 1 || (layout == .channelsLast && target == .channelsLast), "padded layouts are 2D")
         let C = channels, rows = g.depth * g.height, W = g.width
         let from = layout.stepSize(channels: C, grid: g), to = target.stepSize(channels: C, grid: g)
-        var out = [Float](repeating: 0, count: steps * to)
+        var out = pool.take(steps * to)
         data.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
                 for t in 0..<steps {

@@ -7,6 +7,8 @@ public final class ConvLSTMModel: Sendable {
     let layers: [BCLSTMLayer]
     let head: ConvHead
     public let threads: Int
+    /// Buffers reused from one `run` to the next.
+    let pool = BufferPool()
 
     /// `kernel`: how the recurrent layers convolve (`auto`: the fastest that applies to each).
     public convenience init(directory: String, threads: Int = 2, kernel: ConvKernel = .auto) throws {
@@ -76,10 +78,24 @@ public final class ConvLSTMModel: Sendable {
         let T = input.shape[0]
         let g = d == 2 ? Grid(depth: 1, height: input.shape[1], width: input.shape[2])
                        : Grid(depth: input.shape[1], height: input.shape[2], width: input.shape[3])
-        openblas_set_num_threads(Int32(threads))
+        // The engine's parallelism is its two directions, so BLAS runs one thread. OpenBLAS's
+        // workers also spin for a while after each multi-threaded call, and in a slice-by-slice
+        // run that spinning took a core from the next slice's kernels. Restored at the end.
+        let blasThreads = openblas_get_num_threads()
+        openblas_set_num_threads(1)
+        defer { openblas_set_num_threads(blasThreads) }
         var maps = FeatureMaps(layout: .channelsLast, steps: T, channels: 1, data: input.data)
-        for l in layers { maps = l.run(maps, grid: g, threads: threads) }
-        let x = maps.converted(to: .channelsLast, grid: g).data
+        for (i, l) in layers.enumerated() {
+            let next = l.run(maps, grid: g, threads: threads, pool: pool)
+            if i > 0 { pool.give(maps.data) }   // not the caller's input
+            maps = next
+        }
+        let last = maps.converted(to: .channelsLast, grid: g, pool: pool)
+        let x = last.data
+        defer {
+            pool.give(maps.data)
+            if last.layout != maps.layout { pool.give(last.data) }
+        }
         let steps = maps.steps, N = g.count, C = head.outChannels, f = layers.last!.filters
         var out = [Float](repeating: 0, count: steps * C * N)
         for t in 0..<steps {

@@ -22,6 +22,9 @@ int cik_level(void);
  * level now in effect. */
 int cik_set_max_level(int level);
 
+/* y += x over n floats (the two directions' outputs). */
+void cik_add(float *y, const float *x, long n);
+
 /* The LSTM cell on channels-last pre-activations: for each of `n` voxels, z (4f wide,
  * bias not yet added) → c ← σ(z_f + b_f)·c + σ(z_i + b_i)·tanh(z_c + b_c),
  * h ← σ(z_o + b_o)·tanh(c). c and h are n × f. */
