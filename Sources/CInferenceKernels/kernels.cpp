@@ -22,7 +22,12 @@ template <int VW> INLINE typename V<VW>::F load(const float *p) {
     return v;
 }
 template <int VW> INLINE void store(float *p, typename V<VW>::F v) { memcpy(p, &v, sizeof v); }
-template <int VW> INLINE typename V<VW>::F splat(float s) { return (typename V<VW>::F){} + s; }
+// (Not `F{} + s`: 0 + s is not s for s = −0, so that costs an add before the broadcast.)
+template <int VW> INLINE typename V<VW>::F splat(float s) {
+    typename V<VW>::F v;
+    for (int i = 0; i < VW; i++) v[i] = s;
+    return v;
+}
 
 // Runs body(width, i) over [0, n) in chunks of VW, then of 8 and 4, then one at a time;
 // `width` is a std::integral_constant so the body is compiled for each width.

@@ -117,7 +117,7 @@ public final class ConvLSTMModel: Sendable {
             lines.append("  layer \(i): bidirectional ConvLSTM, \(l.filters) filters, input kernel \(k(l.kernelX)), recurrent kernel \(k(l.kernelH)), in \(l.inChannels) channels, return_sequences \(l.returnSequences), merge sum (\(l.kernel.rawValue) kernel)")
         }
         lines.append("  head: conv \(Array(repeating: String(head.kernel), count: head.dims).joined(separator: "×")), \(head.inChannels) → \(head.outChannels) channels, \(head.relu ? "relu" : "identity")")
-        lines.append("  parameters: \(parameterCount)")
+        lines.append("  parameters: \(parameterCount); SIMD kernels: \(KernelISA.name)")
         lines.append(String(format: "  FLOPs per voxel at T=%d: %.0f (%.2f MFLOP)", T, flopsPerVoxel(timepoints: T), flopsPerVoxel(timepoints: T) / 1e6))
         if let n = spec.inputNormalisation { lines.append("  input: x' = (HU + \(n.offset)) / \(n.scale)") }
         for o in spec.outputs ?? [] { lines.append("  output \(o.name) [\(o.unit)] = y' · \(o.scale) + \(o.offset)") }
