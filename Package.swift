@@ -33,8 +33,12 @@ let package = Package(
         .systemLibrary(name: "CCairo", pkgConfig: "cairo", providers: [.apt(["libcairo2-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .target(name: "DICOM", dependencies: ["CDCMTK"]),
-        // The ConvLSTM engine: the standard library and OpenBLAS only.
-        .target(name: "Inference", dependencies: ["COpenBLAS"], swiftSettings: [.unsafeFlags(["-Ounchecked", "-target-cpu", "haswell"])]),
+        // The ConvLSTM engine's SIMD kernels: C++ templates compiled for AVX-512, AVX2+FMA and
+        // baseline x86-64, picked at run time (Swift has no per-function target features, and
+        // the binary must run on any x86-64).
+        .target(name: "CInferenceKernels", cxxSettings: [.unsafeFlags(["-std=c++17", "-O2", "-Wno-psabi"])]),
+        // The ConvLSTM engine: the standard library, OpenBLAS and its kernels only.
+        .target(name: "Inference", dependencies: ["COpenBLAS", "CInferenceKernels"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "Volume", dependencies: ["DICOM"]),
         .target(name: "Registration", dependencies: ["Volume"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "JobStore", dependencies: ["CSQLite"]),

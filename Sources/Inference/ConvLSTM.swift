@@ -1,11 +1,45 @@
+internal import CInferenceKernels
 internal import COpenBLAS
 import Foundation
 
-/// One direction of a convolutional LSTM layer: the x and h convolutions of all four gates
-/// as one GEMM per time step, [im2col(x_t) | im2col(h_{t-1})] · [W_x; W_h].
+/// How a ConvLSTM layer computes its convolutions. All give the same result up to float
+/// rounding; `auto` picks the fastest that applies (`ConvKernel.resolve`).
+public enum ConvKernel: String, Sendable, CaseIterable {
+    case auto
+    /// im2col of x_t and h_{t−1} into one matrix and one sgemm per step: any shape.
+    case im2col
+    /// A direct convolution on channel planes, vectorised over voxels, gates fused: 2D,
+    /// f ≤ 64; the fastest for few filters, where sgemm's shapes are poor.
+    case direct
+    /// Winograd F(2×2, 3×3) with the 16 products and the gates fused per band of tiles:
+    /// 2D, 3×3 kernels, f a multiple of 4; 2.25× fewer multiplications than the direct sum.
+    case winograd
+
+    /// Below this many filters the direct kernel beats Winograd (measured on AVX-512).
+    static let directBelow = 12
+
+    /// The kernel a layer of this shape uses when `requested`; throws when it cannot.
+    static func resolve(_ requested: ConvKernel, dims: Int, filters f: Int, kernelX kx: Int, kernelH kh: Int) throws -> ConvKernel {
+        let direct = dims == 2 && f <= 64
+        let winograd = dims == 2 && kx == 3 && kh == 3 && f % 4 == 0
+        switch requested {
+        case .auto:
+            if direct && f < directBelow { return .direct }
+            if winograd { return .winograd }
+            return direct ? .direct : .im2col
+        case .im2col: return .im2col
+        case .direct where direct, .winograd where winograd: return requested
+        default:
+            throw InferenceError("the \(requested.rawValue) kernel does not apply to a \(dims)D layer with \(f) filters and kernels \(kx)/\(kh)")
+        }
+    }
+}
+
+/// One direction of a convolutional LSTM layer.
 struct LSTMDirection: Sendable {
-    var weights: [Float]   // (Kx + Kh) × 4f, row-major
+    var weights: [Float]   // (Kx + Kh) × 4f, row-major: Keras's kernel rows, then the recurrent kernel's
     var bias: [Float]      // 4f
+    var packed: [Float] = []   // the weights rearranged for the direct or Winograd kernel
 }
 
 /// A bidirectional ConvLSTM layer (Keras `Bidirectional(ConvLSTM{2,3}D(padding="same"),
@@ -13,123 +47,149 @@ struct LSTMDirection: Sendable {
 struct BCLSTMLayer: Sendable {
     let dims: Int, inChannels: Int, filters: Int, kernelX: Int, kernelH: Int
     let returnSequences: Bool
+    let kernel: ConvKernel
     let forward: LSTMDirection, backward: LSTMDirection
+
+    init(dims: Int, inChannels: Int, filters: Int, kernelX: Int, kernelH: Int, returnSequences: Bool, kernel: ConvKernel,
+         forward: LSTMDirection, backward: LSTMDirection) {
+        self.dims = dims; self.inChannels = inChannels; self.filters = filters
+        self.kernelX = kernelX; self.kernelH = kernelH; self.returnSequences = returnSequences; self.kernel = kernel
+        var fw = forward, bw = backward
+        switch kernel {
+        case .direct:
+            var s = Self.planes(inChannels, filters, kernelX, kernelH, Grid(depth: 1, height: 1, width: 1))
+            for i in 0..<2 {
+                let w = i == 0 ? forward.weights : backward.weights
+                var p = [Float](repeating: 0, count: w.count)
+                cik_direct_pack(&s, w, &p)
+                if i == 0 { fw.packed = p } else { bw.packed = p }
+            }
+        case .winograd:
+            var s = cik_wino(height: 1, width: 1, cx: Int32(inChannels), f: Int32(filters))
+            for i in 0..<2 {
+                var u = [Float](repeating: 0, count: cik_wino_weights_size(&s))
+                cik_wino_pack(&s, i == 0 ? forward.weights : backward.weights, &u)
+                if i == 0 { fw.packed = u } else { bw.packed = u }
+            }
+        default: break
+        }
+        self.forward = fw; self.backward = bw
+    }
 
     var kx: Int { Int(pow(Double(kernelX), Double(dims))) * inChannels }
     var kh: Int { Int(pow(Double(kernelH), Double(dims))) * filters }
 
-    /// FLOPs per voxel per time step (both directions).
+    /// FLOPs per voxel per time step (both directions), counted as a direct convolution.
     var flopsPerVoxelStep: Double { 2 * 2 * Double(kx + kh) * Double(4 * filters) }
 
-    /// Runs the layer over `T` steps of `input` (T × N × C_in, channels-last). Returns
-    /// T × N × f when returning sequences, else N × f. `threads`: 2 runs the directions
-    /// side by side with one BLAS thread each.
-    func run(_ input: UnsafeBufferPointer<Float>, steps T: Int, grid g: Grid, threads: Int) -> [Float] {
-        let N = g.count, f = filters
-        let outCount = returnSequences ? T * N * f : N * f
-        var fwdOut = [Float](repeating: 0, count: outCount)
-        var bwdOut = [Float](repeating: 0, count: outCount)
-        if threads >= 2 {
-            openblas_set_num_threads(1)
-            fwdOut.withUnsafeMutableBufferPointer { fo in
-                bwdOut.withUnsafeMutableBufferPointer { bo in
-                    // The two directions read the same input and write disjoint outputs.
-                    nonisolated(unsafe) let fo = fo, bo = bo, input = input
-                    DispatchQueue.concurrentPerform(iterations: 2) { d in
-                        if d == 0 { direction(forward, reverse: false, input, T, g, out: fo) }
-                        else { direction(backward, reverse: true, input, T, g, out: bo) }
-                    }
-                }
-            }
-            openblas_set_num_threads(Int32(threads))
-        } else {
-            fwdOut.withUnsafeMutableBufferPointer { direction(forward, reverse: false, input, T, g, out: $0) }
-            bwdOut.withUnsafeMutableBufferPointer { direction(backward, reverse: true, input, T, g, out: $0) }
-        }
-        for i in 0..<outCount { fwdOut[i] += bwdOut[i] }
-        return fwdOut
+    /// The direct kernel's plane geometry for a grid.
+    static func planes(_ cx: Int, _ f: Int, _ kx: Int, _ kh: Int, _ g: Grid) -> cik_planes {
+        let pad = max(kx, kh) / 2
+        return cik_planes(height: Int32(g.height), width: Int32(g.width), pad: Int32(pad),
+                          stride: Int32(2 * pad + (g.width + 15) / 16 * 16), cx: Int32(cx), f: Int32(f), kx: Int32(kx), kh: Int32(kh))
     }
 
-    /// One pass over time. All buffers are allocated here, before the loop.
-    private func direction(_ w: LSTMDirection, reverse: Bool, _ input: UnsafeBufferPointer<Float>, _ T: Int, _ g: Grid,
-                           out: UnsafeMutableBufferPointer<Float>) {
-        let N = g.count, f = filters, f4 = 4 * f
-        let ld = kx + kh
-        let col = UnsafeMutablePointer<Float>.allocate(capacity: N * ld)
-        let z = UnsafeMutablePointer<Float>.allocate(capacity: N * f4)
-        let h = UnsafeMutablePointer<Float>.allocate(capacity: N * f)
-        let c = UnsafeMutablePointer<Float>.allocate(capacity: N * f)
-        defer { col.deallocate(); z.deallocate(); h.deallocate(); c.deallocate() }
-        h.initialize(repeating: 0, count: N * f)
-        c.initialize(repeating: 0, count: N * f)
-        w.weights.withUnsafeBufferPointer { W in
-            w.bias.withUnsafeBufferPointer { b in
-                for step in 0..<T {
-                    let t = reverse ? T - 1 - step : step
-                    let x = input.baseAddress! + t * N * inChannels
-                    im2col(x, channels: inChannels, grid: g, k: kernelX, dims: dims, col: col, ld: ld, offset: 0, rows: 0..<N)
-                    im2col(h, channels: f, grid: g, k: kernelH, dims: dims, col: col, ld: ld, offset: kx, rows: 0..<N)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(N), Int32(f4), Int32(ld),
-                                1, col, Int32(ld), W.baseAddress, Int32(f4), 0, z, Int32(f4))
+    /// Runs the layer over all steps of `input`. Returns T maps of f channels when returning
+    /// sequences, else one, in the layout of the layer's kernel. `threads`: 2 runs the
+    /// directions side by side (BLAS runs one thread, see `ConvLSTMModel.run`). Buffers come from and go back to `pool`.
+    func run(_ input: FeatureMaps, grid g: Grid, threads: Int, pool: BufferPool) -> FeatureMaps {
+        let T = input.steps, f = filters
+        let layout: FeatureMaps.Layout
+        let planes = Self.planes(inChannels, f, kernelX, kernelH, g)
+        var wino = cik_wino(height: Int32(g.height), width: Int32(g.width), cx: Int32(inChannels), f: Int32(f))
+        switch kernel {
+        case .direct: layout = .planes(pad: Int(planes.pad), stride: Int(planes.stride))
+        case .winograd: layout = .padded(rows: Int(cik_wino_rows(&wino)), cols: Int(cik_wino_cols(&wino)))
+        default: layout = .channelsLast
+        }
+        let x = input.converted(to: layout, grid: g, pool: pool)
+        defer { if input.layout != layout { pool.give(x.data) } }
+        let inStep = layout.stepSize(channels: inChannels, grid: g), outStep = layout.stepSize(channels: f, grid: g)
+        let steps = returnSequences ? T : 1
+        var fwdOut = pool.take(steps * outStep), bwdOut = pool.take(steps * outStep)
 
-                    // Gates i, f, c, o (Keras order): c = f·c + i·tanh(g), h = o·tanh(c);
-                    // eight filters at a time when f allows, else scalar libm.
-                    if f % 8 == 0 {
-                        let bp = b.baseAddress!
-                        for n in 0..<N {
-                            let zr = z + n * f4, cr = c + n * f, hr = h + n * f
-                            var j = 0
-                            while j < f {
-                                let zi = load8(zr + j) + load8(bp + j)
-                                let zf = load8(zr + f + j) + load8(bp + f + j)
-                                let zg = load8(zr + 2 * f + j) + load8(bp + 2 * f + j)
-                                let zo = load8(zr + 3 * f + j) + load8(bp + 3 * f + j)
-                                let cn = fastSigmoid(zf) * load8(cr + j) + fastSigmoid(zi) * fastTanh(zg)
-                                let hn = fastSigmoid(zo) * fastTanh(cn)
-                                store8(cn, cr + j)
-                                store8(hn, hr + j)
-                                j += 8
+        let N = g.count, ld = kx + kh
+        let scratch: Int
+        switch kernel {
+        case .direct: scratch = 0
+        case .winograd: scratch = cik_wino_scratch_size(&wino)
+        default: scratch = N * (ld + 4 * f)   // im2col rows, then z
+        }
+
+        // One pass over time. The buffers are taken here, before the loop: the cell state,
+        // the kernel's scratch, and h: written into the output when the layer keeps every
+        // step, else into two buffers in turn (a step reads h_{t-1} while it writes h_t).
+        @Sendable func direction(_ w: LSTMDirection, reverse: Bool, _ xs: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, step: Step) {
+            var state = pool.take(4 * outStep + scratch)
+            state.withUnsafeMutableBufferPointer { buffer in
+                let c = buffer.baseAddress!, hs = c + outStep, work = c + 4 * outStep
+                var prev = UnsafePointer(hs)   // h_{-1} = 0
+                for s in 0..<T {
+                    let t = reverse ? T - 1 - s : s
+                    let h = returnSequences ? out + t * outStep : hs + (1 + s % 2) * outStep
+                    step(w, xs + t * inStep, prev, c, h, work)
+                    prev = UnsafePointer(h)
+                }
+                if !returnSequences { out.update(from: prev, count: outStep) }
+            }
+            pool.give(state)
+        }
+
+        func both(_ step: Step) {
+            x.data.withUnsafeBufferPointer { xb in
+                fwdOut.withUnsafeMutableBufferPointer { fo in
+                    bwdOut.withUnsafeMutableBufferPointer { bo in
+                        // The two directions read the same input and write disjoint outputs.
+                        nonisolated(unsafe) let xs = xb.baseAddress!, fo = fo.baseAddress!, bo = bo.baseAddress!
+                        if threads >= 2 {
+                            DispatchQueue.concurrentPerform(iterations: 2) { d in
+                                if d == 0 { direction(forward, reverse: false, xs, out: fo, step: step) }
+                                else { direction(backward, reverse: true, xs, out: bo, step: step) }
                             }
+                        } else {
+                            direction(forward, reverse: false, xs, out: fo, step: step)
+                            direction(backward, reverse: true, xs, out: bo, step: step)
                         }
-                    } else {
-                        // Other filter counts: eight voxels at a time for one filter
-                        // (strided gathers, vector maths), the last N mod 8 voxels scalar.
-                        let bp = b.baseAddress!
-                        var n0 = 0
-                        while n0 + 8 <= N {
-                            for j in 0..<f {
-                                var zi = V8(), zf = V8(), zg = V8(), zo = V8(), cp = V8()
-                                for k in 0..<8 {
-                                    let zr = z + (n0 + k) * f4
-                                    zi[k] = zr[j]; zf[k] = zr[f + j]; zg[k] = zr[2 * f + j]; zo[k] = zr[3 * f + j]
-                                    cp[k] = c[(n0 + k) * f + j]
-                                }
-                                let cn = fastSigmoid(zf + bp[f + j]) * cp + fastSigmoid(zi + bp[j]) * fastTanh(zg + bp[2 * f + j])
-                                let hn = fastSigmoid(zo + bp[3 * f + j]) * fastTanh(cn)
-                                for k in 0..<8 { c[(n0 + k) * f + j] = cn[k]; h[(n0 + k) * f + j] = hn[k] }
-                            }
-                            n0 += 8
-                        }
-                        for n in n0..<N {
-                            let zr = z + n * f4, cr = c + n * f, hr = h + n * f
-                            for j in 0..<f {
-                                let ig = sigmoid(zr[j] + b[j])
-                                let fg = sigmoid(zr[f + j] + b[f + j])
-                                let gg = tanhf(zr[2 * f + j] + b[2 * f + j])
-                                let og = sigmoid(zr[3 * f + j] + b[3 * f + j])
-                                let cn = fg * cr[j] + ig * gg
-                                cr[j] = cn
-                                hr[j] = og * tanhf(cn)
-                            }
-                        }
-                    }
-                    if returnSequences {
-                        (out.baseAddress! + t * N * f).update(from: h, count: N * f)
                     }
                 }
             }
         }
-        if !returnSequences { out.baseAddress!.update(from: h, count: N * f) }
+
+        switch kernel {
+        case .direct:
+            let rows = Int32(g.height), shape = planes
+            both { w, x, hp, c, h, _ in
+                var s = shape
+                cik_direct_step(&s, w.packed, w.bias, x, hp, c, h, 0, rows)
+            }
+        case .winograd:
+            let shape = wino
+            both { w, x, hp, c, h, work in
+                var s = shape
+                cik_wino_step(&s, w.packed, w.bias, x, hp, c, h, work)
+            }
+        default:
+            both { w, x, hp, c, h, work in im2colStep(w, x, hp, c, h, work, grid: g) }
+        }
+        cik_add(&fwdOut, bwdOut, fwdOut.count)
+        pool.give(bwdOut)
+        return FeatureMaps(layout: layout, steps: steps, channels: f, data: fwdOut)
+    }
+
+    /// A step's work: the weights, x_t, h_{t−1}, c (updated), h_t (written), scratch.
+    typealias Step = @Sendable (LSTMDirection, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>,
+                                UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+
+    /// One im2col step: [im2col(x_t) | im2col(h_{t−1})] · [W_x; W_h] → z (N × 4f), then the cell.
+    private func im2colStep(_ w: LSTMDirection, _ x: UnsafePointer<Float>, _ hp: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                            _ h: UnsafeMutablePointer<Float>, _ work: UnsafeMutablePointer<Float>, grid g: Grid) {
+        let N = g.count, f4 = 4 * filters, ld = kx + kh
+        let col = work, z = work + N * ld
+        im2col(x, channels: inChannels, grid: g, k: kernelX, dims: dims, col: col, ld: ld, offset: 0, rows: 0..<N)
+        im2col(hp, channels: filters, grid: g, k: kernelH, dims: dims, col: col, ld: ld, offset: kx, rows: 0..<N)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(N), Int32(f4), Int32(ld),
+                    1, col, Int32(ld), w.weights, Int32(f4), 0, z, Int32(f4))
+        cik_gates(z, w.bias, c, h, N, Int32(filters))
     }
 }
 

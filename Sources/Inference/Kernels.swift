@@ -42,4 +42,3 @@ func im2col(_ src: UnsafePointer<Float>, channels C: Int, grid g: Grid, k: Int, 
     }
 }
 
-@inline(__always) func sigmoid(_ x: Float) -> Float { 1 / (1 + expf(-x)) }

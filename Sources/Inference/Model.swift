@@ -7,14 +7,17 @@ public final class ConvLSTMModel: Sendable {
     let layers: [BCLSTMLayer]
     let head: ConvHead
     public let threads: Int
+    /// Buffers reused from one `run` to the next.
+    let pool = BufferPool()
 
-    public convenience init(directory: String, threads: Int = 2) throws {
+    /// `kernel`: how the recurrent layers convolve (`auto`: the fastest that applies to each).
+    public convenience init(directory: String, threads: Int = 2, kernel: ConvKernel = .auto) throws {
         let spec = try ModelSpec.load(directory + "/model.json")
         let weights = try SafeTensors(path: directory + "/weights.safetensors")
-        try self.init(spec: spec, weights: weights, threads: threads)
+        try self.init(spec: spec, weights: weights, threads: threads, kernel: kernel)
     }
 
-    public init(spec: ModelSpec, weights: SafeTensors, threads: Int = 2) throws {
+    public init(spec: ModelSpec, weights: SafeTensors, threads: Int = 2, kernel: ConvKernel = .auto) throws {
         self.spec = spec
         self.threads = max(1, threads)
         let d = spec.spatialDims
@@ -39,8 +42,9 @@ public final class ConvLSTMModel: Sendable {
                 let b = try weights.tensor(p + "bias", shape: [4 * l.filters])
                 return LSTMDirection(weights: k.data + r.data, bias: b.data)
             }
-            built.append(BCLSTMLayer(dims: d, inChannels: channels, filters: l.filters, kernelX: kx, kernelH: kh,
-                                     returnSequences: rs, forward: try dir("forward"), backward: try dir("backward")))
+            let k = try ConvKernel.resolve(kernel, dims: d, filters: l.filters, kernelX: kx, kernelH: kh)
+            built.append(BCLSTMLayer(dims: d, inChannels: channels, filters: l.filters, kernelX: kx, kernelH: kh, returnSequences: rs,
+                                     kernel: k, forward: try dir("forward"), backward: try dir("backward")))
             channels = l.filters
         }
         guard !built.isEmpty else { throw InferenceError("model.json: no bclstm layer") }
@@ -74,17 +78,28 @@ public final class ConvLSTMModel: Sendable {
         let T = input.shape[0]
         let g = d == 2 ? Grid(depth: 1, height: input.shape[1], width: input.shape[2])
                        : Grid(depth: input.shape[1], height: input.shape[2], width: input.shape[3])
-        openblas_set_num_threads(Int32(threads))
-        var x = input.data   // T × N × 1: channels-last with one channel is the same memory
-        var steps = T
-        for l in layers {
-            x = x.withUnsafeBufferPointer { l.run($0, steps: steps, grid: g, threads: threads) }
-            if !l.returnSequences { steps = 1 }
+        // The engine's parallelism is its two directions, so BLAS runs one thread. OpenBLAS's
+        // workers also spin for a while after each multi-threaded call, and in a slice-by-slice
+        // run that spinning took a core from the next slice's kernels. Restored at the end.
+        let blasThreads = openblas_get_num_threads()
+        openblas_set_num_threads(1)
+        defer { openblas_set_num_threads(blasThreads) }
+        var maps = FeatureMaps(layout: .channelsLast, steps: T, channels: 1, data: input.data)
+        for (i, l) in layers.enumerated() {
+            let next = l.run(maps, grid: g, threads: threads, pool: pool)
+            if i > 0 { pool.give(maps.data) }   // not the caller's input
+            maps = next
         }
-        let N = g.count, C = head.outChannels
+        let last = maps.converted(to: .channelsLast, grid: g, pool: pool)
+        let x = last.data
+        defer {
+            pool.give(maps.data)
+            if last.layout != maps.layout { pool.give(last.data) }
+        }
+        let steps = maps.steps, N = g.count, C = head.outChannels, f = layers.last!.filters
         var out = [Float](repeating: 0, count: steps * C * N)
         for t in 0..<steps {
-            let y = Array(x[(t * N * layers.last!.filters)..<((t + 1) * N * layers.last!.filters)])
+            let y = Array(x[(t * N * f)..<((t + 1) * N * f)])
             let h = head.run(y, grid: g)
             // channels-last → channels-first
             for n in 0..<N { for c in 0..<C { out[(t * C + c) * N + n] = h[n * C + c] } }
@@ -99,10 +114,10 @@ public final class ConvLSTMModel: Sendable {
         var lines = ["\(spec.name) \(spec.version) — task \(spec.task), \(spec.spatialDims)D, trained on \(spec.timepoints.map(String.init) ?? "?") time points"]
         for (i, l) in layers.enumerated() {
             let k = { (k: Int) in Array(repeating: String(k), count: l.dims).joined(separator: "×") }
-            lines.append("  layer \(i): bidirectional ConvLSTM, \(l.filters) filters, input kernel \(k(l.kernelX)), recurrent kernel \(k(l.kernelH)), in \(l.inChannels) channels, return_sequences \(l.returnSequences), merge sum")
+            lines.append("  layer \(i): bidirectional ConvLSTM, \(l.filters) filters, input kernel \(k(l.kernelX)), recurrent kernel \(k(l.kernelH)), in \(l.inChannels) channels, return_sequences \(l.returnSequences), merge sum (\(l.kernel.rawValue) kernel)")
         }
         lines.append("  head: conv \(Array(repeating: String(head.kernel), count: head.dims).joined(separator: "×")), \(head.inChannels) → \(head.outChannels) channels, \(head.relu ? "relu" : "identity")")
-        lines.append("  parameters: \(parameterCount)")
+        lines.append("  parameters: \(parameterCount); SIMD kernels: \(KernelISA.name)")
         lines.append(String(format: "  FLOPs per voxel at T=%d: %.0f (%.2f MFLOP)", T, flopsPerVoxel(timepoints: T), flopsPerVoxel(timepoints: T) / 1e6))
         if let n = spec.inputNormalisation { lines.append("  input: x' = (HU + \(n.offset)) / \(n.scale)") }
         for o in spec.outputs ?? [] { lines.append("  output \(o.name) [\(o.unit)] = y' · \(o.scale) + \(o.offset)") }

@@ -5,6 +5,8 @@ import Foundation
 public struct SafeTensors: Sendable {
     public var tensors: [String: Tensor]
 
+    public init(tensors: [String: Tensor]) { self.tensors = tensors }
+
     public init(path: String) throws {
         guard let d = FileManager.default.contents(atPath: path), d.count >= 8 else { throw InferenceError("cannot read \(path)") }
         let n = d.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }

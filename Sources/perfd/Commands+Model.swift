@@ -22,10 +22,12 @@ struct ModelRun: ParsableCommand {
     @Option(help: "Threads (BLAS and directions).") var threads = 2
     @Option(help: "Compute in tiles of this many voxels per spatial axis (bounded memory).") var tile: Int?
     @Option(help: "Halo around each tile (default: the exact halo, so tiled equals untiled).") var halo: Int?
+    @Option(help: "Convolution kernel of the recurrent layers: auto, im2col, direct or winograd (for comparisons).") var kernel = "auto"
 
     func run() throws {
+        guard let k = ConvKernel(rawValue: kernel) else { throw CLIError("--kernel: auto, im2col, direct or winograd") }
         do {
-            let m = try ConvLSTMModel(directory: model, threads: threads)
+            let m = try ConvLSTMModel(directory: model, threads: threads, kernel: k)
             let x = try NPY.read(input)
             let start = Date()
             let y: Tensor
@@ -57,6 +59,7 @@ struct ModelRun: ParsableCommand {
             try NPY.write(y, to: output)
             let voxels = Double(x.shape.dropFirst().reduce(1, *))
             let gflops = m.flopsPerVoxel(timepoints: x.shape[0]) * voxels / seconds / 1e9
+            // Nominal rate: the direct convolution's FLOPs over the time, whatever the kernel did.
             FileHandle.standardError.write(Data(String(format: "%@ → %@ in %.3f s (%.1f GFLOP/s)\n", "\(x.shape)", "\(y.shape)", seconds, gflops).utf8))
         } catch {
             throw CLIError("\(error)")
