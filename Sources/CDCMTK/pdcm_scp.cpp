@@ -229,10 +229,10 @@ protected:
         return sendSTOREResponse(presID, req, status);
     }
 
-    // Called for every PDV received: every 256 KiB, ask the kernel to start writing the
+    // Called for every PDV received: every 64 KiB, ask the kernel to start writing the
     // spool file out (SYNC_FILE_RANGE_WRITE does not wait).
     void notifyRECEIVEProgress(const unsigned long byteCount) override {
-        if (receiving_.empty() || byteCount < kicked_ + (256u << 10)) return;
+        if (receiving_.empty() || byteCount < kicked_ + (64u << 10)) return;
         if (wbfd_ < 0) wbfd_ = open(receiving_.c_str(), O_RDONLY);
         if (wbfd_ >= 0) sync_file_range(wbfd_, 0, 0, SYNC_FILE_RANGE_WRITE);
         kicked_ = byteCount;
