@@ -494,6 +494,7 @@ void cik_direct_pack(const cik_planes *s, const float *w, float *packed) {
 
 void cik_direct_step(const cik_planes *s, const float *packed, const float *bias, const float *x, const float *hprev,
                      float *c, float *h, int row0, int row1) {
+    if (s->f > 64) __builtin_trap();   // the pre-activations of a row chunk live on the stack
     table().directStep(s, packed, bias, x, hprev, c, h, row0, row1);
 }
 

@@ -31,8 +31,8 @@ void cik_add(float *y, const float *x, long n);
 void cik_gates(const float *z, const float *bias, float *c, float *h, long n, int f);
 
 /* ---- direct convolution, channel planes ----------------------------------------------
- * For small filter counts. Every channel is a plane of (height + 2·pad) rows of `stride`
- * floats; voxel (y, x) sits at (y + pad)·stride + pad + x, everything else is zero.
+ * For small filter counts (f ≤ 64). Every channel is a plane of (height + 2·pad) rows of
+ * `stride` floats; voxel (y, x) sits at (y + pad)·stride + pad + x, everything else is zero.
  * stride ≥ 2·pad + width rounded up to 16. A step reads x_t (cx planes) and h_{t−1}
  * (f planes), updates c (f planes, same layout) and writes h_t (f planes, borders kept 0). */
 typedef struct {
