@@ -6,6 +6,8 @@ import Foundation
 /// as long as the convolutions themselves. A buffer handed back is reused by a later `take`
 /// of between half its capacity and all of it (so a small request does not hold on to a big
 /// buffer). Each model owns one pool, so the memory goes with the model.
+/// @unchecked Sendable: the list of buffers is only touched under `lock`; a buffer handed
+/// out belongs to its taker alone until it is given back.
 final class BufferPool: @unchecked Sendable {
     private let lock = NSLock()
     private var free: [[Float]] = []

@@ -22,10 +22,12 @@ struct ModelRun: ParsableCommand {
     @Option(help: "Threads (BLAS and directions).") var threads = 2
     @Option(help: "Compute in tiles of this many voxels per spatial axis (bounded memory).") var tile: Int?
     @Option(help: "Halo around each tile (default: the exact halo, so tiled equals untiled).") var halo: Int?
-    @Option(help: "Convolution kernel of the recurrent layers: auto, im2col, direct or winograd (for comparisons).") var kernel = "auto"
+    @Option(help: "Convolution kernel of the recurrent layers: auto, im2col, direct, winograd (F(4×4, 3×3)) or winograd2 (F(2×2, 3×3)); for comparisons.") var kernel = "auto"
 
     func run() throws {
-        guard let k = ConvKernel(rawValue: kernel) else { throw CLIError("--kernel: auto, im2col, direct or winograd") }
+        guard let k = ConvKernel(rawValue: kernel) else {
+            throw CLIError("--kernel: \(ConvKernel.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         do {
             let m = try ConvLSTMModel(directory: model, threads: threads, kernel: k)
             let x = try NPY.read(input)

@@ -3,11 +3,12 @@ import Inference
 import Testing
 
 /// The direct and Winograd kernels against the im2col + sgemm path on random 2D models:
-/// odd sizes and edges (maps narrower than a vector, one row, one column), both directions
-/// (every layer is bidirectional), return_sequences both ways, kernels 1, 3 and 5, filter
-/// counts that leave partial vectors and register blocks, at every instruction set the CPU
-/// has. Tolerance: max |kernel − im2col| ≤ 2e-5 · max |im2col| — two float summation orders
-/// (the parity tolerance against Keras is 1e-4).
+/// odd sizes and edges (maps narrower than a vector or a tile, one row, one column), both
+/// directions (every layer is bidirectional), return_sequences both ways, kernels 1, 3 and 5,
+/// filter counts that leave partial vectors and register blocks, at every instruction set the
+/// CPU has. Tolerance: max |kernel − im2col| ≤ 2e-5 · max |im2col| for the direct kernel and
+/// F(2×2, 3×3) (two float summation orders), 5e-5 for F(4×4, 3×3) (its transforms scale by up
+/// to 8); the parity tolerance against Keras is 1e-4.
 @Suite(.serialized) struct KernelTests {
     struct Net: CustomStringConvertible {
         var cin = 1
@@ -84,7 +85,7 @@ import Testing
                 #expect(got.shape == want.shape)
                 let scale = want.data.map { abs($0) }.max()!
                 let err = zip(got.data, want.data).map { abs($0 - $1) }.max()!
-                #expect(err <= 2e-5 * scale, "\(kernel) \(n) size \(size) ISA \(KernelISA.name): error \(err), max |y| \(scale)")
+                #expect(err <= (kernel == .winograd ? 5e-5 : 2e-5) * scale, "\(kernel) \(n) size \(size) ISA \(KernelISA.name): error \(err), max |y| \(scale)")
                 worst = max(worst, Double(err / scale))
                 cases += 1
             }
@@ -92,14 +93,14 @@ import Testing
         return (worst, cases)
     }
 
-    @Test(arguments: [ConvKernel.direct, .winograd])
+    @Test(arguments: [ConvKernel.direct, .winograd, .winograd2])
     func kernelMatchesIm2col(_ kernel: ConvKernel) throws {
         let cpu = KernelISA.level
         defer { KernelISA.cap(nil) }
         for level in stride(from: cpu, through: 0, by: -1) {
             #expect(KernelISA.cap(level) == level)
             let (worst, cases) = try worstError(kernel)
-            #expect(cases >= (kernel == .direct ? 60 : 36))
+            #expect(cases == (kernel == .direct ? 60 : 42))
             print("\(kernel) at \(KernelISA.name): \(cases) cases, worst relative error \(worst)")
         }
     }
@@ -110,10 +111,12 @@ import Testing
             return String(m.describe().split(separator: "\n")[1].split(separator: "(").last!.dropLast())
         }
         #expect(try kernel(Net(filters: [6], lastSeq: false, T: 2)) == "direct kernel")
+        #expect(try kernel(Net(filters: [8], lastSeq: false, T: 2)) == "winograd kernel")
+        #expect(try kernel(Net(filters: [10], lastSeq: false, T: 2)) == "direct kernel")
+        #expect(try kernel(Net(filters: [18], lastSeq: false, T: 2)) == "winograd kernel")
         #expect(try kernel(Net(filters: [32], lastSeq: false, T: 2)) == "winograd kernel")
-        #expect(try kernel(Net(filters: [18], lastSeq: false, T: 2)) == "direct kernel")   // f % 4 ≠ 0
         #expect(try kernel(Net(filters: [16], kx: 1, kh: 3, lastSeq: false, T: 2)) == "direct kernel")
-        let n = Net(filters: [6], lastSeq: false, T: 2)
+        let n = Net(filters: [6], kx: 1, kh: 3, lastSeq: false, T: 2)
         #expect(throws: InferenceError.self) {
             try ConvLSTMModel(spec: try Self.spec(n), weights: Self.weights(n, seed: 1), kernel: .winograd)
         }

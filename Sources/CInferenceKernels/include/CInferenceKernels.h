@@ -31,8 +31,8 @@ void cik_add(float *y, const float *x, long n);
 void cik_gates(const float *z, const float *bias, float *c, float *h, long n, int f);
 
 /* ---- direct convolution, channel planes ----------------------------------------------
- * For small filter counts. Every channel is a plane of (height + 2·pad) rows of `stride`
- * floats; voxel (y, x) sits at (y + pad)·stride + pad + x, everything else is zero.
+ * For small filter counts (f ≤ 64). Every channel is a plane of (height + 2·pad) rows of
+ * `stride` floats; voxel (y, x) sits at (y + pad)·stride + pad + x, everything else is zero.
  * stride ≥ 2·pad + width rounded up to 16. A step reads x_t (cx planes) and h_{t−1}
  * (f planes), updates c (f planes, same layout) and writes h_t (f planes, borders kept 0). */
 typedef struct {
@@ -50,20 +50,21 @@ void cik_direct_pack(const cik_planes *s, const float *w, float *packed);
 void cik_direct_step(const cik_planes *s, const float *packed, const float *bias, const float *x,
                      const float *hprev, float *c, float *h, int row0, int row1);
 
-/* ---- Winograd F(2×2, 3×3), channels-last --------------------------------------------
- * For 3×3 input and recurrent kernels and f % 4 == 0. Maps are padded channels-last:
- * rows 2·⌈height/2⌉ + 2, columns 2·⌈width/2⌉ + 2, voxel (y, x) at row y + 1, column x + 1,
- * zero outside. x has cx channels per voxel; c and h have f. */
+/* ---- Winograd F(m×m, 3×3), channels-last ---------------------------------------------
+ * For 3×3 input and recurrent kernels; output tiles of m = `tile` (2 or 4)
+ * voxels a side. Maps are padded channels-last: rows m·⌈height/m⌉ + 2, columns
+ * m·⌈width/m⌉ + 2, voxel (y, x) at row y + 1, column x + 1, zero outside. x has cx channels
+ * per voxel; c and h have f. */
 typedef struct {
-    int height, width, cx, f;
+    int height, width, cx, f, tile;
 } cik_wino;
 
 /* Padded rows and columns. */
 int cik_wino_rows(const cik_wino *s);
 int cik_wino_cols(const cik_wino *s);
-/* Floats of transformed weights: 16 · (cx + f) · 4f. */
+/* Floats of transformed weights: (m + 2)² · (cx + f) · 4f. */
 long cik_wino_weights_size(const cik_wino *s);
-/* Keras weights (as for cik_direct_pack, 3×3) → the 16 transformed matrices. */
+/* Keras weights (as for cik_direct_pack, 3×3) → the (m + 2)² transformed matrices. */
 void cik_wino_pack(const cik_wino *s, const float *w, float *u);
 /* Floats of scratch one cik_wino_step needs. */
 long cik_wino_scratch_size(const cik_wino *s);
