@@ -28,17 +28,37 @@ import Testing
         return (Double(k[best]) * Bolus.kH / Bolus.rho * 6000, t)
     }
 
-    /// Without truncation, a curve whose convolution ends inside the window is recovered
-    /// exactly (the pseudo-inverse of the padded circulant is its inverse on that range).
-    @Test func untruncatedInverseIsExact() {
+    /// Without truncation the fit reproduces the observed samples: the residue convolved
+    /// (circularly, on the padded length) with the AIF gives the curve back on 0..<N.
+    @Test func untruncatedFitReproducesTheCurve() {
         let n = 30
         let aif = (0..<n).map { $0 < 8 ? Double($0 * (8 - $0)) : 0 }
         let k = (0..<n).map { $0 < 8 ? exp(-Double($0) / 3) : 0 }
         let c = (0..<n).map { i in (0...i).reduce(0.0) { $0 + aif[$1] * k[i - $1] } }   // dt = 1
         let d = Deconvolution(aif: aif, dt: 1, method: .truncated(0))
         let r = d.residues(curves: c.map(Float.init), count: 1)
-        for i in 0..<n { #expect(abs(Double(r[i]) - k[i]) < 2e-4, "k[\(i)] \(r[i]) vs \(k[i])") }
-        for i in n..<d.l { #expect(abs(r[i]) < 2e-4) }
+        for i in 0..<n {
+            var fit = 0.0
+            for j in 0..<d.l { let a = ((i - j) % d.l + d.l) % d.l; if a < n { fit += aif[a] * Double(r[j]) } }
+            #expect(abs(fit - c[i]) < 1e-3 * (c.max() ?? 1), "sample \(i): \(fit) vs \(c[i])")
+        }
+    }
+
+    /// An acquisition that ends while the tissue is still at over half its peak (late, slow
+    /// tissue; 36 s): only the observed samples are fitted, so the estimate does not depend
+    /// much on the truncation threshold — CBF within 15 % over thresholds 0.04–0.3 and Tmax not
+    /// moving earlier as the threshold rises (zero-padding the curve gave a 32 % CBF spread
+    /// and Tmax jumping back and forth by 1 s on this case).
+    @Test func truncatedAcquisitionIsStableAcrossThresholds() {
+        let dt = 1.0, n = 37
+        let late: (Double) -> Double = { Bolus.gammaVariate($0, arrival: 5, timeToPeak: 6, alpha: 3, peak: 400) }
+        let aif = (0..<n).map { late(Double($0) * dt) }
+        let c = tissue(aif: late, cbf: 20, mtt: 15, delay: 6, n: n, dt: dt)
+        #expect(c[n - 1] > 0.5 * (c.max() ?? 0), "the curve should still be high when the acquisition ends")
+        let r = [0.04, 0.06, 0.1, 0.15, 0.2, 0.3].map { recover(c, aif: aif, dt: dt, method: .truncated($0)) }
+        let cbfs = r.map(\.cbf), mean = cbfs.reduce(0, +) / Double(cbfs.count)
+        #expect(((cbfs.max() ?? 0) - (cbfs.min() ?? 0)) / mean < 0.15, "CBF over thresholds: \(cbfs)")
+        for (a, b) in zip(r, r.dropFirst()) { #expect(b.tmax >= a.tmax - 0.5, "Tmax over thresholds: \(r.map(\.tmax))") }
     }
 
     /// Known truncation bias (Wu 2003; Østergaard 1996): SVD underestimates CBF, the more the

@@ -56,10 +56,12 @@ import Volume
         #expect(r.noiseHU < 1 && r.smoothingMM < 0.5, "noise \(r.noiseHU) HU, smoothing \(r.smoothingMM) mm")
     }
 
-    /// σ = 10 HU: core and penumbra volumes within 25 % of the label volumes. Holds on seed
-    /// 9302; on 9301 and 9303 the core is still under-called (held-out mean core error −33 %
-    /// at 128², see scripts/evaluate), recorded as a known issue rather than hidden.
-    @Test(arguments: [9302, 9301, 9303] as [UInt64])
+    /// σ = 10 HU: core and penumbra volumes within 25 % of the label volumes. Holds on seeds
+    /// 9302 and 9303 (core −15 %, −19 %; penumbra −4 %, −13 % when written); on 9301 the core is
+    /// still under-called (−32 %: a third of its voxels are missed, mostly within 3 mm of its
+    /// border, 60 % of those reading Tmax ≤ 6 s and half rCBF ≥ 30 %), recorded as a known
+    /// issue rather than hidden.
+    @Test(arguments: [9302, 9303, 9301] as [UInt64])
     func lesionVolumesAtTenHU(_ seed: UInt64) throws {
         let dir = TempDir()
         let (s, _, _, vols) = try phantom(dir, seed: seed, noise: 10)
@@ -71,9 +73,8 @@ import Volume
             #expect(abs(core - vols["core"]!) <= 0.25 * vols["core"]!, "core \(core) ml vs \(vols["core"]!) ml")
             #expect(abs(pen - vols["penumbra"]!) <= 0.25 * vols["penumbra"]!, "penumbra \(pen) ml vs \(vols["penumbra"]!) ml")
         }
-        if seed == 9302 { check() } else {
-            withKnownIssue("perfusion-svd under-calls the core at σ = 10 HU on some seeds (noise floor and Tmax calibration help, not yet enough)",
-                           isIntermittent: true) { check() }
+        if seed != 9301 { check() } else {
+            withKnownIssue("perfusion-svd under-calls the core at σ = 10 HU on seed 9301 (−32 %)", isIntermittent: true) { check() }
         }
     }
 

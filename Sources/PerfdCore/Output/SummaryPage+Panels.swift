@@ -90,8 +90,8 @@ extension SummaryPage {
             x += c.text(value, x: x, y: y, size: 24, color: colour, bold: true) + 40
         }
         let hypo = ml("hypoperfused_ml"), ref = number("reference_cbf").map { String(format: "%.1f", $0) } ?? "—"
-        c.paragraph("Core: rCBF < 30 % of the healthy hemisphere's mean CBF (\(ref) ml/100g/min) within Tmax > 6 s. "
-                    + "Penumbra: Tmax > 6 s outside the core. Mismatch ratio = Tmax > 6 s volume (\(hypo)) / core volume. "
+        c.paragraph("Core: rCBF < 30 % of the healthy hemisphere's mean CBF (\(ref) ml/100g/min) within the Tmax > 6 s region (holes included). "
+                    + "Penumbra: Tmax > 6 s outside the core. Mismatch ratio = hypoperfused volume (\(hypo)) / core volume. "
                     + "Regions under 1 ml are not counted.", x: 16, y: y + 28, maxWidth: Double(Self.width) - 32, size: 14,
                     color: (0.85, 0.85, 0.85))
     }

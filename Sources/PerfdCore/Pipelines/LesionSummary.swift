@@ -11,8 +11,8 @@ enum LesionSummary {
             "core_ml": .number(round(v.coreML)), "penumbra_ml": .number(round(v.penumbraML)),
             "hypoperfused_ml": .number(round(v.hypoperfusedML)),
             "mismatch_ratio": .number(v.mismatchRatio.isFinite ? round(v.mismatchRatio) : -1),
-            "core_rule": .text("rCBF < \(pct) % of the healthy hemisphere's mean CBF, within Tmax > \(late) s"),
-            "penumbra_rule": .text("Tmax > \(late) s outside the core; mismatch ratio = Tmax>\(late) s volume / core volume (-1: no core)"),
+            "core_rule": .text("rCBF < \(pct) % of the healthy hemisphere's mean CBF, within the Tmax > \(late) s region and the holes it encloses in a slice"),
+            "penumbra_rule": .text("Tmax > \(late) s outside the core; mismatch ratio = (Tmax>\(late) s or core) volume / core volume (-1: no core)"),
             "reference_cbf": .number(round(v.referenceCBF)), "healthy_side": .text(v.healthySide),
         ]
     }

@@ -2,10 +2,11 @@ import Foundation
 
 /// Masks on the coarse grid of `Prepared`.
 enum Masks {
-    /// Voxels enclosed by bone: per slice, flood-fill from the image border over voxels
-    /// that are not bone; whatever the fill does not reach, and is not bone, is inside.
-    static func insideSkull(bone: [Bool], depth: Int, height h: Int, width w: Int) -> [Bool] {
-        var inside = [Bool](repeating: false, count: bone.count)
+    /// Voxels enclosed by a wall (bone; a lesion mask): per slice, flood-fill from the image
+    /// border over voxels that are not wall; whatever the fill does not reach, and is not
+    /// wall, is inside.
+    static func enclosed(by wall: [Bool], depth: Int, height h: Int, width w: Int) -> [Bool] {
+        var inside = [Bool](repeating: false, count: wall.count)
         let plane = h * w
         for z in 0..<depth {
             let o = z * plane
@@ -14,7 +15,7 @@ enum Masks {
             for x in 0..<w { stack.append(x); stack.append((h - 1) * w + x) }
             for y in 0..<h { stack.append(y * w); stack.append(y * w + w - 1) }
             while let i = stack.popLast() {
-                guard !outside[i], !bone[o + i] else { continue }
+                guard !outside[i], !wall[o + i] else { continue }
                 outside[i] = true
                 let x = i % w, y = i / w
                 if x > 0 { stack.append(i - 1) }
@@ -22,7 +23,7 @@ enum Masks {
                 if y > 0 { stack.append(i - w) }
                 if y < h - 1 { stack.append(i + w) }
             }
-            for i in 0..<plane { inside[o + i] = !outside[i] && !bone[o + i] }
+            for i in 0..<plane { inside[o + i] = !outside[i] && !wall[o + i] }
         }
         return inside
     }
@@ -47,9 +48,11 @@ enum Masks {
 /// regions smaller than `minML` are dropped (noise makes specks; lesions are contiguous).
 /// The healthy hemisphere is the one with the lower median Tmax, split at the tissue's
 /// mean column; its mean CBF is the reference. Core: rCBF < 30 % of that reference inside
-/// the hypoperfused region (Tmax > 6 s) — low flow without delay is CSF partial volume or
-/// noise rather than infarct (the RAPID convention). Penumbra: Tmax > 6 s outside the core.
-/// The mismatch ratio is hypoperfused (Tmax > 6 s) volume over core volume.
+/// the hypoperfused region (Tmax > 6 s) or in a hole it encloses in its slice — low flow
+/// without delay is CSF partial volume or noise rather than infarct (the RAPID convention),
+/// but the core's own Tmax, the peak of a low, flat residue, is the noisiest of all and
+/// reads under 6 s in 5–30 % of core voxels at 10 HU. Penumbra: Tmax > 6 s outside the core.
+/// The mismatch ratio is hypoperfused (Tmax > 6 s, or core) volume over core volume.
 public struct LesionVolumes: Sendable {
     public var coreML: Double
     public var penumbraML: Double
@@ -78,11 +81,12 @@ public struct LesionVolumes: Sendable {
         let cut = Float(relativeCBF * referenceCBF), late = Float(tmaxThreshold)
         let hypo = MapFilters.removingSmallComponents(tissue.indices.map { tissue[$0] && tmax[$0] > late },
                                                       depth: depth, height: height, width: width, minVoxels: minVoxels)
-        let core = MapFilters.removingSmallComponents(tissue.indices.map { hypo[$0] && cbf[$0] < cut },
+        let enclosed = Masks.enclosed(by: hypo, depth: depth, height: height, width: width)
+        let core = MapFilters.removingSmallComponents(tissue.indices.map { (hypo[$0] || enclosed[$0]) && tissue[$0] && cbf[$0] < cut },
                                                       depth: depth, height: height, width: width, minVoxels: minVoxels)
-        hypoperfused = hypo
+        hypoperfused = zip(hypo, core).map { $0 || $1 }
         self.core = core
-        let nCore = Double(core.filter { $0 }.count), nHypo = Double(hypo.filter { $0 }.count)
+        let nCore = Double(core.filter { $0 }.count), nHypo = Double(hypoperfused.filter { $0 }.count)
         coreML = nCore * voxelML
         hypoperfusedML = nHypo * voxelML
         penumbraML = (nHypo - nCore) * voxelML
