@@ -6,7 +6,8 @@ public struct PerfusionOptions: Sendable {
     /// less. At 10 HU (5 mm smoothing, phantom seeds 101–116) the mean |error| of core and
     /// penumbra volume went from 31 % and 33 % (healthy white matter read Tmax > 6 s in up to
     /// 13 % of voxels) to 23 % and 20 %; the price is a more truncated, lower CBF noise-free
-    /// (grey matter −35…−51 % instead of −33…−41 % on seeds 101–108).
+    /// (grey matter on seeds 101–108: −43…−51 % instead of −33…−41 % with exponential
+    /// residues, −35 % instead of +1 % on the box seed 106).
     public var method: Deconvolution.Method = .oscillationIndex(threshold: 0.02)
     /// In-plane grid of the analysis: source pixels are averaged in blocks to about this size.
     public var targetPixelMM = 1.5
