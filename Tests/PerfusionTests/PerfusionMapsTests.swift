@@ -37,9 +37,11 @@ import Volume
     /// and in white matter (per tissue, so a good grey cannot hide a bad white). Lesion
     /// tissue is left out of this line on purpose: its long, late curves are still rising
     /// or high when a 36 s acquisition ends, so ∫C_t misses 15–50 % of its area (measured on
-    /// seeds 101–104) — a limit of the data, reported by scripts/evaluate, not asserted. CBF: truncation biases short-MTT grey matter low
-    /// (measured −17 % at seed 9301, tolerance −55…−5 %) and more than white matter, whose
-    /// estimate also gains from smoothing over the thin cortex (measured +8 %, ±25 %).
+    /// seeds 101–104) — a limit of the data, reported by scripts/evaluate, not asserted. CBF:
+    /// truncation biases short-MTT grey matter low and more than white matter (measured −27 %
+    /// and −2 % at seed 9301, whose healthy residue is a box; tolerance −55…−5 % and ±25 %).
+    /// Exponential residues lose more: grey −44…−51 %, white −28…−44 % on seeds 9001–9004 and
+    /// 9302, the 30–50 % that Wu et al. report for short MTT.
     @Test func noiseFreeCBVAndCBFBias() throws {
         let dir = TempDir()
         let (s, labels, truth, _) = try phantom(dir, seed: 9301, noise: 0)

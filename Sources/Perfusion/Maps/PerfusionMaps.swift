@@ -2,10 +2,12 @@ import Foundation
 import Volume
 
 public struct PerfusionOptions: Sendable {
-    /// OI threshold 0.02 rather than Wu's 0.035: at 10 HU the lesion volumes of phantom seeds
-    /// 101–116 went from core −21 %, penumbra −10 % (mean |error| 24 %, 21 %) at 0.035 to the
-    /// values in `smoothing(forNoise:)`; the price is a more truncated, lower CBF noise-free
-    /// (grey matter −35…−51 % instead of −33…−41 % on seeds 101–108).
+    /// OI threshold 0.02 rather than Wu's 0.035: smoother residues, whose peaks noise moves
+    /// less. At 10 HU (5 mm smoothing, phantom seeds 101–116) the mean |error| of core and
+    /// penumbra volume went from 31 % and 33 % (healthy white matter read Tmax > 6 s in up to
+    /// 13 % of voxels) to 23 % and 20 %; the price is a more truncated, lower CBF noise-free
+    /// (grey matter on seeds 101–108: −43…−51 % instead of −33…−41 % with exponential
+    /// residues, −35 % instead of +1 % on the box seed 106).
     public var method: Deconvolution.Method = .oscillationIndex(threshold: 0.02)
     /// In-plane grid of the analysis: source pixels are averaged in blocks to about this size.
     public var targetPixelMM = 1.5
@@ -25,10 +27,11 @@ public struct PerfusionOptions: Sendable {
     /// on a noise-free series (smoothing only mixes grey and white matter there), 4 mm at
     /// 10 HU, capped at 6 mm. Smoothing mixes a lesion's curves with its neighbours', and Tmax,
     /// the peak of the mixed residue, follows whichever neighbour has the higher flow: at 5 mm
-    /// the penumbra next to healthy tissue read healthy. Measured at 10 HU on phantom seeds
-    /// 101–116 (never on the held-out 9001+), mean (mean |error|) of core and penumbra volume:
-    /// 3.5 mm −2 % (17 %), +2 % (24 %); 4 mm −6 % (18 %), −3 % (22 %); 5 mm −18 % (22 %),
-    /// −10 % (21 %); 6 mm −25 % (27 %), −14 % (22 %).
+    /// the penumbra next to healthy tissue read healthy. Mean (mean |error|) of core and
+    /// penumbra volume at 10 HU on phantom seeds 101–116 (never on the held-out 9001+), from a
+    /// NumPy copy of this pipeline: 3.5 mm −2 % (17 %), +2 % (24 %); 4 mm −6 % (18 %), −3 %
+    /// (22 %); 5 mm −18 % (22 %), −10 % (21 %); 6 mm −25 % (27 %), −14 % (22 %). This code at
+    /// 4 mm: −10 % (19 %), −5 % (20 %).
     public static func smoothing(forNoise sigma: Double) -> Double { min(6, 0.4 * sigma) }
     /// σ (s) of a Gaussian that smooths tissue curves in time (0: none). Off by default:
     /// σ 1–2 s changed neither Tmax nor the lesion volumes at 10 HU on seeds 101–104.
