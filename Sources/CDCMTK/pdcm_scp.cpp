@@ -19,6 +19,7 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -92,33 +93,27 @@ public:
         std::lock_guard<std::mutex> g(m_);
         task_ = std::move(task);
         pending_ = true;
-        done_ = false;
         cv_.notify_all();
     }
-    // The task's result (an errno); 0 when nothing was started.
+    // The last task's result (an errno), once; 0 when nothing was started since.
     int wait() {
         std::unique_lock<std::mutex> g(m_);
-        cv_.wait(g, [this] { return done_ || !pending_; });
-        const int rc = done_ ? result_ : 0;
-        done_ = false;
-        return rc;
+        cv_.wait(g, [this] { return !pending_; });
+        return std::exchange(result_, 0);
     }
 
 private:
     void loop() {
         std::unique_lock<std::mutex> g(m_);
         for (;;) {
-            cv_.wait(g, [this] { return quit_ || (pending_ && !running_); });
-            if (!pending_ || running_) return;
-            running_ = true;
+            cv_.wait(g, [this] { return quit_ || pending_; });
+            if (!pending_) return;
             auto task = std::move(task_);
             g.unlock();
             const int rc = task();
             g.lock();
-            running_ = false;
-            pending_ = false;
             result_ = rc;
-            done_ = true;
+            pending_ = false;
             cv_.notify_all();
         }
     }
@@ -126,7 +121,7 @@ private:
     std::mutex m_;
     std::condition_variable cv_;
     std::function<int()> task_;
-    bool pending_ = false, running_ = false, done_ = false, quit_ = false;
+    bool pending_ = false, quit_ = false;
     int result_ = 0;
 };
 

@@ -53,7 +53,7 @@ public final class JobStore: Sendable {
                 WHERE series_uid = ?
                 """, i.fileSize, now, i.temporalPositions, i.imagesInAcquisition, i.seriesUID)
             var superseded: Int?
-            if let job = try tx.query("SELECT * FROM jobs WHERE series_uid = ? ORDER BY id DESC LIMIT 1", i.seriesUID).first.map(JobRecord.init) {
+            if let job = try Self.latestJob(tx, series: i.seriesUID) {
                 switch job.state {
                 case .queued:
                     try tx.execute("UPDATE jobs SET instances = instances + 1, updated_at = ? WHERE id = ?", now, job.id)
@@ -79,26 +79,29 @@ public final class JobStore: Sendable {
             var dropped: [String] = []
             for path in paths {
                 guard let row = try tx.query("""
-                    SELECT i.sop_instance_uid, i.series_uid, i.file_size,
-                        (SELECT state FROM jobs j WHERE j.series_uid = i.series_uid ORDER BY id DESC LIMIT 1) AS job_state,
-                        (SELECT id FROM jobs j WHERE j.series_uid = i.series_uid ORDER BY id DESC LIMIT 1) AS job_id
+                    SELECT i.sop_instance_uid, i.series_uid, i.file_size
                     FROM instances i JOIN series s ON s.series_uid = i.series_uid
                     WHERE i.path = ? AND s.purged_at IS NULL
                     """, path).first,
                       let sop = row["sop_instance_uid"].text, let series = row["series_uid"].text else { continue }
-                let jobState = row["job_state"].text
-                guard jobState == nil || jobState == JobState.queued.rawValue else { continue }
+                let job = try Self.latestJob(tx, series: series)
+                guard job == nil || job?.state == .queued else { continue }
                 try tx.execute("DELETE FROM instances WHERE sop_instance_uid = ?", sop)
                 try tx.execute("UPDATE series SET instance_count = instance_count - 1, bytes = bytes - ? WHERE series_uid = ?",
                                row["file_size"].int ?? 0, series)
-                if let job = row["job_id"].int, jobState != nil {
-                    try tx.execute("UPDATE jobs SET instances = instances - 1, updated_at = ? WHERE id = ?", now, job)
-                    try Self.addEvent(tx, job, .warning, "instance \(sop) dropped at start-up: its spool file \(path) is missing (never acknowledged; the sender resends it)", now)
+                if let job {
+                    try tx.execute("UPDATE jobs SET instances = instances - 1, updated_at = ? WHERE id = ?", now, job.id)
+                    try Self.addEvent(tx, job.id, .warning, "instance \(sop) dropped at start-up: its spool file \(path) is missing (never acknowledged; the sender resends it)", now)
                 }
                 dropped.append(sop)
             }
             return dropped
         }
+    }
+
+    /// The newest job of a series (the one a late or lost instance affects).
+    static func latestJob(_ tx: Transaction, series: String) throws -> JobRecord? {
+        try tx.query("SELECT * FROM jobs WHERE series_uid = ? ORDER BY id DESC LIMIT 1", series).first.map(JobRecord.init)
     }
 
     /// Every spool path the database knows, for start-up reconciliation.
