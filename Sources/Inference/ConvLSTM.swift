@@ -57,25 +57,26 @@ struct BCLSTMLayer: Sendable {
          forward: LSTMDirection, backward: LSTMDirection) {
         self.dims = dims; self.inChannels = inChannels; self.filters = filters
         self.kernelX = kernelX; self.kernelH = kernelH; self.returnSequences = returnSequences; self.kernel = kernel
-        var fw = forward, bw = backward
-        switch kernel {
-        case .direct:
-            var s = Self.planes(inChannels, filters, kernelX, kernelH, Grid(depth: 1, height: 1, width: 1))
-            for i in 0..<2 {
-                let w = i == 0 ? forward.weights : backward.weights
+        // The weights rearranged once for the kernel that will run them.
+        func packed(_ w: [Float]) -> [Float] {
+            switch kernel {
+            case .direct:
+                var s = Self.planes(inChannels, filters, kernelX, kernelH, Grid(depth: 1, height: 1, width: 1))
                 var p = [Float](repeating: 0, count: w.count)
                 cik_direct_pack(&s, w, &p)
-                if i == 0 { fw.packed = p } else { bw.packed = p }
-            }
-        case .winograd, .winograd2:
-            var s = cik_wino(height: 1, width: 1, cx: Int32(inChannels), f: Int32(filters), tile: kernel == .winograd ? 4 : 2)
-            for i in 0..<2 {
+                return p
+            case .winograd, .winograd2:
+                var s = cik_wino(height: 1, width: 1, cx: Int32(inChannels), f: Int32(filters), tile: kernel == .winograd ? 4 : 2)
                 var u = [Float](repeating: 0, count: cik_wino_weights_size(&s))
-                cik_wino_pack(&s, i == 0 ? forward.weights : backward.weights, &u)
-                if i == 0 { fw.packed = u } else { bw.packed = u }
+                cik_wino_pack(&s, w, &u)
+                return u
+            default:
+                return []
             }
-        default: break
         }
+        var fw = forward, bw = backward
+        fw.packed = packed(forward.weights)
+        bw.packed = packed(backward.weights)
         self.forward = fw; self.backward = bw
     }
 
