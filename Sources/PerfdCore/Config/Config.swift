@@ -9,16 +9,8 @@ public struct Config: Sendable, Equatable {
         public var host: String?
         public init(aeTitle: String, host: String? = nil) { self.aeTitle = aeTitle; self.host = host }
     }
-    public struct Destination: Sendable, Equatable {
-        public var aeTitle: String
-        public var host: String
-        public var port: Int
-        public var tls: TLSSettings?
-        public init(aeTitle: String, host: String, port: Int, tls: TLSSettings? = nil) {
-            self.aeTitle = aeTitle; self.host = host; self.port = port; self.tls = tls
-        }
-        public var peer: DICOMPeer { DICOMPeer(aeTitle: aeTitle, host: host, port: port, tls: tls) }
-    }
+    /// A PACS results go to: AE title, host, port and optional TLS.
+    public typealias Destination = DICOMPeer
     /// The DICOM-over-TLS listener (beside the plain one unless `plain_listener: false`).
     public struct TLSListener: Sendable, Equatable {
         public var port: Int
