@@ -32,7 +32,7 @@ public struct ExporterService: Service {
     public func run() async throws {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let worked = await onThread { (try? self.sendNextBatch()) ?? false }
-            if !worked { try? await Task.sleep(for: poll) }
+            if !worked { try? await cancelWhenGracefulShutdown { try await Task.sleep(for: poll) } }
         }
     }
 

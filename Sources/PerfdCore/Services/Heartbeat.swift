@@ -16,7 +16,7 @@ public struct HeartbeatService: Service {
                 // Fed only while the database answers, so a wedged daemon is restarted.
                 SystemdNotify.send("WATCHDOG=1")
             } catch { logger.warning("heartbeat: \(error)") }
-            try? await Task.sleep(for: .seconds(2))
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(2)) }
         }
     }
 }

@@ -34,7 +34,7 @@ public struct JobWorkerService: Service {
                             }
                         }
                         guard let job = claimed else {
-                            try? await Task.sleep(for: poll)
+                            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: poll) }
                             continue
                         }
                         await onThread { process(job) }

@@ -59,7 +59,7 @@ public struct SeriesTrackerService: Service {
     public func run() async throws {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do { try tick() } catch { logger.error("series tracker: \(error)") }
-            try? await Task.sleep(for: interval)
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
     }
 
