@@ -53,7 +53,7 @@ public final class MetricsServer: Service, @unchecked Sendable {
     public init(address: String, port: Int, metrics: @escaping @Sendable () -> String, health: HealthChecks, logger: Logger) throws {
         self.metrics = metrics; self.health = health; self.logger = logger
         let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard s >= 0 else { throw PipelineError(message: "metrics: cannot create a socket: \(String(cString: strerror(errno)))") }
+        guard s >= 0 else { throw ServiceError(message: "metrics: cannot create a socket: \(String(cString: strerror(errno)))") }
         var one: Int32 = 1
         setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var addr = sockaddr_in()
@@ -61,13 +61,13 @@ public final class MetricsServer: Service, @unchecked Sendable {
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         guard inet_pton(AF_INET, address, &addr.sin_addr) == 1 else {
             close(s)
-            throw PipelineError(message: "metrics_address \"\(address)\" is not an IPv4 address (use 127.0.0.1 or 0.0.0.0)")
+            throw ServiceError(message: "metrics_address \"\(address)\" is not an IPv4 address (use 127.0.0.1 or 0.0.0.0)")
         }
         let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         guard bound == 0, listen(s, 16) == 0 else {
             let e = String(cString: strerror(errno))
             close(s)
-            throw PipelineError(message: "metrics: cannot listen on \(address):\(port): \(e) (change metrics_port)")
+            throw ServiceError(message: "metrics: cannot listen on \(address):\(port): \(e) (change metrics_port)")
         }
         var got = sockaddr_in()
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)

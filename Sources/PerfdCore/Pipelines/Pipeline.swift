@@ -59,7 +59,16 @@ public enum SummaryValue: Codable, Sendable, Equatable {
     }
 }
 
+/// A job's pipeline cannot run or finish: the message names what is wrong and the fix; it
+/// is recorded as the job's error.
 public struct PipelineError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public var description: String { message }
+}
+
+/// A daemon service (retention, metrics) cannot do its work: the message names the path or
+/// setting and the fix.
+public struct ServiceError: Error, CustomStringConvertible, Sendable {
     public var message: String
     public var description: String { message }
 }

@@ -43,7 +43,7 @@ public struct Retention: Sendable {
             out.bytes += c.bytes
             guard !dryRun else { continue }
             for path in c.paths where unlink(path) != 0 && errno != ENOENT {
-                throw PipelineError(message: "retention: cannot delete \(path): \(String(cString: strerror(errno))); fix the permissions and run `perfd purge` again")
+                throw ServiceError(message: "retention: cannot delete \(path): \(String(cString: strerror(errno))); fix the permissions and run `perfd purge` again")
             }
             if let dir = c.paths.first.map({ ($0 as NSString).deletingLastPathComponent }) { rmdir(dir) }
             for job in c.jobIDs {
