@@ -197,6 +197,9 @@ import Testing
                 // 24 MB of 576 KiB blanks: 42, more than the 38 instances.
                 try waitFor(20, "the reserve to fill") { blanks().count >= ph.files.count }
                 blankInodes = Set(try blanks().map(inode))
+                let status = try server.cli(["status"]).stdout
+                #expect(status.contains("written ahead"), "\(status)")
+                #expect(!status.contains(" 0 B written ahead"), "\(status)")
             } else {
                 #expect(blanks().isEmpty)
             }

@@ -39,6 +39,7 @@ public final class PerfdMetrics: @unchecked Sendable {
         "perfd_series_receiving": ("gauge", "Series still being received."),
         "perfd_spool_free_bytes": ("gauge", "Free bytes on the spool's file system (for perfd's user)."),
         "perfd_spool_min_free_bytes": ("gauge", "Below this free space stores are refused (min_free_disk_gb)."),
+        "perfd_spool_reserve_bytes": ("gauge", "Pre-written spool files ready for incoming instances (spool_reserve_mb)."),
         "perfd_start_time_seconds": ("gauge", "When this process started (Unix time)."),
     ]
 
@@ -71,6 +72,7 @@ public final class PerfdMetrics: @unchecked Sendable {
         }
         if let free = DiskSpace.freeBytes(spoolDir) { put("perfd_spool_free_bytes", free) }
         put("perfd_spool_min_free_bytes", minFreeBytes)
+        put("perfd_spool_reserve_bytes", Double(DiskSpace.reserveBytes(spoolDir)))
         put("perfd_start_time_seconds", startTime)
         var out = ""
         for family in lines.keys.sorted() {
@@ -91,5 +93,16 @@ public enum DiskSpace {
         var s = statvfs()
         guard statvfs(path, &s) == 0 else { return nil }
         return Double(s.f_bavail) * Double(s.f_frsize)
+    }
+
+    /// Bytes of pre-written spool files ready for incoming instances (`spool_reserve_mb`):
+    /// the `blank-*` files in the spool's .incoming directory.
+    public static func reserveBytes(_ spoolDir: String) -> Int {
+        let dir = spoolDir + "/.incoming"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        return names.filter { $0.hasPrefix("blank-") }.reduce(0) { sum, name in
+            var st = stat()
+            return stat(dir + "/" + name, &st) == 0 ? sum + Int(st.st_size) : sum
+        }
     }
 }

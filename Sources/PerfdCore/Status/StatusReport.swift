@@ -44,8 +44,11 @@ public struct StatusReport: Codable, Sendable {
         public var spoolBytes: Int
         public var freeBytes: Int?
         public var minFreeBytes: Int
+        /// Pre-written spool files ready for incoming instances (`spool_reserve_mb`).
+        public var reserveBytes: Int
         enum CodingKeys: String, CodingKey {
             case spoolDir = "spool_dir", spoolBytes = "spool_bytes", freeBytes = "free_bytes", minFreeBytes = "min_free_bytes"
+            case reserveBytes = "reserve_bytes"
         }
     }
 
@@ -89,7 +92,8 @@ public struct StatusReport: Codable, Sendable {
                             active: active, recentFailures: failures, recentMotion: motion, recentEvents: try store.recentEvents(limit: 5),
                             outbox: try store.outboxSummary(now: now),
                             disk: Disk(spoolDir: config.spoolDir, spoolBytes: spoolBytes, freeBytes: free,
-                                       minFreeBytes: Int(config.minFreeDiskGB * 1_073_741_824)))
+                                       minFreeBytes: Int(config.minFreeDiskGB * 1_073_741_824),
+                                       reserveBytes: DiskSpace.reserveBytes(config.spoolDir)))
     }
 
     /// One screen for a person.
@@ -142,7 +146,8 @@ public struct StatusReport: Codable, Sendable {
             for e in recentEvents { out.append("  \(StatusReport.iso(e.at))  \(e.kind): \(e.message)") }
         }
         let freeText = disk.freeBytes.map { "\(Self.bytes($0)) free" } ?? "free space unknown"
-        out.append("spool      \(disk.spoolDir): \(Self.bytes(disk.spoolBytes)) in use, \(freeText) (refuses below \(Self.bytes(disk.minFreeBytes)))")
+        out.append("spool      \(disk.spoolDir): \(Self.bytes(disk.spoolBytes)) in use, \(Self.bytes(disk.reserveBytes)) written ahead, "
+                   + "\(freeText) (refuses below \(Self.bytes(disk.minFreeBytes)))")
         return out.joined(separator: "\n")
     }
 
