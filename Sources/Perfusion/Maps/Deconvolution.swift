@@ -135,10 +135,22 @@ public struct Deconvolution: Sendable {
     /// The pseudo-inverse of filter `level` as an L×N matrix (row-major), for tests.
     public func inverse(level: Int = 0) -> [Float] { Array(operators[(level * l * n)..<((level + 1) * l * n)]) }
 
+    /// The method's OI limit (∞ for a single filter).
+    public var oscillationLimit: Float {
+        if case .oscillationIndex(let t, _) = method { return Float(t) }
+        return .infinity
+    }
+
     /// Residues of `count` curves given as an N×count row-major matrix (time-major: the
     /// value of curve v at sample j is curves[j·count + v]). Returns, per curve, the
     /// L-sample residue of the filter the method chose.
     public func residues(curves: [Float], count: Int) -> [Float] {
+        residues(curves: curves, count: count, limits: [oscillationLimit])[0]
+    }
+
+    /// As above, once per OI limit: for each limit, per curve, the residue of the least
+    /// truncated filter of the ladder whose OI is within it (one sgemm for all of them).
+    public func residues(curves: [Float], count: Int, limits: [Float]) -> [[Float]] {
         precondition(curves.count == n * count, "deconvolution: \(curves.count) values for \(n) samples × \(count) curves")
         let rows = levels * l
         var all = [Float](repeating: 0, count: rows * count)
@@ -150,19 +162,23 @@ public struct Deconvolution: Sendable {
                 }
             }
         }
-        var out = [Float](repeating: 0, count: l * count)
-        let limit: Float
-        if case .oscillationIndex(let t, _) = method { limit = Float(t) } else { limit = .infinity }
+        var outs = limits.map { _ in [Float](repeating: 0, count: l * count) }
+        // OI per level, computed only as far as a limit needs (NaN: not yet).
+        var oi = [Float](repeating: .nan, count: levels)
         for v in 0..<count {
-            var chosen = levels - 1
-            if levels > 1 {
-                for level in 0..<levels where Self.oscillationIndex(all, base: level * l, l: l, column: v, stride: count) <= limit {
-                    chosen = level; break
+            for level in 0..<levels { oi[level] = .nan }
+            for (o, limit) in limits.enumerated() {
+                var chosen = levels - 1
+                if levels > 1 {
+                    for level in 0..<levels {
+                        if oi[level].isNaN { oi[level] = Self.oscillationIndex(all, base: level * l, l: l, column: v, stride: count) }
+                        if oi[level] <= limit { chosen = level; break }
+                    }
                 }
+                for i in 0..<l { outs[o][i * count + v] = all[(chosen * l + i) * count + v] }
             }
-            for i in 0..<l { out[i * count + v] = all[(chosen * l + i) * count + v] }
         }
-        return out
+        return outs
     }
 
     /// Wu's oscillation index of one residue (∞ when its maximum is not positive).

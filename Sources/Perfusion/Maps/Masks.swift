@@ -47,7 +47,8 @@ enum Masks {
 /// CBF and Tmax are 3×3 median-filtered within tissue first, and core and hypoperfused
 /// regions smaller than `minML` are dropped (noise makes specks; lesions are contiguous).
 /// The healthy hemisphere is the one with the lower median Tmax, split at the tissue's
-/// mean column; its mean CBF is the reference. Core: rCBF < 30 % of that reference inside
+/// mean column; its mean CBF is the reference, or whatever `reference` measures on its voxels
+/// (perfusion-svd: the CBF of their mean curve, see `PerfusionOptions.referenceFromMeanCurve`). Core: rCBF < 30 % of that reference inside
 /// the hypoperfused region (Tmax > 6 s) or in a hole it encloses in its slice — low flow
 /// without delay is CSF partial volume or noise rather than infarct (the RAPID convention),
 /// but the core's own Tmax, the peak of a low, flat residue, is the noisiest of all and
@@ -64,7 +65,7 @@ public struct LesionVolumes: Sendable {
     public var hypoperfused: [Bool]
 
     public init(cbf rawCBF: [Float], tmax rawTmax: [Float], tissue: [Bool], depth: Int, height: Int, width: Int, voxelML: Double,
-         relativeCBF: Double, tmaxThreshold: Double, minML: Double) {
+         relativeCBF: Double, tmaxThreshold: Double, minML: Double, reference: (([Int]) -> Double)? = nil) {
         let cbf = MapFilters.median3x3(rawCBF, mask: tissue, depth: depth, height: height, width: width)
         let tmax = MapFilters.median3x3(rawTmax, mask: tissue, depth: depth, height: height, width: width)
         let minVoxels = Int((minML / voxelML).rounded())
@@ -77,7 +78,8 @@ public struct LesionVolumes: Sendable {
         let lowHealthy = median(low.map { tmax[$0] }) <= median(high.map { tmax[$0] })
         let healthy = lowHealthy ? low : high
         healthySide = lowHealthy ? "low x (image left half, patient right)" : "high x (image right half, patient left)"
-        referenceCBF = healthy.isEmpty ? 0 : healthy.reduce(0.0) { $0 + Double(cbf[$1]) } / Double(healthy.count)
+        referenceCBF = healthy.isEmpty ? 0
+            : reference?(healthy) ?? healthy.reduce(0.0) { $0 + Double(cbf[$1]) } / Double(healthy.count)
         let cut = Float(relativeCBF * referenceCBF), late = Float(tmaxThreshold)
         let hypo = MapFilters.removingSmallComponents(tissue.indices.map { tissue[$0] && tmax[$0] > late },
                                                       depth: depth, height: height, width: width, minVoxels: minVoxels)

@@ -10,7 +10,8 @@ extension PerfusionMaps {
     ///   to negative times), corrected for the deconvolution's own delay (TmaxCalibration) [s]
     ///   TTP = argmax C_t·Δt [s from the first frame]
     static func deconvolve(curves: [Float], samples n: Int, frame: Int, tissue: [Bool], aif: [Double],
-                           deconvolution d: Deconvolution, progress: (Double) -> Void) throws -> Maps {
+                           deconvolution d: Deconvolution, tmaxLimit: Float? = nil,
+                           progress: (Double) -> Void) throws -> Maps {
         let l = d.l, dt = d.dt
         let scale = Float(Bolus.kH / Bolus.rho)
         let aifArea = Float(aif.reduce(0, +))
@@ -18,7 +19,7 @@ extension PerfusionMaps {
         var maps = Maps(cbf: .init(repeating: .nan, count: frame), cbv: .init(repeating: .nan, count: frame),
                         mtt: .init(repeating: .nan, count: frame), tmax: .init(repeating: .nan, count: frame),
                         ttp: .init(repeating: .nan, count: frame))
-        let calibration = TmaxCalibration(aif: aif, dt: dt, deconvolution: d)
+        let calibration = TmaxCalibration(aif: aif, dt: dt, deconvolution: d, limit: tmaxLimit)
         let voxels = (0..<frame).filter { tissue[$0] }
         let chunk = 16384
         var start = 0
@@ -27,9 +28,11 @@ extension PerfusionMaps {
             let m = ids.count
             var c = [Float](repeating: 0, count: n * m)
             for j in 0..<n { for (v, id) in ids.enumerated() { c[j * m + v] = curves[j * frame + id] } }
-            let k = d.residues(curves: c, count: m)
+            let ks = d.residues(curves: c, count: m, limits: tmaxLimit.map { [d.oscillationLimit, $0] } ?? [d.oscillationLimit])
+            let k = ks[0], kt = ks[ks.count - 1]
             for (v, id) in ids.enumerated() {
-                let (kmax, kPeakTime) = TmaxCalibration.peak(k, voxel: v, count: m, l: l, dt: dt)
+                let kmax = TmaxCalibration.peak(k, voxel: v, count: m, l: l, dt: dt).value
+                let kPeakTime = TmaxCalibration.peak(kt, voxel: v, count: m, l: l, dt: dt).time
                 var area: Float = 0, peak = -Float.infinity, tp = 0
                 for j in 0..<n {
                     let x = c[j * m + v]

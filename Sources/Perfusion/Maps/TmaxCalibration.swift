@@ -23,7 +23,7 @@ struct TmaxCalibration {
     static let delays = Array(stride(from: 0.0, through: 14.0, by: 1.0))
     static let shapes: [(mtt: Double, dispersion: Double)] = [3.0, 6.0, 12.0].flatMap { m in [0.0, 1.0, 2.0].map { (m, $0) } }
 
-    init(aif: [Double], dt: Double, deconvolution d: Deconvolution) {
+    init(aif: [Double], dt: Double, deconvolution d: Deconvolution, limit: Float? = nil) {
         let n = aif.count
         func aifAt(_ t: Double) -> Double {
             guard t >= 0 else { return 0 }
@@ -60,7 +60,7 @@ struct TmaxCalibration {
                 curves[j * count + v] = Float(s * fine)
             }
         } }
-        let k = d.residues(curves: curves, count: count)
+        let k = d.residues(curves: curves, count: count, limits: [limit ?? d.oscillationLimit])[0]
         var pairs: [(Double, Double)] = []
         for (a, tau) in Self.delays.enumerated() {
             var measured = 0.0, truth = 0.0
