@@ -14,6 +14,7 @@ enum LesionSummary {
             "core_rule": .text("rCBF < \(pct) % of the healthy hemisphere's mean CBF, within the Tmax > \(late) s region and the holes it encloses in a slice"),
             "penumbra_rule": .text("Tmax > \(late) s outside the core; mismatch ratio = (Tmax>\(late) s or core) volume / core volume (-1: no core)"),
             "reference_cbf": .number(round(v.referenceCBF)), "healthy_side": .text(v.healthySide),
+            "min_region_ml": .number(options.minLesionML),
         ]
     }
 }
