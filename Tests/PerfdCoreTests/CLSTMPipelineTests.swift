@@ -70,6 +70,41 @@ import Volume
         #expect(abs(core - trueCore) <= PerfusionBounds.core * trueCore, "core \(core) ml vs truth \(trueCore) ml")
     }
 
+    /// The first perfusion model (1.0.0: one input channel, "aif-aligned-delta-hu", linear
+    /// outputs), kept as a fixture: models of the original contract still load and run.
+    static let legacyModel = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("fixtures/perfusion-clstm-1.0.0").path
+
+    @Test func oneChannelModelOfTheFirstContractStillRuns() throws {
+        let dir = TempDir()
+        let c = try phantom(dir, seed: 9004, noise: 10, slices: 2)
+        let pipeline = try CLSTMPipeline(name: "perfusion", model: Self.legacyModel)
+        #expect(pipeline.model.inputChannels == 1 && pipeline.model.spec.preprocessing == "aif-aligned-delta-hu")
+        let out = try pipeline.runWithSummary(c.series) { _ in }
+        #expect(out.volumes.map(\.name) == ["cbf", "cbv", "mtt", "tmax"])
+        let cbf = out.volumes[0].volume.voxels, truth = c.truth["cbf"]!
+        let white = c.labels.indices.filter { c.labels[$0] == 4 }
+        // That model measured 12.7–21 % in white matter (its MODEL_CARD); a wide margin.
+        let err = median(white.map { abs(Double(cbf[$0] - truth[$0])) / max(Double(truth[$0]), 1e-6) })
+        #expect(err < 0.5, "white CBF median |error| \(err) with the 1.0.0 model")
+    }
+
+    /// A model whose first layer does not take the channels its preprocessing makes is refused.
+    @Test func preprocessingThatDoesNotFitTheFirstLayerIsRefused() throws {
+        let dir = TempDir()
+        let m = dir.path + "/model"
+        try FileManager.default.copyItem(atPath: Self.legacyModel, toPath: m)
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: m + "/model.json"))) as! [String: Any]
+        json["preprocessing"] = "aif-aligned-delta-hu+aif"
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: m + "/model.json"))
+        let e = #expect(throws: PipelineError.self) { try CLSTMPipeline(name: "perfusion", model: m) }
+        #expect(e?.message.contains("2 input channels") == true, "\(e?.message ?? "")")
+        json["preprocessing"] = "raw"
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: m + "/model.json"))
+        let e2 = #expect(throws: PipelineError.self) { try CLSTMPipeline(name: "perfusion", model: m) }
+        #expect(e2?.message.contains("\"raw\"") == true, "\(e2?.message ?? "")")
+    }
+
     @Test func explicitDirectoryWithoutModelNamesThePath() throws {
         let dir = TempDir()
         let e = #expect(throws: PipelineError.self) { try CLSTMPipeline(name: "ncct", model: dir.path + "/nowhere") }
