@@ -11,9 +11,14 @@
 #include "dcmtk/dcmnet/scpcfg.h"
 #include "dcmtk/dcmnet/dulstruc.h"
 #include "dcmtk/dcmnet/diutil.h"
+#include "dcmtk/dcmnet/dimse.h"
+#include "dcmtk/dcmdata/dcostrmf.h"
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <deque>
+#include <memory>
 #include <map>
 #include <condition_variable>
 #include <functional>
@@ -125,8 +130,134 @@ private:
     int result_ = 0;
 };
 
+
+// A reserve of spool files whose blocks are already allocated and written (zeros).
+// Receiving into a new file makes the fdatasync before the acknowledgement also allocate
+// blocks, write the new inode and (ext4 syncs a new file's directory with it) the
+// directory of .incoming; rewriting blocks a file already owns costs the data and one
+// flush. Measured on this project's machine, 512 KiB instances, fdatasync + rename +
+// directory fsync: 0.72 ms per instance into new files, 0.48 ms into written ones
+// (fallocate'd but unwritten blocks: 0.71 ms, no gain). PostgreSQL recycles WAL segments
+// for the same reason. The reserve is filled only while no instance has arrived for a
+// moment, so it never competes with a transfer, and only while the disk keeps
+// min_free_disk_gb plus the reserve free. Nothing trusts a blank's content: a C-STORE
+// rewrites it from byte 0 and cuts it to length, and start-up reconciliation deletes
+// leftovers in .incoming like any other partial file.
+class BlankPool {
+public:
+    BlankPool(std::string dir, uint64_t reserveBytes, uint64_t minFreeBytes)
+        : dir_(std::move(dir)), reserve_(reserveBytes), minFree_(minFreeBytes) {
+        if (reserve_ > 0) thread_ = std::thread([this] { loop(); });
+    }
+    ~BlankPool() {
+        {
+            std::lock_guard<std::mutex> g(m_);
+            stop_ = true;
+        }
+        cv_.notify_all();
+        if (thread_.joinable()) thread_.join();
+    }
+    // A blank to receive into, or "" when the reserve is empty.
+    std::string take() {
+        touch();
+        std::lock_guard<std::mutex> g(m_);
+        if (ready_.empty()) return std::string();
+        std::string path = std::move(ready_.front().first);
+        readyBytes_ -= ready_.front().second;
+        ready_.pop_front();
+        return path;
+    }
+    // An instance is being received: the filler waits for a quiet moment.
+    void touch() { lastActivity_.store(now()); }
+    // Blanks are sized for the instances that arrive (a 512x512 CT slice before any has).
+    void learn(uint64_t size) {
+        const uint64_t unit = 64 << 10;
+        blankSize_.store((size + 4096 + unit - 1) / unit * unit);
+    }
+    uint64_t readyBytes() {
+        std::lock_guard<std::mutex> g(m_);
+        return readyBytes_;
+    }
+    size_t readyCount() {
+        std::lock_guard<std::mutex> g(m_);
+        return ready_.size();
+    }
+
+private:
+    static int64_t now() {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    }
+    bool quiet() const { return now() - lastActivity_.load() >= kQuietMs; }
+
+    void loop() {
+        std::vector<char> zeros(1 << 20, 0);
+        std::unique_lock<std::mutex> g(m_);
+        while (!stop_) {
+            cv_.wait_for(g, std::chrono::milliseconds(100), [this] { return stop_.load(); });
+            if (stop_ || readyBytes_ >= reserve_ || !quiet()) continue;
+            g.unlock();
+            // A batch of blanks, each written and fdatasync'd, then one fsync of the
+            // directory before any is handed out. A transfer starting cuts the batch short.
+            std::vector<std::pair<std::string, uint64_t>> made;
+            const uint64_t size = blankSize_.load();
+            uint64_t batchBytes = 0;
+            for (int i = 0; i < 16 && quiet() && !stop_ && roomFor(batchBytes + size); i++) {
+                std::string path = dir_ + "/blank-" + std::to_string(getpid()) + "-" + std::to_string(++counter_);
+                int fd = open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
+                if (fd < 0) break;
+                bool ok = true;
+                for (uint64_t off = 0; ok && off < size;) {
+                    ssize_t n = write(fd, zeros.data(), std::min<uint64_t>(zeros.size(), size - off));
+                    if (n <= 0) ok = false; else off += uint64_t(n);
+                }
+                ok = ok && fdatasync(fd) == 0;
+                close(fd);
+                if (!ok) {
+                    unlink(path.c_str());
+                    break;
+                }
+                made.emplace_back(std::move(path), size);
+                batchBytes += size;
+            }
+            if (!made.empty() && pdcm::fsync_path(dir_, true) != 0) {
+                for (auto &b : made) unlink(b.first.c_str());
+                made.clear();
+            }
+            g.lock();
+            for (auto &b : made) {
+                readyBytes_ += b.second;
+                ready_.push_back(std::move(b));
+            }
+            // Nothing made while quiet: the disk is full or failing; look again later.
+            if (made.empty() && quiet()) cv_.wait_for(g, std::chrono::seconds(5), [this] { return stop_.load(); });
+        }
+    }
+    // Whether `bytes` more blanks stay within the reserve and leave the disk its margin.
+    bool roomFor(uint64_t bytes) {
+        if (readyBytes() + bytes > reserve_) return false;
+        struct statvfs vfs;
+        if (statvfs(dir_.c_str(), &vfs) != 0) return false;
+        return uint64_t(vfs.f_bavail) * vfs.f_frsize > minFree_ + reserve_ + bytes;
+    }
+
+    static constexpr int64_t kQuietMs = 300;
+    const std::string dir_;
+    const uint64_t reserve_, minFree_;
+    std::atomic<uint64_t> blankSize_{576 << 10};
+    std::atomic<int64_t> lastActivity_{0};
+    std::mutex m_;
+    std::condition_variable cv_;
+    std::deque<std::pair<std::string, uint64_t>> ready_;
+    uint64_t readyBytes_ = 0;
+    static std::atomic<unsigned long> counter_;   // shared: the plain and TLS listeners fill one directory
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+std::atomic<unsigned long> BlankPool::counter_{0};
+
 struct pdcm_scp {
     DirSyncer dirSyncer;
+    std::unique_ptr<BlankPool> blanks;
     std::string incoming_dir;   // spool_dir/.incoming: files still being received
     std::string ae_title;
     std::string spool_dir;
@@ -198,13 +329,26 @@ protected:
             if (cond.bad()) return cond;
             status = STATUS_STORE_Refused_OutOfResources;
         } else {
-            // Received straight into a spool file, exactly as sent; writeback starts while
-            // the transfer is still running so the final fsync has little left to do.
-            char name[96];
-            snprintf(name, sizeof name, "/tmp-%lx-%lu.dcm", (unsigned long)pthread_self(), ++counter_);
-            receiving_ = owner_->incoming_dir + name;
-            OFCondition cond = receiveSTORERequest(req, presID, OFString(receiving_.c_str()));
+            // Received straight into a spool file, exactly as sent (into a blank from the
+            // reserve when there is one); writeback starts while the transfer is still
+            // running so the final fsync has little left to do.
+            OFCondition cond;
+            FILE *blank = nullptr;
+            if (owner_->blanks) {
+                receiving_ = owner_->blanks->take();
+                // Gone (reconciliation cleans .incoming at start-up): a new file instead.
+                if (!receiving_.empty() && !(blank = fopen(receiving_.c_str(), "r+b"))) unlink(receiving_.c_str());
+            }
+            if (blank) {
+                cond = receiveInto(req, presID, blank, receiving_);
+            } else {
+                char name[96];
+                snprintf(name, sizeof name, "/tmp-%lx-%lu.dcm", (unsigned long)pthread_self(), ++counter_);
+                receiving_ = owner_->incoming_dir + name;
+                cond = receiveSTORERequest(req, presID, OFString(receiving_.c_str()));
+            }
             closeWriteback();
+            if (owner_->blanks) owner_->blanks->touch();
             if (cond.bad()) {
                 unlink(receiving_.c_str());
                 owner_->log(2, std::string("C-STORE from ") + getPeerAETitle().c_str() + " could not be received: " + cond.text());
@@ -226,7 +370,69 @@ protected:
 
     // Called for every PDV received: every 64 KiB, ask the kernel to start writing the
     // spool file out (SYNC_FILE_RANGE_WRITE does not wait).
-    void notifyRECEIVEProgress(const unsigned long byteCount) override {
+    void notifyRECEIVEProgress(const unsigned long byteCount) override { kick(byteCount); }
+
+public:
+    // The association, for receiving into a file DCMTK did not open (DcmSCP keeps its own private).
+    void setAssociation(T_ASC_Association *assoc) { assoc_ = assoc; }
+
+private:
+    T_ASC_Association *assoc_ = nullptr;
+
+    static void progress(void *self, unsigned long byteCount) { static_cast<PerfdSCP *>(self)->kick(byteCount); }
+
+    // What DCMTK's receive-to-file does (file meta information for the request and the
+    // accepted transfer syntax, then the data set exactly as it arrives), but into a file
+    // that is already open: `f` is rewritten from byte 0 and cut to what was written.
+    OFCondition receiveInto(T_DIMSE_C_StoreRQ &req, T_ASC_PresentationContextID presID, FILE *f, const std::string &path) {
+        unsigned long long length = 0;
+        OFCondition cond;
+        {
+            DcmOutputFileStream out(f);   // closes f
+            T_ASC_PresentationContext pc;
+            cond = assoc_ ? ASC_findAcceptedPresentationContext(assoc_->params, presID, &pc)
+                          : makeOFCondition(OFM_dcmnet, DIMSEC_INVALIDPRESENTATIONCONTEXTID, OF_error, "no association");
+            DcmMetaInfo meta;
+            const Uint8 version[2] = {0, 1};
+            if (cond.good()) cond = meta.putAndInsertUint8Array(DCM_FileMetaInformationVersion, version, 2);
+            if (cond.good()) cond = meta.putAndInsertString(DCM_MediaStorageSOPClassUID, req.AffectedSOPClassUID);
+            if (cond.good()) cond = meta.putAndInsertString(DCM_MediaStorageSOPInstanceUID, req.AffectedSOPInstanceUID);
+            if (cond.good()) cond = meta.putAndInsertString(DCM_TransferSyntaxUID, pc.acceptedTransferSyntax);
+            if (cond.good()) cond = meta.putAndInsertString(DCM_ImplementationClassUID, OFFIS_IMPLEMENTATION_CLASS_UID);
+            if (cond.good()) cond = meta.putAndInsertString(DCM_ImplementationVersionName, OFFIS_DTK_IMPLEMENTATION_VERSION_NAME2);
+            if (cond.good()) cond = meta.putAndInsertString(DCM_SourceApplicationEntityTitle, assoc_->params->DULparams.callingAPTitle);
+            if (cond.good())
+                cond = meta.computeGroupLengthAndPadding(EGL_withGL, EPD_noChange, META_HEADER_DEFAULT_TRANSFERSYNTAX, EET_UndefinedLength);
+            if (cond.good()) {
+                meta.transferInit();
+                cond = meta.write(out, META_HEADER_DEFAULT_TRANSFERSYNTAX, EET_ExplicitLength, nullptr);
+                meta.transferEnd();
+            }
+            T_ASC_PresentationContextID used = presID;
+            if (cond.good())
+                cond = DIMSE_receiveDataSetInFile(assoc_, getDIMSEBlockingMode(), getDIMSETimeout(), &used, &out, &PerfdSCP::progress, this);
+            else
+                ignoreDataset();
+            if (cond.good() && used != presID)
+                cond = makeOFCondition(OFM_dcmnet, DIMSEC_INVALIDPRESENTATIONCONTEXTID, OF_error,
+                                       "the data set arrived on another presentation context than its command");
+            if (cond.good()) {
+                out.flush();
+                if (!out.good()) cond = out.status();
+            }
+            length = (unsigned long long)out.tell();
+        }
+        if (cond.good() && truncate(path.c_str(), (off_t)length) != 0)
+            cond = makeOFCondition(OFM_dcmnet, DIMSEC_OUTOFRESOURCES, OF_error, strerror(errno));
+        return cond;
+    }
+
+    void ignoreDataset() {
+        DIC_UL bytes = 0, pdvs = 0;
+        DIMSE_ignoreDataSet(assoc_, getDIMSEBlockingMode(), getDIMSETimeout(), &bytes, &pdvs);
+    }
+
+    void kick(const unsigned long byteCount) {
         if (receiving_.empty() || byteCount < kicked_ + (64u << 10)) return;
         if (wbfd_ < 0) wbfd_ = open(receiving_.c_str(), O_RDONLY);
         if (wbfd_ >= 0) sync_file_range(wbfd_, 0, 0, SYNC_FILE_RANGE_WRITE);
@@ -392,6 +598,7 @@ private:
         si.instance_number = pdcm::get_long(ds, DCM_InstanceNumber);
         si.file_size = size;
         char buf[512] = {0};
+        if (owner_->blanks) owner_->blanks->learn(size);
         Uint16 status = owner_->cb.store ? owner_->cb.store(owner_->cb.ctx, &si, buf, sizeof buf) : STATUS_Success;
         e = side_.wait();
         if (status == STATUS_Success && e != 0) {
@@ -425,6 +632,8 @@ extern "C" pdcm_scp *pdcm_scp_create(const pdcm_scp_config *cfg, const pdcm_scp_
         delete scp;
         return nullptr;
     }
+    if (cfg->spool_reserve_bytes > 0)
+        scp->blanks.reset(new BlankPool(scp->incoming_dir, cfg->spool_reserve_bytes, scp->min_free_bytes));
 
     DcmSCPConfig &c = scp->config;
     c.setAETitle(scp->ae_title.c_str());
@@ -536,6 +745,7 @@ extern "C" int pdcm_scp_run(pdcm_scp *scp) {
             {
                 PerfdSCP worker(scp);
                 worker.setSharedConfig(shared);
+                worker.setAssociation(assoc);
                 OFCondition r = worker.run(assoc);
                 if (r.bad()) scp->log(1, std::string("association ended with: ") + r.text());
             }

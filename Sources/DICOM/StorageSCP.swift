@@ -69,14 +69,18 @@ public struct StorageSCPConfig: Sendable {
     public var maxAssociations: Int
     public var spoolDirectory: String
     public var minFreeBytes: UInt64
+    /// Bytes of pre-written spool files kept ready (filled while no instance arrives); 0: none.
+    public var spoolReserveBytes: UInt64
     public var acseTimeoutSeconds: Int
     public var dimseTimeoutSeconds: Int
     /// Every association on this listener is DICOM over TLS; nil: plain TCP.
     public var tls: TLSSettings?
 
     public init(aeTitle: String, port: UInt16, maxAssociations: Int = 8, spoolDirectory: String,
-                minFreeBytes: UInt64 = 0, acseTimeoutSeconds: Int = 10, dimseTimeoutSeconds: Int = 60, tls: TLSSettings? = nil) {
+                minFreeBytes: UInt64 = 0, spoolReserveBytes: UInt64 = 0, acseTimeoutSeconds: Int = 10,
+                dimseTimeoutSeconds: Int = 60, tls: TLSSettings? = nil) {
         self.tls = tls
+        self.spoolReserveBytes = spoolReserveBytes
         self.aeTitle = aeTitle
         self.port = port
         self.maxAssociations = maxAssociations
@@ -136,6 +140,7 @@ public final class StorageSCP: @unchecked Sendable {
                 c.max_associations = Int32(config.maxAssociations)
                 c.spool_dir = spool
                 c.min_free_bytes = config.minFreeBytes
+                c.spool_reserve_bytes = config.spoolReserveBytes
                 c.acse_timeout_s = Int32(config.acseTimeoutSeconds)
                 c.dimse_timeout_s = Int32(config.dimseTimeoutSeconds)
                 c.tls = tls

@@ -169,6 +169,52 @@ import Testing
         #expect(js.allSatisfy { $0.instances == 76 })
     }
 
+    /// With a reserve of pre-written spool files, instances are received into those files
+    /// (same inodes), cut to length, and end up byte for byte what DCMTK's own receive into
+    /// a new file writes (a daemon without a reserve, same series).
+    @Test func reservedSpoolFilesHoldExactlyWhatDCMTKWouldWrite() throws {
+        let dir = TempDir()
+        let ph = try makePhantom(in: dir.sub("ph"), size: 48, slices: 2, timepoints: 19)
+        let fm = FileManager.default
+        func inode(_ path: String) throws -> UInt64 {
+            try (fm.attributesOfItem(atPath: path)[.systemFileNumber] as! NSNumber).uint64Value
+        }
+        var spools: [String] = []
+        var dirs: [TempDir] = []   // kept until the comparison
+        var blankInodes: Set<UInt64> = []
+        for reserve in [0.0, 24.0] {
+            let d = TempDir()
+            dirs.append(d)
+            let port = freePort()
+            let server = try PerfdServer(configPath: writeConfig(in: d, port: port, quietSeconds: 30, spoolReserveMB: reserve),
+                                         port: port, logPath: d.path + "/serve.log")
+            defer { server.stop() }
+            let incoming = d.path + "/state/spool/.incoming"
+            func blanks() -> [String] {
+                ((try? fm.contentsOfDirectory(atPath: incoming)) ?? []).filter { $0.hasPrefix("blank-") }.map { incoming + "/" + $0 }
+            }
+            if reserve > 0 {
+                // 24 MB of 576 KiB blanks: 42, more than the 38 instances.
+                try waitFor(20, "the reserve to fill") { blanks().count >= ph.files.count }
+                blankInodes = Set(try blanks().map(inode))
+            } else {
+                #expect(blanks().isEmpty)
+            }
+            #expect(try store(ph.files, port: port).status == 0)
+            try waitFor(10, "every row") { try rowCount(d, ph.seriesUID) == ph.files.count }
+            spools.append(d.path + "/state/spool/" + ph.seriesUID)
+        }
+        let names = try fm.contentsOfDirectory(atPath: spools[0]).sorted()
+        #expect(names.count == ph.files.count)
+        #expect(try fm.contentsOfDirectory(atPath: spools[1]).sorted() == names)
+        for name in names {
+            let plain = try Data(contentsOf: URL(fileURLWithPath: spools[0] + "/" + name))
+            let reserved = try Data(contentsOf: URL(fileURLWithPath: spools[1] + "/" + name))
+            #expect(plain == reserved, "\(name): \(plain.count) vs \(reserved.count) bytes")
+            #expect(blankInodes.contains(try inode(spools[1] + "/" + name)), "\(name) was not received into a reserved file")
+        }
+    }
+
     @Test func seriesThatIsNotFourDFailsWithAReason() throws {
         let dir = TempDir()
         let port = freePort()

@@ -5,18 +5,40 @@ import PerfdTestSupport
 import Testing
 
 /// Results back to a real PACS (Orthanc started by the test), retrieved as a viewer would.
-@Suite(.serialized) struct PACSIntegrationTests {
-    func jobs(_ server: PerfdServer) throws -> [PerfdServer.JobRow] { try server.jobs() }
+/// A test's PACS (Orthanc, started unless `pacsUp` is false) and a perfd exporting to it.
+/// Stop it with `defer { rig.stop() }`.
+final class PACSRig {
+    let dir = TempDir()
+    let pacs: OrthancServer
+    let port = freePort()
+    let configPath: String
+    var server: PerfdServer
 
-    func config(_ dir: TempDir, port: Int, pacs: Int, retry: String = "") -> String {
-        writeConfig(in: dir, port: port, quietSeconds: 1, extra: """
+    init(pacsUp: Bool = true, extra: String = "", environment: [String: String] = [:]) throws {
+        pacs = OrthancServer(dir: dir.sub("orthanc"))
+        if pacsUp { try pacs.start() }
+        configPath = writeConfig(in: dir, port: port, quietSeconds: 1, extra: """
         destinations:
           - ae_title: PACS
             host: 127.0.0.1
-            port: \(pacs)
-        \(retry)
+            port: \(pacs.dicomPort)
+        \(extra)
         """)
+        server = try PerfdServer(configPath: configPath, port: port, logPath: dir.path + "/serve.log", environment: environment)
     }
+
+    func restart() throws {
+        server = try PerfdServer(configPath: configPath, port: port, logPath: dir.path + "/serve.log")
+    }
+
+    func stop() {
+        server.stop()
+        pacs.stop()
+    }
+}
+
+@Suite(.serialized) struct PACSIntegrationTests {
+    func jobs(_ server: PerfdServer) throws -> [PerfdServer.JobRow] { try server.jobs() }
 
     func push(_ files: [String], port: Int) throws {
         let r = try runTool("storescu", ["-aet", "SCANNER", "-aec", "PERFD", "127.0.0.1", String(port)] + files)
@@ -24,13 +46,9 @@ import Testing
     }
 
     @Test func resultsReachOrthancAndAViewerRetrievesValidObjects() throws {
-        let dir = TempDir()
-        let pacs = OrthancServer(dir: dir.sub("orthanc"))
-        try pacs.start()
-        defer { pacs.stop() }
-        let port = freePort()
-        let server = try PerfdServer(configPath: config(dir, port: port, pacs: pacs.dicomPort), port: port, logPath: dir.path + "/serve.log")
-        defer { server.stop() }
+        let rig = try PACSRig()
+        defer { rig.stop() }
+        let (dir, pacs, port, server) = (rig.dir, rig.pacs, rig.port, rig.server)
         let ph = try makePhantom(in: dir.sub("ph"), size: 64, slices: 4, timepoints: 19)
         try push(ph.files, port: port)
         try waitFor(30, "the job to be done") { try jobs(server).first?.state == "done" }
@@ -64,15 +82,13 @@ import Testing
     }
 
     @Test func pacsDownWhenTheJobFinishesGetsEverythingOnceWhenItReturns() throws {
-        let dir = TempDir()
-        let pacs = OrthancServer(dir: dir.sub("orthanc"))
-        let port = freePort()
-        let server = try PerfdServer(configPath: config(dir, port: port, pacs: pacs.dicomPort, retry: """
+        let rig = try PACSRig(pacsUp: false, extra: """
         export_retry:
           initial_seconds: 1
           max_seconds: 4
-        """), port: port, logPath: dir.path + "/serve.log")
-        defer { server.stop() }
+        """)
+        defer { rig.stop() }
+        let (dir, pacs, port, server) = (rig.dir, rig.pacs, rig.port, rig.server)
         let ph = try makePhantom(in: dir.sub("ph"), size: 48, slices: 3, timepoints: 19)
         try push(ph.files, port: port)
         try waitFor(30, "the job to reach export") { try jobs(server).first?.state == "exporting" }
@@ -83,7 +99,6 @@ import Testing
         // The PACS comes back 30 s after the job finished.
         Thread.sleep(forTimeInterval: max(0, 30 - Date().timeIntervalSince(downAt)))
         try pacs.start()
-        defer { pacs.stop() }
         try waitFor(30, "the job to be done") { try jobs(server).first?.state == "done" }
         let series = try pacs.series()
         #expect(series.count == 1)
@@ -97,13 +112,9 @@ import Testing
     }
 
     @Test func failedJobSendsANoticeAndShowsItsReason() throws {
-        let dir = TempDir()
-        let pacs = OrthancServer(dir: dir.sub("orthanc"))
-        try pacs.start()
-        defer { pacs.stop() }
-        let port = freePort()
-        let server = try PerfdServer(configPath: config(dir, port: port, pacs: pacs.dicomPort), port: port, logPath: dir.path + "/serve.log")
-        defer { server.stop() }
+        let rig = try PACSRig()
+        defer { rig.stop() }
+        let (dir, pacs, port, server) = (rig.dir, rig.pacs, rig.port, rig.server)
         let ph = try makePhantom(in: dir.sub("ph"), size: 32, slices: 3, timepoints: 1)
         try push(ph.files, port: port)
         try waitFor(30, "the job to fail") { try jobs(server).first?.state == "failed" }
@@ -118,21 +129,16 @@ import Testing
     }
 
     @Test func killedDuringAJobTheRestartFinishesItAndThePACSHoldsItOnce() throws {
-        let dir = TempDir()
-        let pacs = OrthancServer(dir: dir.sub("orthanc"))
-        try pacs.start()
-        defer { pacs.stop() }
-        let port = freePort()
-        let cfg = config(dir, port: port, pacs: pacs.dicomPort)
-        var server = try PerfdServer(configPath: cfg, port: port, logPath: dir.path + "/serve.log",
-                                     environment: ["PERFD_STAGE_PAUSE_SECONDS": "2"])
+        let rig = try PACSRig(environment: ["PERFD_STAGE_PAUSE_SECONDS": "2"])
+        defer { rig.stop() }
+        let (dir, pacs, port) = (rig.dir, rig.pacs, rig.port)
         let ph = try makePhantom(in: dir.sub("ph"), size: 48, slices: 3, timepoints: 19)
         try push(ph.files, port: port)
-        try waitFor(30, "the job to run") { try jobs(server).first.map { $0.state == "running" && $0.stage == "pipeline" } ?? false }
-        server.kill9()
-        #expect(try jobs(server).first?.state == "running")
-        server = try PerfdServer(configPath: cfg, port: port, logPath: dir.path + "/serve.log")
-        defer { server.stop() }
+        try waitFor(30, "the job to run") { try jobs(rig.server).first.map { $0.state == "running" && $0.stage == "pipeline" } ?? false }
+        rig.server.kill9()
+        #expect(try jobs(rig.server).first?.state == "running")
+        try rig.restart()
+        let server = rig.server
         try waitFor(30, "the resumed job to be done") { try jobs(server).first?.state == "done" }
         #expect(try jobs(server).count == 1)
         let series = try pacs.series()
@@ -146,20 +152,9 @@ import Testing
 /// A moving head: the job carries on, and the motion flag shows in status, show and the output.
 @Suite(.serialized) struct MotionFlagIntegrationTests {
     @Test func motionIsFlaggedEverywhereAndTheJobCarriesOn() throws {
-        let dir = TempDir()
-        let pacs = OrthancServer(dir: dir.sub("orthanc"))
-        try pacs.start()
-        defer { pacs.stop() }
-        let port = freePort()
-        let cfg = writeConfig(in: dir, port: port, quietSeconds: 1, extra: """
-        motion_threshold_mm: 1
-        destinations:
-          - ae_title: PACS
-            host: 127.0.0.1
-            port: \(pacs.dicomPort)
-        """)
-        let server = try PerfdServer(configPath: cfg, port: port, logPath: dir.path + "/serve.log")
-        defer { server.stop() }
+        let rig = try PACSRig(extra: "motion_threshold_mm: 1")
+        defer { rig.stop() }
+        let (dir, pacs, port, server) = (rig.dir, rig.pacs, rig.port, rig.server)
         let ph = try makePhantom(in: dir.sub("ph"), size: 96, slices: 6, timepoints: 5, seed: 4, motion: (5, 5), interval: 3)
         let r = try runTool("storescu", ["-aet", "SCANNER", "-aec", "PERFD", "127.0.0.1", String(port)] + ph.files)
         #expect(r.status == 0, "\(r.output)")

@@ -116,7 +116,7 @@ public enum Paths {
 
 /// A config file for tests, on loopback with its own spool and database.
 public func writeConfig(in dir: TempDir, port: Int, quietSeconds: Double = 2, allowed: [(String, String?)] = [("SCANNER", "127.0.0.1")],
-                        minFreeDiskGB: Double = 0, extra: String = "") -> String {
+                        minFreeDiskGB: Double = 0, spoolReserveMB: Double = 16, extra: String = "") -> String {
     var peers = ""
     for (ae, host) in allowed {
         peers += "  - ae_title: \(ae)\n" + (host.map { "    host: \($0)\n" } ?? "")
@@ -129,6 +129,7 @@ public func writeConfig(in dir: TempDir, port: Int, quietSeconds: Double = 2, al
     database: \(dir.path)/state/perfd.sqlite
     series_quiet_seconds: \(quietSeconds)
     min_free_disk_gb: \(minFreeDiskGB)
+    spool_reserve_mb: \(spoolReserveMB)
     log_level: info
     \(extra)
     """

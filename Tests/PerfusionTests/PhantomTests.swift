@@ -31,6 +31,67 @@ import Volume
         #expect(Bolus.residuePeakTime(.exponential, mtt: m, dispersion: 0) == 0)
     }
 
+    /// The truth of a dispersed tissue is what its curve holds: the curve equals
+    /// (ρ/k_H)·(CBF/6000)·AIF ⊛ R_t(t − delay) with R_t = R_eff / max R_eff, a residue that
+    /// peaks at 1, built here from the closed form of an exponential residue through an
+    /// exponential kernel, R_eff(t) = m/(m−τ)·(e^{−t/m} − e^{−t/τ}), and convolved by the
+    /// trapezoidal rule on a 0.02 s grid. A deconvolution with the measured AIF therefore
+    /// reads max(CBF·R_t) = CBF; MTT = ∫R_t; Tmax = delay + argmax R_t.
+    @Test(arguments: [(8.0, 0.5), (12.0, 2.0), (20.0, 1.2)])
+    func truthIsWhatTheCurveHolds(_ m: Double, _ tau: Double) {
+        let aif = Bolus.Arterial()
+        let k = Kinetics(truthCBF: 10, transit: m, delay: 5, dispersion: tau, residue: .exponential)
+        let tStar = log(m / tau) * tau * m / (m - tau)
+        func rEff(_ t: Double) -> Double { t < 0 ? 0 : m / (m - tau) * (exp(-t / m) - exp(-t / tau)) }
+        let peak = rEff(tStar)
+        #expect(abs(k.cbf - 10) < 1e-9)
+        #expect(abs(k.residuePeak - peak) < 0.01 * peak, "max R_eff \(k.residuePeak) vs \(peak)")
+        #expect(abs(k.flow - 10 / peak) < 0.01 * k.flow)
+        #expect(abs(k.mtt - m / peak) < 0.01 * k.mtt, "MTT truth \(k.mtt) vs ∫R_t \(m / peak)")
+        #expect(abs(k.cbv - k.cbf * k.mtt / 60) < 1e-9)
+        #expect(abs(k.tmax - (5 + tStar)) <= 0.06)
+        let times = stride(from: 0.0, through: 40, by: 2).map { $0 }
+        let curve = Bolus.tissueCurve(times: times, aif: aif, cbf: k.flow, mtt: k.transit, delay: k.delay,
+                                      residue: .exponential, dispersion: tau)
+        let h = 0.02, scale = (Bolus.rho / Bolus.kH) * k.cbf / 6000
+        let expected = times.map { t -> Double in
+            let u = t - k.delay
+            guard u > 0 else { return 0 }
+            let steps = Int((u / h).rounded())
+            var s = 0.0
+            for j in 0...steps {
+                let w = j == 0 || j == steps ? 0.5 : 1
+                s += w * aif.value(Double(j) * h) * rEff(u - Double(j) * h) / peak
+            }
+            return scale * s * h
+        }
+        let top = expected.max()!
+        for (a, b) in zip(curve, expected) { #expect(abs(a - b) < 0.01 * top, "curve \(a) vs \(b) HU") }
+    }
+
+    /// The lesion's truth obeys the clinical rules its labels stand for, with margin
+    /// (H = 0.15·grey + 0.85·white, the healthy hemisphere's mean flow): core CBF 5–15 % of H,
+    /// penumbra CBF ≥ 50 % of H, Tmax 7.5–12.7 s for both (rule: > 6 s; the later of grey and
+    /// white peaks up to 1.6 s after the drawn Tmax, plus the 0.05 s grid), exponential
+    /// residues; healthy tissue is undispersed, so its truth is its generating flow.
+    @Test func lesionTruthObeysTheClinicalRules() {
+        for seed in [1, 2, 3, 5, 8, 13, 21, 34, 55, 89] as [UInt64] {
+            let k = PhantomModel(seed: seed, lesion: true).kinetics
+            let grey = k[.grey]!, white = k[.white]!
+            #expect(grey.cbf == grey.flow && grey.mtt == grey.transit && grey.tmax == grey.delay)
+            let h = 0.15 * grey.cbf + 0.85 * white.cbf
+            for t in [Tissue.coreGrey, .coreWhite, .penumbraGrey, .penumbraWhite] {
+                let l = k[t]!
+                #expect(l.residue == .exponential && l.dispersion >= 0.5 && l.dispersion <= 2)
+                #expect(l.tmax >= 7.5 && l.tmax <= 12.7, "seed \(seed) \(t.name) Tmax \(l.tmax) s")
+                #expect(abs(l.cbv - l.cbf * l.mtt / 60) < 1e-9 && l.cbf < l.flow && l.mtt > l.transit)
+                let r = l.cbf / h
+                if t.isCore { #expect(r >= 0.05 - 1e-9 && r <= 0.15 + 1e-9, "seed \(seed) \(t.name) rCBF \(r)") }
+                else { #expect(r >= 0.5 - 1e-9, "seed \(seed) \(t.name) rCBF \(r)") }
+            }
+        }
+    }
+
     @Test func truthMapsAndVolumesAreConsistent() throws {
         let dir = TempDir()
         var o = PhantomOptions()
@@ -40,6 +101,8 @@ import Volume
         for t in truth["tissues"] as! [[String: Any]] {
             let cbf = t["cbf"] as! Double, cbv = t["cbv"] as! Double, mtt = t["mtt_s"] as! Double
             #expect(abs(cbv - cbf * mtt / 60) < 1e-9, "\(t)")
+            let flow = t["flow_before_dispersion"] as! Double, transit = t["mtt_before_dispersion_s"] as! Double
+            #expect(abs(cbv - flow * transit / 60) < 1e-9 && cbf <= flow + 1e-9, "\(t)")
         }
         let labels = try NIfTI.read(dir.path + "/truth/labels.nii").voxels
         let cbf = try NIfTI.read(dir.path + "/truth/cbf.nii").voxels, cbv = try NIfTI.read(dir.path + "/truth/cbv.nii").voxels

@@ -151,6 +151,7 @@ typedef struct {
     int acse_timeout_s;
     int dimse_timeout_s;
     const pdcm_tls_config *tls; /* NULL: plain TCP; otherwise every association is TLS */
+    uint64_t spool_reserve_bytes; /* pre-written spool files kept ready (filled while idle); 0: none */
 } pdcm_scp_config;
 
 typedef struct {

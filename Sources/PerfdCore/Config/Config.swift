@@ -9,16 +9,8 @@ public struct Config: Sendable, Equatable {
         public var host: String?
         public init(aeTitle: String, host: String? = nil) { self.aeTitle = aeTitle; self.host = host }
     }
-    public struct Destination: Sendable, Equatable {
-        public var aeTitle: String
-        public var host: String
-        public var port: Int
-        public var tls: TLSSettings?
-        public init(aeTitle: String, host: String, port: Int, tls: TLSSettings? = nil) {
-            self.aeTitle = aeTitle; self.host = host; self.port = port; self.tls = tls
-        }
-        public var peer: DICOMPeer { DICOMPeer(aeTitle: aeTitle, host: host, port: port, tls: tls) }
-    }
+    /// A PACS results go to: AE title, host, port and optional TLS.
+    public typealias Destination = DICOMPeer
     /// The DICOM-over-TLS listener (beside the plain one unless `plain_listener: false`).
     public struct TLSListener: Sendable, Equatable {
         public var port: Int
@@ -52,6 +44,8 @@ public struct Config: Sendable, Equatable {
     public var exportRetry = ExportRetry()
     public var retentionDays: Double = 7
     public var minFreeDiskGB: Double = 2
+    /// Pre-written spool files kept ready for incoming instances (MB; 0: none). See pdcm_scp.cpp.
+    public var spoolReserveMB: Double = 512
     public var workers = 1
     public var threads = 2
     public var maxAssociations = 8
@@ -69,7 +63,7 @@ public struct Config: Sendable, Equatable {
 
     public static let knownKeys: Set<String> = [
         "ae_title", "port", "allowed_peers", "spool_dir", "database", "series_quiet_seconds", "pipelines",
-        "default_pipeline", "destinations", "export_retry", "retention_days", "min_free_disk_gb", "workers",
+        "default_pipeline", "destinations", "export_retry", "retention_days", "min_free_disk_gb", "spool_reserve_mb", "workers",
         "threads", "max_associations", "log_level", "motion_threshold_mm", "tls", "plain_listener", "metrics_port",
         "metrics_address",
     ]
@@ -178,6 +172,7 @@ extension Config {
                 if let x = m["give_up_hours"].flatMap({ p.double($0, "export_retry.give_up_hours", 0.001...10000) }) { c.exportRetry.giveUpHours = x }
             case "retention_days": c.retentionDays = p.double(v, key, 0...36500) ?? c.retentionDays
             case "min_free_disk_gb": c.minFreeDiskGB = p.double(v, key, 0...1_000_000) ?? c.minFreeDiskGB
+            case "spool_reserve_mb": c.spoolReserveMB = p.double(v, key, 0...1_000_000) ?? c.spoolReserveMB
             case "workers": c.workers = p.int(v, key, 1...64) ?? c.workers
             case "threads": c.threads = p.int(v, key, 1...256) ?? c.threads
             case "max_associations": c.maxAssociations = p.int(v, key, 1...256) ?? c.maxAssociations

@@ -144,15 +144,17 @@ public final class IngestService: Service, @unchecked Sendable {
         self.logger = logger
         try FileManager.default.createDirectory(atPath: config.spoolDir, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
-        func listener(port: Int, tls: TLSSettings?) throws -> StorageSCP {
+        // One reserve of pre-written spool files per daemon: the first listener fills it.
+        func listener(port: Int, tls: TLSSettings?, reserve: Bool) throws -> StorageSCP {
             let handler = IngestHandler(store: store, allowedPeers: config.allowedPeers, logger: logger, metrics: metrics,
                                         listener: tls == nil ? "plain" : "TLS")
             return try StorageSCP(config: StorageSCPConfig(
                 aeTitle: config.aeTitle, port: UInt16(port), maxAssociations: config.maxAssociations,
-                spoolDirectory: config.spoolDir, minFreeBytes: UInt64(config.minFreeDiskGB * 1_073_741_824), tls: tls), delegate: handler)
+                spoolDirectory: config.spoolDir, minFreeBytes: UInt64(config.minFreeDiskGB * 1_073_741_824),
+                spoolReserveBytes: reserve ? UInt64(config.spoolReserveMB * 1_048_576) : 0, tls: tls), delegate: handler)
         }
-        plain = config.plainListener ? try listener(port: config.port, tls: nil) : nil
-        secure = try config.tls.map { try listener(port: $0.port, tls: $0.settings) }
+        plain = config.plainListener ? try listener(port: config.port, tls: nil, reserve: true) : nil
+        secure = try config.tls.map { try listener(port: $0.port, tls: $0.settings, reserve: !config.plainListener) }
     }
 
     /// The plain listener's port, else the TLS one's.

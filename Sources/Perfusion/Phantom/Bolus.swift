@@ -75,14 +75,19 @@ public enum Bolus {
         return out
     }
 
-    /// Time (s) at which R_eff first reaches its maximum: 0 without dispersion; with
-    /// dispersion the delayed peak of h ⊛ R (for a box residue, the box's end).
-    public static func residuePeakTime(_ r: Residue, mtt: Double, dispersion tau: Double) -> Double {
+    /// Time (s) at which R_eff first reaches its maximum, and that maximum: (0 s, 1) without
+    /// dispersion; with dispersion the delayed, lowered peak of h ⊛ R (for a box residue, the
+    /// box's end, on a plateau so flat that the time is ill-posed: lesions use exponentials).
+    public static func residuePeak(_ r: Residue, mtt: Double, dispersion tau: Double) -> (time: Double, value: Double) {
         let n = Int((mtt * 4 + tau * 8) / fineStep) + 2
         let reff = effectiveResidue(r, mtt: mtt, dispersion: tau, count: n)
         var best = 0
         for k in 1..<n where reff[k] > reff[best] * (1 + 1e-9) { best = k }
-        return Double(best) * fineStep
+        return (Double(best) * fineStep, reff[best])
+    }
+
+    public static func residuePeakTime(_ r: Residue, mtt: Double, dispersion tau: Double) -> Double {
+        residuePeak(r, mtt: mtt, dispersion: tau).time
     }
 
     /// Tissue enhancement (HU) at `times` for CBF in ml/100g/min, MTT in s, a bolus delay

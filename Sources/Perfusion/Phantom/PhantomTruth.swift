@@ -61,13 +61,15 @@ enum PhantomTruth {
                 guard let k = model.kinetics[t] else { return nil }
                 return ["tissue": t.name, "label": t.rawValue, "cbf": k.cbf, "cbv": k.cbv, "mtt_s": k.mtt, "delay_s": k.delay,
                         "dispersion_s": k.dispersion, "residue": k.residue.rawValue, "tmax_s": k.tmax,
-                        "baseline_hu": model.baseHU[t]!]
+                        "flow_before_dispersion": k.flow, "mtt_before_dispersion_s": k.transit,
+                        "effective_residue_peak": k.residuePeak, "baseline_hu": model.baseHU[t]!]
             },
             "labels": Dictionary(uniqueKeysWithValues: Tissue.allCases.map { ($0.name, $0.rawValue) }),
             "baseline_hu": Dictionary(uniqueKeysWithValues: Tissue.allCases.map { ($0.name, model.baseHU[$0]!) }),
             "volumes_ml": ["core": core, "penumbra": penumbra, "hypoperfused": core + penumbra, "voxel": voxelML],
             "truth_files": ["ncct", "cbf", "cbv", "mtt", "tmax", "labels"].map { "truth/\($0).nii" },
-            "tmax_definition": "delay + time of the peak of the effective residue h_tau * R (h: exponential dispersion kernel); 0 s without dispersion",
+            "tmax_definition": "delay + time of the peak of the effective residue R_eff = h_tau * R (h: exponential dispersion kernel; the peak is at 0 s without dispersion)",
+            "cbf_definition": "flow_before_dispersion * max(R_eff): the peak of the flow-scaled residue that deconvolution with the measured AIF recovers; MTT = mtt_before_dispersion_s / max(R_eff), CBV = CBF * MTT / 60 (unchanged by dispersion)",
         ]
         if let l = model.lesion {
             truth["lesion"] = ["side": l.side > 0 ? "left (+x)" : "right (-x)", "centre_mm": [l.centre.x, l.centre.y, l.centre.z],
