@@ -46,14 +46,14 @@ TASKS = {
     # core's small flows count as much as grey matter's large ones. Tmax (an absolute error
     # in seconds matters) stays linear. Loss weights per output: cbf, cbv, mtt, tmax.
     "perfusion": dict(name="perfusion-clstm", filters=[12, 12],
-                      outputs=[("cbf", "ml/100g/min", 50.0, -1.0, "exp"), ("cbv", "ml/100g", 4.0, -0.1, "exp"),
+                      outputs=[("cbf", "ml/100g/min", 50.0, -0.5, "exp"), ("cbv", "ml/100g", 4.0, -0.1, "exp"),
                                ("mtt", "s", 5.0, -0.5, "exp"), ("tmax", "s", 10.0, 0.0, None)],
-                      loss="l1", output_weights=[1.0, 1.0, 0.5, 1.5], lesion_weight=3.0,
+                      loss="l1", output_weights=[1.0, 1.0, 0.5, 1.5], lesion_weight=3.0, grey_weight=1.0,
                       preprocessing="aif-aligned-delta-hu+aif", channels=2),
 }
 PHANTOM = dict(size=128, slices=8)
 RESIDUAL_FRAMES = 4
-TRAIN_CASES, VAL_CASES, PATCH, BATCH, LR, EPOCH_PATCHES = 36, 2, 32, 32, 3e-3, 256
+TRAIN_CASES, VAL_CASES, PATCH, BATCH, LR, EPOCH_PATCHES = 36, 3, 32, 32, 3e-3, 256
 
 
 def build(filters, channels, T, size=32, c_in=1):
@@ -87,6 +87,8 @@ def prepare(task, case, spec):
         w = np.where(np.isin(labels, data.PARENCHYMA), 1.0, 0.0) + 0.1 * np.isin(labels, [data.CSF, data.ARTERY, data.VEIN])
         # Lesion labels (core and penumbra, 7–10): few voxels, and the ones the clinical rules read.
         w = w * np.where(np.isin(labels, data.LESION), spec.get("lesion_weight", 1.0), 1.0)
+        # Grey matter: a thin ribbon, easily averaged away with the white matter around it.
+        w = w * np.where(labels == data.GREY, spec.get("grey_weight", 1.0), 1.0)
     return x.astype(np.float32), y.astype(np.float32), w.astype(np.float32), art
 
 
@@ -127,10 +129,12 @@ def validate(params, spec, cases, log):
     return {k: float(np.median(np.concatenate(v))) for k, v in errs.items()}
 
 
-def train(task, perfd, minutes, log, filters=None, train_cases_n=TRAIN_CASES):
+def train(task, perfd, minutes, log, filters=None, train_cases_n=TRAIN_CASES, init=None, lr_max=LR, grey_weight=None):
     spec = dict(TASKS[task])
     if filters:
         spec["filters"] = filters
+    if grey_weight is not None:
+        spec["grey_weight"] = grey_weight
     keras.utils.set_random_seed(7)
     rng = np.random.default_rng(11)
     work = os.path.join(HERE, "out", "phantoms")
@@ -146,14 +150,21 @@ def train(task, perfd, minutes, log, filters=None, train_cases_n=TRAIN_CASES):
     train_cases, val_cases = cases[:train_cases_n], cases[train_cases_n:]
 
     def sample(pool, n):
-        per = max(1, n // len(pool))
+        per = max(1, -(-n // len(pool)))
         parts = [data.patches(x, y, w, per, PATCH, rng, art) for x, y, w, art in pool]
         xs, ys, ws = (np.concatenate(a) for a in zip(*parts))
-        return xs, np.concatenate([ys, ws], axis=-1)
+        order = rng.permutation(len(xs))   # batches mix the phantoms
+        return xs[order], np.concatenate([ys, ws], axis=-1)[order]
 
-    vx, vy = sample(val_cases, 128)
+    vx, vy = sample(val_cases, 64)
     vx, vy, vw = vx, vy[..., :-1], vy[..., -1:]
     params = clstm_jax.init(spec["filters"], len(spec["outputs"]), seed=7, c_in=spec["channels"])
+    if init:   # continue from a model directory's weights (same architecture)
+        import check_pipeline
+        _, loaded = check_pipeline.load_params(init)
+        assert jax.tree_util.tree_structure(loaded) == jax.tree_util.tree_structure(params), "--init: another architecture"
+        params = loaded
+        log(f"{task}: starting from the weights in {init}")
     state = clstm_jax.adam_state(params)
     count = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(params))
     cw = jnp.asarray(spec.get("output_weights", [1.0] * len(spec["outputs"])), jnp.float32)
@@ -184,7 +195,7 @@ def train(task, perfd, minutes, log, filters=None, train_cases_n=TRAIN_CASES):
         losses = []
         for b in range(0, len(xs), BATCH):
             frac = tick() / budget
-            lr = LR * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(frac, 1.0))))
+            lr = lr_max * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(frac, 1.0))))
             params, state, loss = clstm_jax.train_step(params, state, xs[b:b + BATCH], ys[b:b + BATCH, ..., :-1],
                                                        ys[b:b + BATCH, ..., -1:], lr, cw, kind=kind)
             losses.append(float(loss))
@@ -209,7 +220,7 @@ def train(task, perfd, minutes, log, filters=None, train_cases_n=TRAIN_CASES):
     return model, spec, history, [p for p in plan[:train_cases_n]], seconds, metrics
 
 
-def save(task, model, spec, history, plan, seconds, metrics=None, target=None):
+def save(task, model, spec, history, plan, seconds, metrics=None, target=None, init=None, argv=None):
     clean = keras.models.clone_model(model)
     clean.set_weights(model.get_weights())
     out = os.path.join(HERE, "out")
@@ -224,7 +235,7 @@ def save(task, model, spec, history, plan, seconds, metrics=None, target=None):
         "outputs": [{"name": n, "unit": u, "scale": s, "offset": o, **({"transform": tr} if tr else {})}
                     for n, u, s, o, tr in spec["outputs"]],
         "provenance": {
-            "trained_by": "models/training/train.py --task " + task,
+            "trained_by": "models/training/train.py " + " ".join(argv or ["--task", task]),
             "framework": f"Keras {keras.__version__} ({keras.backend.backend()}, CPU)",
             "data": f"{len(plan)} synthetic phantoms from `perfd phantom` (seeds {plan[0]['seed']}-{plan[-1]['seed']}, "
                     f"{PHANTOM['size']}x{PHANTOM['size']}x{PHANTOM['slices']}, 19 time points, noise 0-20 HU, "
@@ -236,6 +247,11 @@ def save(task, model, spec, history, plan, seconds, metrics=None, target=None):
             **({"validation_median_abs_error": {f"{n}/{t}": round(v, 3) for (n, t), v in metrics.items()}} if metrics else {}),
         },
     }
+    if init:   # a continuation: keep the first run's record, count both runs' time
+        first = json.load(open(os.path.join(init, "model.json")))["provenance"]
+        first.pop("continued_from", None)
+        extra["provenance"]["continued_from"] = first
+        extra["provenance"]["training_seconds_total"] = round(seconds) + first.get("training_seconds_total", first["training_seconds"])
     target = target or os.path.join(ROOT, "models", spec["name"])
     convert.convert(clean, target, spec["name"], "1.0.0" if task == "ncct" else "2.0.0", task, extra)
     return target
@@ -247,8 +263,11 @@ def main():
     ap.add_argument("--minutes", type=float, default=30, help="wall-clock training budget per model")
     ap.add_argument("--perfd", default=os.path.join(ROOT, ".build", "release", "perfd"))
     ap.add_argument("--filters", help="filters per layer, e.g. 12,12 (default: the task's)")
-    ap.add_argument("--cases", type=int, default=TRAIN_CASES, help="training phantoms (seeds 1…N; the next two validate)")
+    ap.add_argument("--cases", type=int, default=TRAIN_CASES, help=f"training phantoms (seeds 1…N; the next {VAL_CASES} validate)")
     ap.add_argument("--target", help="write the model directory here instead of models/NAME (trials)")
+    ap.add_argument("--init", help="start from this model directory's weights (fine-tuning)")
+    ap.add_argument("--lr", type=float, default=LR, help="peak learning rate")
+    ap.add_argument("--grey-weight", type=float, help="loss weight of grey matter (default: the task's)")
     a = ap.parse_args()
     if not os.path.exists(a.perfd):
         sys.exit(f"train.py: {a.perfd} not found; build it with `swift build -c release` or pass --perfd")
@@ -263,8 +282,8 @@ def main():
             logf.write(line + "\n")
             logf.flush()
 
-        model, spec, history, plan, seconds, metrics = train(task, a.perfd, a.minutes, log, filters, a.cases)
-        log(f"{task}: wrote {save(task, model, spec, history, plan, seconds, metrics, a.target)}")
+        model, spec, history, plan, seconds, metrics = train(task, a.perfd, a.minutes, log, filters, a.cases, a.init, a.lr, a.grey_weight)
+        log(f"{task}: wrote {save(task, model, spec, history, plan, seconds, metrics, a.target, a.init, sys.argv[1:])}")
 
 
 if __name__ == "__main__":
