@@ -152,13 +152,11 @@ import Volume
     }
 }
 
-/// Tolerances for `perfusionWithinMeasuredAccuracy`: scripts/evaluate at σ = 10 HU on seeds
-/// 9001–9003 measured white matter CBF 18.6 %, CBV 14.5 %; grey matter CBF 52 %, CBV 40 %
-/// (the model's known weakness, MODEL_CARD.md); healthy Tmax ≤ 0.61 s; core volume 17.7 %
-/// on average but −44 % on this seed (12.6 vs 22.4 ml; the other two seeds within ~6 %) —
-/// plus a margin. After the merge with perfusion-svd's lesion rules (3×3 median of CBF and
-/// Tmax, regions under 1 ml dropped) this seed's core measured −55 % (12.3 ml off), so the
-/// core bound is 0.65: a guard against regressions, not the 20 % acceptance line.
+/// Tolerances for `perfusionWithinMeasuredAccuracy` (perfusion-clstm 2.0.0): scripts/evaluate
+/// at σ = 10 HU measured on this seed (9001) white matter CBF 5.9 %, CBV 9.4 %; grey matter
+/// CBF 28.6 %, CBV 21.5 % (21.5 % / 17.4 % over seeds 9001–9003); healthy Tmax 0.24 s; core
+/// 14.1 ml for 22.4 ml (−37 %; the model underestimates the core, MODEL_CARD.md) — plus a
+/// margin. A guard against regressions, not the acceptance line.
 enum PerfusionBounds {
-    static let whiteCBF = 0.30, whiteCBV = 0.25, greyCBF = 0.65, greyCBV = 0.55, tmaxSeconds = 1.0, core = 0.65
+    static let whiteCBF = 0.12, whiteCBV = 0.16, greyCBF = 0.40, greyCBV = 0.32, tmaxSeconds = 0.5, core = 0.50
 }

@@ -135,6 +135,7 @@ def train(task, perfd, minutes, log, filters=None, train_cases_n=TRAIN_CASES, in
         spec["filters"] = filters
     if grey_weight is not None:
         spec["grey_weight"] = grey_weight
+    spec["lr"] = lr_max
     keras.utils.set_random_seed(7)
     rng = np.random.default_rng(11)
     work = os.path.join(HERE, "out", "phantoms")
@@ -227,7 +228,8 @@ def save(task, model, spec, history, plan, seconds, metrics=None, target=None, i
     clean.save(os.path.join(out, f"{spec['name']}.keras"))
     loss = ("tissue-weighted MSE" if spec["loss"] == "mse" else
             "smoothed L1 on log-scaled CBF/CBV/MTT and Tmax/10 s (output weights "
-            + ", ".join(f"{w:g}" for w in spec["output_weights"]) + f"), tissue-weighted, lesions x{spec['lesion_weight']:g}")
+            + ", ".join(f"{w:g}" for w in spec["output_weights"]) + f"), tissue-weighted, lesions x{spec['lesion_weight']:g}, "
+            f"grey matter x{spec.get('grey_weight', 1.0):g}")
     extra = {
         "input_normalisation": {"offset": 50.0, "scale": 250.0} if task == "ncct" else {"offset": 0.0, "scale": 1.0},
         "preprocessing": spec["preprocessing"],
@@ -240,7 +242,7 @@ def save(task, model, spec, history, plan, seconds, metrics=None, target=None, i
             "data": f"{len(plan)} synthetic phantoms from `perfd phantom` (seeds {plan[0]['seed']}-{plan[-1]['seed']}, "
                     f"{PHANTOM['size']}x{PHANTOM['size']}x{PHANTOM['slices']}, 19 time points, noise 0-20 HU, "
                     "half irregular 1-3 s sampling, 85 % with a lesion); held-out seeds 9001+ never used",
-            "patches": f"2D {PATCH}x{PATCH} x 19 time points, batch {BATCH}, Adam {LR:g} cosine to 5 %, {loss} "
+            "patches": f"2D {PATCH}x{PATCH} x 19 time points, batch {BATCH}, Adam {spec.get('lr', LR):g} cosine to 5 %, {loss} "
                        "(training loop in plain JAX, models/training/clstm_jax.py; weights copied into Keras and checked)",
             "epochs": len(history), "training_seconds": round(seconds),
             "final_loss": history[-1][2] if history else None, "final_val_loss": history[-1][3] if history else None,
