@@ -70,7 +70,7 @@ let package = Package(
         .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "PerfdTestSupport"]),
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "PerfdTestSupport"], exclude: ["python"]),
         .testTarget(name: "PerfusionTests", dependencies: ["Perfusion", "PerfdCore", "PerfdTestSupport"]),
-        .testTarget(name: "PerfdCoreTests", dependencies: ["PerfdCore", "PerfdTestSupport"]),
+        .testTarget(name: "PerfdCoreTests", dependencies: ["PerfdCore", "PerfdTestSupport"], exclude: ["fixtures"]),
         .testTarget(name: "IntegrationTests", dependencies: ["PerfdCore", "PerfdTestSupport"], exclude: ["python"]),
     ],
     swiftLanguageModes: [.v6]

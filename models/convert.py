@@ -111,6 +111,8 @@ def convert(model, out_dir, name, version, task, extra=None):
     spec = {
         "name": name, "version": version, "task": task, "spatial_dims": dims, "timepoints": timepoints,
         "layout": "keras-channels-last", "layers": layers,
+        # C_in of the first layer; perfd then takes (T, ..spatial.., C) (1: (T, ..spatial..)).
+        **({"input_channels": int(shape[-1])} if int(shape[-1]) != 1 else {}),
         "provenance": {"converted_from": "Keras " + keras.__version__ + " (" + keras.backend.backend() + ")"},
     }
     spec.update(extra or {})

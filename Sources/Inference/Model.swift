@@ -23,7 +23,12 @@ public final class ConvLSTMModel: Sendable {
         let d = spec.spatialDims
         guard d == 2 || d == 3 else { throw InferenceError("model.json: spatial_dims is \(d); 2 or 3 expected") }
         guard let last = spec.layers.last, last.type == "conv" else { throw InferenceError("model.json: the last layer must be the conv head") }
-        var channels = 1
+        let inputChannels = spec.inputChannels ?? 1
+        guard inputChannels >= 1 else { throw InferenceError("model.json: input_channels is \(inputChannels); at least 1 expected") }
+        for o in spec.outputs ?? [] where !(o.transform == nil || o.transform == "linear" || o.transform == "exp") {
+            throw InferenceError("model.json: output \"\(o.name)\" has transform \"\(o.transform!)\"; linear or exp expected")
+        }
+        var channels = inputChannels
         var built: [BCLSTMLayer] = []
         for (i, l) in spec.layers.dropLast().enumerated() {
             guard l.type == "bclstm" else { throw InferenceError("model.json: layer \(i) is \"\(l.type)\"; only bclstm layers precede the head") }
@@ -57,6 +62,9 @@ public final class ConvLSTMModel: Sendable {
         layers = built
     }
 
+    /// Channels per voxel and time point of the input.
+    public var inputChannels: Int { layers[0].inChannels }
+
     /// Whether the last recurrent layer returns a sequence (output then has a time axis).
     public var outputHasTime: Bool { layers.last!.returnSequences }
     public var parameterCount: Int {
@@ -69,11 +77,14 @@ public final class ConvLSTMModel: Sendable {
     }
 
     /// The raw network on a normalised input: (T, H, W) or (T, D, H, W) → (C, …) or,
-    /// when the last layer returns sequences, (T, C, …).
+    /// when the last layer returns sequences, (T, C, …). A model with `input_channels` C > 1
+    /// takes (T, H, W, C) or (T, D, H, W, C), channels last.
     public func run(_ input: Tensor) throws -> Tensor {
-        let d = spec.spatialDims
-        guard input.shape.count == d + 1 else {
-            throw InferenceError("input has shape \(input.shape); a \(d)D model takes (T, \(d == 2 ? "H, W" : "D, H, W"))")
+        let d = spec.spatialDims, cin = inputChannels
+        let expected = d + (cin > 1 ? 2 : 1)
+        guard input.shape.count == expected, cin == 1 || input.shape.last == cin else {
+            let spatial = d == 2 ? "H, W" : "D, H, W"
+            throw InferenceError("input has shape \(input.shape); a \(d)D model with \(cin) input channel\(cin > 1 ? "s" : "") takes (T, \(spatial)\(cin > 1 ? ", \(cin)" : ""))")
         }
         let T = input.shape[0]
         let g = d == 2 ? Grid(depth: 1, height: input.shape[1], width: input.shape[2])
@@ -84,7 +95,7 @@ public final class ConvLSTMModel: Sendable {
         let blasThreads = openblas_get_num_threads()
         openblas_set_num_threads(1)
         defer { openblas_set_num_threads(blasThreads) }
-        var maps = FeatureMaps(layout: .channelsLast, steps: T, channels: 1, data: input.data)
+        var maps = FeatureMaps(layout: .channelsLast, steps: T, channels: cin, data: input.data)
         for (i, l) in layers.enumerated() {
             let next = l.run(maps, grid: g, threads: threads, pool: pool)
             if i > 0 { pool.give(maps.data) }   // not the caller's input
@@ -104,7 +115,7 @@ public final class ConvLSTMModel: Sendable {
             // channels-last → channels-first
             for n in 0..<N { for c in 0..<C { out[(t * C + c) * N + n] = h[n * C + c] } }
         }
-        let spatial = Array(input.shape.dropFirst())
+        let spatial = Array(input.shape.dropFirst().prefix(d))
         return Tensor(shape: (outputHasTime ? [steps] : []) + [C] + spatial, data: out)
     }
 
@@ -117,10 +128,13 @@ public final class ConvLSTMModel: Sendable {
             lines.append("  layer \(i): bidirectional ConvLSTM, \(l.filters) filters, input kernel \(k(l.kernelX)), recurrent kernel \(k(l.kernelH)), in \(l.inChannels) channels, return_sequences \(l.returnSequences), merge sum (\(l.kernel.rawValue) kernel)")
         }
         lines.append("  head: conv \(Array(repeating: String(head.kernel), count: head.dims).joined(separator: "×")), \(head.inChannels) → \(head.outChannels) channels, \(head.relu ? "relu" : "identity")")
+        if let p = spec.preprocessing { lines.append("  preprocessing: \(p)") }
         lines.append("  parameters: \(parameterCount); SIMD kernels: \(KernelISA.name)")
         lines.append(String(format: "  FLOPs per voxel at T=%d: %.0f (%.2f MFLOP)", T, flopsPerVoxel(timepoints: T), flopsPerVoxel(timepoints: T) / 1e6))
         if let n = spec.inputNormalisation { lines.append("  input: x' = (HU + \(n.offset)) / \(n.scale)") }
-        for o in spec.outputs ?? [] { lines.append("  output \(o.name) [\(o.unit)] = y' · \(o.scale) + \(o.offset)") }
+        for o in spec.outputs ?? [] {
+            lines.append("  output \(o.name) [\(o.unit)] = \(o.transform == "exp" ? "exp(y')" : "y'") · \(o.scale) + \(o.offset)")
+        }
         return lines.joined(separator: "\n")
     }
 }

@@ -7,6 +7,8 @@ import Foundation
 /// `layers.i.forward.bias` [4f], and the same under `backward`; for the `conv` head,
 /// `layers.i.kernel` [k…, f, C] and `layers.i.bias` [C]. Layout is Keras's, channels-last,
 /// gates in the order i, f, c, o along the last axis (`"layout": "keras-channels-last"`).
+/// `input_channels` (default 1) is C_in of the first layer: the input then carries C values
+/// per voxel and time point, channels last.
 public struct ModelSpec: Codable, Sendable {
     public struct Layer: Codable, Sendable {
         public var type: String            // "bclstm" | "conv"
@@ -28,9 +30,20 @@ public struct ModelSpec: Codable, Sendable {
     public struct Output: Codable, Sendable {
         public var name: String
         public var unit: String
-        /// y = y' · scale + offset
+        /// y = y' · scale + offset, or with `transform` "exp": y = exp(y') · scale + offset
+        /// (a network trained on log-scaled targets; positive scale, so y > offset).
         public var scale: Double
         public var offset: Double
+        public var transform: String?
+
+        public init(name: String, unit: String, scale: Double, offset: Double, transform: String? = nil) {
+            self.name = name; self.unit = unit; self.scale = scale; self.offset = offset; self.transform = transform
+        }
+
+        /// The de-normalised value of a raw network output.
+        @inline(__always) public func value(_ y: Float) -> Float {
+            transform == "exp" ? Float(scale) * exp(y) + Float(offset) : y * Float(scale) + Float(offset)
+        }
     }
 
     public var name: String
@@ -46,10 +59,15 @@ public struct ModelSpec: Codable, Sendable {
     /// first N time points (in input units, before normalisation): the derived NCCT is
     /// mean(frames 0…N−1) + network. nil: the output stands alone.
     public var residualMeanFrames: Int?
+    /// Channels per voxel and time point of the input (nil: 1).
+    public var inputChannels: Int?
+    /// How a pipeline prepares the input from a series (the perfusion pipeline:
+    /// "aif-aligned-delta-hu" or "aif-aligned-delta-hu+aif"; nil: the task's original one).
+    public var preprocessing: String?
 
     enum CodingKeys: String, CodingKey {
-        case name, version, task, layers, outputs, timepoints, layout, residualMeanFrames = "residual_mean_frames"
-        case spatialDims = "spatial_dims", inputNormalisation = "input_normalisation"
+        case name, version, task, layers, outputs, timepoints, layout, preprocessing, residualMeanFrames = "residual_mean_frames"
+        case spatialDims = "spatial_dims", inputNormalisation = "input_normalisation", inputChannels = "input_channels"
     }
 
     public static func load(_ path: String) throws -> ModelSpec {

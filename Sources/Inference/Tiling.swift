@@ -18,7 +18,8 @@ extension ConvLSTMModel {
 
     /// Runs the network over a volume of spatial `shape` ([H, W] or [D, H, W]) and `T` time
     /// points, `tile` voxels per axis at a time. `read(origin, size)` returns the normalised
-    /// input of that box as (T, size…) row-major; `mask(origin, size)` says whether the box
+    /// input of that box as (T, size…) row-major, or (T, size…, C) for a model with C > 1
+    /// input channels; `mask(origin, size)` says whether the box
     /// holds anything worth computing. `halo` overrides the exact halo. Returns (C, shape…), or (T, C, shape…) for models
     /// whose last layer returns sequences.
     public func runTiled(shape: [Int], timepoints T: Int, tile: Int, halo haloOverride: Int? = nil, fill: Float = 0,
@@ -45,10 +46,11 @@ extension ConvLSTMModel {
             let hi = (0..<d).map { min(shape[$0], core[$0] + coreSize[$0] + h) }
             let size = zip(hi, lo).map { $0 - $1 }
             let input = try read(lo, size)
-            guard input.count == T * size.reduce(1, *) else {
-                throw InferenceError("tile reader returned \(input.count) values for \(T)×\(size)")
+            let cin = inputChannels
+            guard input.count == T * size.reduce(1, *) * cin else {
+                throw InferenceError("tile reader returned \(input.count) values for \(T)×\(size)\(cin > 1 ? "×\(cin)" : "")")
             }
-            let y = try run(Tensor(shape: [T] + size, data: input))
+            let y = try run(Tensor(shape: [T] + size + (cin > 1 ? [cin] : []), data: input))
             // Copy the core back: y is (steps·C, size…).
             let n = size.reduce(1, *)
             let coreCount = coreSize.reduce(1, *)

@@ -15,7 +15,7 @@ struct ModelCommand: ParsableCommand {
 struct ModelRun: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Run the raw network (no pre/post-processing) on a float32 .npy: (T, H, W) or (T, D, H, W) in, (C, …) out.")
+        abstract: "Run the raw network (no pre/post-processing) on a float32 .npy: (T, H, W) or (T, D, H, W) in (a model with C > 1 input channels: (T, …, C)), (C, …) out.")
     @Argument(help: "Model directory.") var model: String
     @Option(help: "Input .npy (float32).") var input: String
     @Option(help: "Output .npy.") var output: String
@@ -34,11 +34,13 @@ struct ModelRun: ParsableCommand {
             let start = Date()
             let y: Tensor
             if let tile {
-                let spatial = Array(x.shape.dropFirst()), T = x.shape[0]
+                // (T, spatial…) or, with C > 1 input channels, (T, spatial…, C).
+                let C = m.inputChannels
+                let spatial = Array(x.shape.dropFirst().prefix(m.spec.spatialDims)), T = x.shape[0]
                 y = try m.runTiled(shape: spatial, timepoints: T, tile: tile, halo: halo, read: { origin, size in
-                    // Gather the box from the (T, spatial…) array.
+                    // Gather the box from the (T, spatial…[, C]) array.
                     var out: [Float] = []
-                    out.reserveCapacity(T * size.reduce(1, *))
+                    out.reserveCapacity(T * size.reduce(1, *) * C)
                     let inner = size.last!, boxRows = size.dropLast().reduce(1, *)
                     for t in 0..<T {
                         for r in 0..<boxRows {
@@ -49,7 +51,7 @@ struct ModelRun: ParsableCommand {
                                 step *= spatial[a]
                             }
                             let base = t * spatial.reduce(1, *) + offset + origin.last!
-                            out.append(contentsOf: x.data[base..<(base + inner)])
+                            out.append(contentsOf: x.data[(base * C)..<((base + inner) * C)])
                         }
                     }
                     return out
@@ -59,7 +61,7 @@ struct ModelRun: ParsableCommand {
             }
             let seconds = Date().timeIntervalSince(start)
             try NPY.write(y, to: output)
-            let voxels = Double(x.shape.dropFirst().reduce(1, *))
+            let voxels = Double(x.shape.dropFirst().prefix(m.spec.spatialDims).reduce(1, *))
             let gflops = m.flopsPerVoxel(timepoints: x.shape[0]) * voxels / seconds / 1e9
             // Nominal rate: the direct convolution's FLOPs over the time, whatever the kernel did.
             FileHandle.standardError.write(Data(String(format: "%@ → %@ in %.3f s (%.1f GFLOP/s)\n", "\(x.shape)", "\(y.shape)", seconds, gflops).utf8))

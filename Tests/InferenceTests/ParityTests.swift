@@ -3,8 +3,8 @@ import Inference
 import PerfdTestSupport
 import Testing
 
-/// The engine against Keras 3 (JAX backend): random 2D and 3D models, K = 1…3, f ∈ {4, 16},
-/// kernels 1 and 3, both return_sequences settings, T from 2 to 19, saved by Keras,
+/// The engine against Keras 3 (JAX backend): random 2D and 3D models, K = 1…3, f ∈ {4, 12, 16},
+/// kernels 1 and 3, both return_sequences settings, T from 2 to 19, 1 to 3 input channels, saved by Keras,
 /// converted by models/convert.py and run with `perfd model run`; plus models with an input
 /// kernel unlike the recurrent kernel against a plain-numpy ConvLSTM.
 /// Tolerance: max |engine − reference| ≤ 1e-4 · max |reference|.
@@ -21,7 +21,8 @@ import Testing
 
     @Test func everyCaseMatchesItsReference() throws {
         let (dir, names) = Self.cases
-        #expect(names.filter { $0.hasPrefix("keras-") }.count == 11)
+        #expect(names.filter { $0.hasPrefix("keras-") }.count == 14)
+        #expect(names.filter { $0.hasSuffix("-c2") || $0.hasSuffix("-c3") }.count == 3)
         #expect(names.filter { $0.hasPrefix("numpy-") }.count == 3)
         for name in names {
             let d = dir.path + "/" + name
@@ -60,6 +61,47 @@ import Testing
         #expect {
             _ = try ConvLSTMModel(directory: broken.path)
         } throws: { "\($0)" == "tensor \"layers.0.forward.kernel\": expected [3, 3, 1, 20], file has [3, 3, 1, 16]" }
+    }
+
+    /// Output mappings: linear y'·scale + offset, "exp" exp(y')·scale + offset; others refused.
+    @Test func outputTransforms() throws {
+        let lin = ModelSpec.Output(name: "cbv", unit: "ml/100g", scale: 4, offset: -0.1)
+        let ex = ModelSpec.Output(name: "cbf", unit: "ml/100g/min", scale: 50, offset: -1, transform: "exp")
+        #expect(abs(lin.value(0.5) - 1.9) < 1e-6)
+        #expect(abs(ex.value(Float(log(0.4))) - 19) < 1e-4)
+        #expect(abs(ex.value(-40) - -1) < 1e-6)
+        let d = ParityTests.cases.dir.path + "/keras-00-2d-K1-f4-k3-T2-last/model"
+        let broken = TempDir()
+        try FileManager.default.copyItem(atPath: d + "/weights.safetensors", toPath: broken.path + "/weights.safetensors")
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: d + "/model.json"))) as! [String: Any]
+        json["outputs"] = [["name": "a", "unit": "1", "scale": 1, "offset": 0, "transform": "sqrt"],
+                           ["name": "b", "unit": "1", "scale": 1, "offset": 0]]
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: broken.path + "/model.json"))
+        #expect {
+            _ = try ConvLSTMModel(directory: broken.path)
+        } throws: { "\($0)".contains("transform \"sqrt\"") }
+    }
+
+    /// A model with two input channels takes (T, H, W, 2) and says what it wanted otherwise.
+    @Test func inputChannelsAreChecked() throws {
+        let m = try ConvLSTMModel(directory: ParityTests.cases.dir.path + "/keras-11-2d-K2-f12-k3-T19-last-c2/model")
+        #expect(m.inputChannels == 2)
+        #expect {
+            _ = try m.run(Tensor(shape: [19, 6, 5], data: [Float](repeating: 0, count: 19 * 30)))
+        } throws: { "\($0)".contains("(T, H, W, 2)") }
+        // Tiled equals untiled with channels too.
+        let x = Tensor(shape: [19, 14, 13, 2], data: (0..<(19 * 14 * 13 * 2)).map { Float(sin(Double($0) * 0.37)) })
+        let whole = try m.run(x)
+        let tiled = try m.runTiled(shape: [14, 13], timepoints: 19, tile: 5, read: { origin, size in
+            var out: [Float] = []
+            for t in 0..<19 { for y in origin[0]..<(origin[0] + size[0]) {
+                let base = ((t * 14 + y) * 13 + origin[1]) * 2
+                out.append(contentsOf: x.data[base..<(base + size[1] * 2)])
+            } }
+            return out
+        })
+        let err = zip(whole.data, tiled.data).map { abs($0 - $1) }.max()!
+        #expect(whole.shape == tiled.shape && err <= 1e-5 * whole.data.map { abs($0) }.max()!, "tiled vs whole \(err)")
     }
 
     @Test func npyRoundTrip() throws {

@@ -70,6 +70,41 @@ import Volume
         #expect(abs(core - trueCore) <= PerfusionBounds.core * trueCore, "core \(core) ml vs truth \(trueCore) ml")
     }
 
+    /// The first perfusion model (1.0.0: one input channel, "aif-aligned-delta-hu", linear
+    /// outputs), kept as a fixture: models of the original contract still load and run.
+    static let legacyModel = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("fixtures/perfusion-clstm-1.0.0").path
+
+    @Test func oneChannelModelOfTheFirstContractStillRuns() throws {
+        let dir = TempDir()
+        let c = try phantom(dir, seed: 9004, noise: 10, slices: 2)
+        let pipeline = try CLSTMPipeline(name: "perfusion", model: Self.legacyModel)
+        #expect(pipeline.model.inputChannels == 1 && pipeline.model.spec.preprocessing == "aif-aligned-delta-hu")
+        let out = try pipeline.runWithSummary(c.series) { _ in }
+        #expect(out.volumes.map(\.name) == ["cbf", "cbv", "mtt", "tmax"])
+        let cbf = out.volumes[0].volume.voxels, truth = c.truth["cbf"]!
+        let white = c.labels.indices.filter { c.labels[$0] == 4 }
+        // That model measured 12.7–21 % in white matter (its MODEL_CARD); a wide margin.
+        let err = median(white.map { abs(Double(cbf[$0] - truth[$0])) / max(Double(truth[$0]), 1e-6) })
+        #expect(err < 0.5, "white CBF median |error| \(err) with the 1.0.0 model")
+    }
+
+    /// A model whose first layer does not take the channels its preprocessing makes is refused.
+    @Test func preprocessingThatDoesNotFitTheFirstLayerIsRefused() throws {
+        let dir = TempDir()
+        let m = dir.path + "/model"
+        try FileManager.default.copyItem(atPath: Self.legacyModel, toPath: m)
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: m + "/model.json"))) as! [String: Any]
+        json["preprocessing"] = "aif-aligned-delta-hu+aif"
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: m + "/model.json"))
+        let e = #expect(throws: PipelineError.self) { try CLSTMPipeline(name: "perfusion", model: m) }
+        #expect(e?.message.contains("2 input channels") == true, "\(e?.message ?? "")")
+        json["preprocessing"] = "raw"
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: m + "/model.json"))
+        let e2 = #expect(throws: PipelineError.self) { try CLSTMPipeline(name: "perfusion", model: m) }
+        #expect(e2?.message.contains("\"raw\"") == true, "\(e2?.message ?? "")")
+    }
+
     @Test func explicitDirectoryWithoutModelNamesThePath() throws {
         let dir = TempDir()
         let e = #expect(throws: PipelineError.self) { try CLSTMPipeline(name: "ncct", model: dir.path + "/nowhere") }
@@ -117,13 +152,11 @@ import Volume
     }
 }
 
-/// Tolerances for `perfusionWithinMeasuredAccuracy`: scripts/evaluate at σ = 10 HU on seeds
-/// 9001–9003 measured white matter CBF 18.6 %, CBV 14.5 %; grey matter CBF 52 %, CBV 40 %
-/// (the model's known weakness, MODEL_CARD.md); healthy Tmax ≤ 0.61 s; core volume 17.7 %
-/// on average but −44 % on this seed (12.6 vs 22.4 ml; the other two seeds within ~6 %) —
-/// plus a margin. After the merge with perfusion-svd's lesion rules (3×3 median of CBF and
-/// Tmax, regions under 1 ml dropped) this seed's core measured −55 % (12.3 ml off), so the
-/// core bound is 0.65: a guard against regressions, not the issue's 20 % acceptance line.
+/// Tolerances for `perfusionWithinMeasuredAccuracy` (perfusion-clstm 2.0.0): scripts/evaluate
+/// at σ = 10 HU measured on this seed (9001) white matter CBF 5.9 %, CBV 9.4 %; grey matter
+/// CBF 28.6 %, CBV 21.5 % (21.5 % / 17.4 % over seeds 9001–9003); healthy Tmax 0.24 s; core
+/// 14.1 ml for 22.4 ml (−37 %; the model underestimates the core, MODEL_CARD.md) — plus a
+/// margin. A guard against regressions, not the issue's acceptance line.
 enum PerfusionBounds {
-    static let whiteCBF = 0.30, whiteCBV = 0.25, greyCBF = 0.65, greyCBV = 0.55, tmaxSeconds = 1.0, core = 0.65
+    static let whiteCBF = 0.12, whiteCBV = 0.16, greyCBF = 0.40, greyCBV = 0.32, tmaxSeconds = 0.5, core = 0.50
 }

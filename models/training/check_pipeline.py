@@ -49,13 +49,15 @@ def main():
     times = np.asarray(json.load(open(os.path.join(ph, "truth.json")))["frame_times_s"])
     if a.task == "ncct":
         n = spec["input_normalisation"]
-        x, soft = (series + n["offset"]) / n["scale"], None
+        x, soft = ((series + n["offset"]) / n["scale"])[..., None], None
     else:
-        x, _, _ = data.perfusion_input(series, times)
+        tissue, art, _, _ = data.perfusion_input(series, times, spec.get("preprocessing", "aif-aligned-delta-hu"))
+        x = data.stack_channels(tissue, art)
+        x = x if art is not None else x[..., None]
         soft = (series[:2].mean(0) >= -50) & (series[:2].mean(0) <= 150)
-    y = np.stack([np.asarray(clstm_jax.forward(params, jnp.asarray(x[:, z][None, ..., None])))[0] for z in range(x.shape[1])])
+    y = np.stack([np.asarray(clstm_jax.forward(params, jnp.asarray(x[:, z][None])))[0] for z in range(x.shape[1])])
     for c, o in enumerate(spec["outputs"]):
-        ref = y[..., c] * o["scale"] + o["offset"]
+        ref = (np.exp(y[..., c]) if o.get("transform") == "exp" else y[..., c]) * o["scale"] + o["offset"]
         if spec.get("residual_mean_frames"):
             ref = ref + series[:spec["residual_mean_frames"]].mean(axis=0)
         if soft is not None:

@@ -8,6 +8,8 @@ recurrent_kernel [3, 3, f, 4f], bias [4f], gates i, f, c, o; head kernel [1, 1, 
 `to_keras` copies them into the Keras model of train.build, checked against Keras's own
 prediction before models/convert.py writes the model directory.
 """
+from functools import partial
+
 import numpy as np
 import jax
 import jax.numpy as jnp
@@ -27,9 +29,9 @@ def conv(x, w):
     return (cols.reshape(-1, k * k * C) @ w.reshape(k * k * C, -1)).reshape(N, H, W, -1)
 
 
-def init(filters, channels, seed):
+def init(filters, channels, seed, c_in=1):
     rng = np.random.default_rng(seed)
-    params, c_in = [], 1
+    params = []
     for f in filters:
         layer = {}
         for d in ("forward", "backward"):
@@ -69,7 +71,7 @@ def direction(xs, p, reverse):
 
 
 def forward(params, x):
-    """x (B, T, H, W, 1) → (B, H, W, C): the last layer returns its final states (summed)."""
+    """x (B, T, H, W, C_in) → (B, H, W, C): the last layer returns its final states (summed)."""
     xs = jnp.moveaxis(x, 1, 0)
     for n, layer in enumerate(params[:-1]):
         hf, lf = direction(xs, layer["forward"], False)
@@ -79,9 +81,15 @@ def forward(params, x):
     return jnp.einsum("bhwc,co->bhwo", xs, head["kernel"][0, 0]) + head["bias"]
 
 
-def loss_fn(params, x, y, w):
-    err = (forward(params, x) - y) ** 2 * w
-    return jnp.sum(err) / (jnp.sum(w) * y.shape[-1] + 1e-6)
+def loss_fn(params, x, y, w, cw=None, kind="mse"):
+    """Weighted mean error over voxels (weights w (B, H, W, 1)) and outputs (weights cw (C,),
+    default 1): "mse" squares the error; "l1" takes a smoothed |error|, sqrt(e² + 1e-4),
+    which follows the median rather than the mean and does not let the largest errors
+    dominate (with log-scaled targets, |error| is close to the relative error)."""
+    e = forward(params, x) - y
+    err = e * e if kind == "mse" else jnp.sqrt(e * e + 1e-4) - 1e-2
+    cw = jnp.ones(y.shape[-1]) if cw is None else cw
+    return jnp.sum(err * w * cw) / (jnp.sum(w) * jnp.sum(cw) + 1e-6)
 
 
 def adam_step(params, state, grads, lr, b1=0.9, b2=0.999, eps=1e-7, clip=1.0):
@@ -100,14 +108,14 @@ def adam_state(params):
     return {"t": jnp.asarray(0.0), "m": zeros, "v": jax.tree_util.tree_map(jnp.zeros_like, params)}
 
 
-@jax.jit
-def train_step(params, state, x, y, w, lr):
-    loss, grads = jax.value_and_grad(loss_fn)(params, x, y, w)
+@partial(jax.jit, static_argnames="kind")
+def train_step(params, state, x, y, w, lr, cw=None, kind="mse"):
+    loss, grads = jax.value_and_grad(loss_fn)(params, x, y, w, cw, kind)
     params, state = adam_step(params, state, grads, lr)
     return params, state, loss
 
 
-eval_loss = jax.jit(loss_fn)
+eval_loss = jax.jit(loss_fn, static_argnames="kind")
 
 
 def to_keras(params, model):

@@ -17,12 +17,18 @@ import numpy as np
 HELD_OUT_FIRST_SEED = 9001
 # Labels of truth/labels.npy (truth.json "labels").
 AIR, SKULL, CSF, GREY, WHITE, ARTERY, VEIN = range(7)
-PARENCHYMA = [GREY, WHITE, 7, 8, 9, 10]
+LESION = [7, 8, 9, 10]   # core 7–8, penumbra 9–10
+PARENCHYMA = [GREY, WHITE] + LESION
 
 # Perfusion input (see perfusion_input): a uniform grid of PERF_T frames PERF_DT s apart,
 # starting PERF_LEAD s before the arterial arrival.
 PERF_T, PERF_DT, PERF_LEAD = 19, 2.0, 4.0
 PERF_GAIN = 10.0
+# "aif-aligned-delta-hu+aif": both channels are divided by the arterial curve's area on the
+# grid (A, HU·s); the tissue channel is multiplied by AREA_GAIN_TISSUE s, the arterial channel
+# by AREA_GAIN_AIF s (peaks of both then come out near 1 for typical boluses).
+AREA_GAIN_TISSUE, AREA_GAIN_AIF = 100.0, 10.0
+PREPROCESSING = ("aif-aligned-delta-hu", "aif-aligned-delta-hu+aif")
 
 
 def phantom(perfd, out, seed, size, slices, sigma, irregular, lesion, timepoints=19):
@@ -56,18 +62,25 @@ def case_plan(count, first_seed=1):
     return plan
 
 
-def perfusion_input(series, times):
-    """HU series (T, D, H, W) at `times` → the perfusion model's input (PERF_T, D, H, W).
+def perfusion_input(series, times, preprocessing="aif-aligned-delta-hu"):
+    """HU series (T, D, H, W) at `times` → the perfusion model's input.
 
     1. baseline = mean of frames 0 and 1 (before any bolus: arrival is ≥ 3 s); ΔHU = HU − baseline;
     2. soft tissue = baseline in [-50, 150] HU (no air, no bone); elsewhere the input is 0;
     3. the arterial curve = mean ΔHU of the n = max(8, soft/2000) soft-tissue voxels with
        the highest peak ΔHU; a = its peak; its arrival t_a = the first time it reaches 0.2·a
        (linear between frames);
-    4. every voxel's ΔHU is resampled (linear, held at the ends) to t_a − 4 s + 2 s·k,
-       k = 0…18, and scaled by 10 / a.
-    Returns (input, a, t_a).
+    4. every voxel's ΔHU and the arterial curve are resampled (linear, held at the ends) to
+       t_a − 4 s + 2 s·k, k = 0…18;
+    5. "aif-aligned-delta-hu": the voxels' curves scaled by 10 / a; one channel.
+       "aif-aligned-delta-hu+aif": A = 2 s · Σ_k arterial(k) (its area on the grid, at
+       least a · 1 s); channel 0 = the voxel's curve · 100 s / A, channel 1 = the arterial
+       curve · 10 s / A, the same at every voxel (air included).
+    Returns (tissue (PERF_T, D, H, W), arterial channel (PERF_T,) or None, a, t_a); the
+    model's input is the tissue channel alone or, with the arterial channel, both stacked
+    last (`stack_channels`).
     """
+    assert preprocessing in PREPROCESSING, preprocessing
     T = series.shape[0]
     base = series[:2].mean(axis=0)
     delta = series - base[None]
@@ -90,13 +103,29 @@ def perfusion_input(series, times):
     j = np.clip(np.searchsorted(times, grid, side="right") - 1, 0, T - 2)
     w = np.clip((grid - times[j]) / (times[j + 1] - times[j]), 0.0, 1.0)
     out = (1 - w)[:, None, None, None] * delta[j] + w[:, None, None, None] * delta[j + 1]
-    out *= PERF_GAIN / a
+    arterial = None
+    if preprocessing == "aif-aligned-delta-hu":
+        out *= PERF_GAIN / a
+    else:
+        aif_grid = (1 - w) * aif[j] + w * aif[j + 1]
+        area = max(PERF_DT * float(aif_grid.sum()), a * 1.0)
+        out *= AREA_GAIN_TISSUE / area
+        arterial = (aif_grid * AREA_GAIN_AIF / area).astype(np.float32)
     out[:, ~soft] = 0
-    return out.astype(np.float32), a, ta
+    return out.astype(np.float32), arterial, a, ta
 
 
-def patches(inputs, targets, weights, count, size, rng):
-    """Random 2D patches: inputs (T, D, H, W) → (count, T, size, size, 1); targets (C, D, H, W)
+def stack_channels(tissue, arterial):
+    """(T, …) tissue and (T,) arterial channel → (T, …, 2); tissue alone → (T, …)."""
+    if arterial is None:
+        return tissue
+    art = np.broadcast_to(arterial.reshape((-1,) + (1,) * (tissue.ndim - 1)), tissue.shape)
+    return np.stack([tissue, art], axis=-1).astype(np.float32)
+
+
+def patches(inputs, targets, weights, count, size, rng, arterial=None):
+    """Random 2D patches: inputs (T, D, H, W) → (count, T, size, size, C) with C = 1, or 2 when
+    an arterial channel (T,) is given (broadcast over the patch); targets (C, D, H, W)
     → (count, size, size, C); weights (D, H, W) → (count, size, size, 1)."""
     T, D, H, W = inputs.shape
     xs, ys, ws = [], [], []
@@ -109,5 +138,8 @@ def patches(inputs, targets, weights, count, size, rng):
         xs.append(inputs[:, z, y:y + size, x:x + size])
         ys.append(np.moveaxis(targets[:, z, y:y + size, x:x + size], 0, -1))
         ws.append(wp)
-    return (np.stack(xs)[..., None].astype(np.float32), np.stack(ys).astype(np.float32),
+    x = np.stack(xs)[..., None]
+    if arterial is not None:
+        x = np.concatenate([x, np.broadcast_to(arterial.reshape(1, T, 1, 1, 1), x.shape)], axis=-1)
+    return (x.astype(np.float32), np.stack(ys).astype(np.float32),
             np.stack(ws)[..., None].astype(np.float32))

@@ -10,8 +10,9 @@ import Volume
 /// `ncct`: input HU scaled by the model's input normalisation, the series' own frames (any
 /// count; the default model was trained on 19); with `residual_mean_frames` N in model.json
 /// the output is a correction to the mean of frames 0…N−1 (the shipped model: N = 4). `perfusion`: the arterial-aligned ΔHU input
-/// of `PerfusionInput` (always 19 frames on a 2 s grid); outputs CBF, CBV, MTT, Tmax, and
-/// core/penumbra volumes by the same clinical rules as perfusion-svd.
+/// of `PerfusionInput` (always 19 frames on a 2 s grid; with model.json `"preprocessing":
+/// "aif-aligned-delta-hu+aif"` a second channel carries the arterial curve); outputs CBF,
+/// CBV, MTT, Tmax, and core/penumbra volumes by the same clinical rules as perfusion-svd.
 public struct CLSTMPipeline: Pipeline {
     public let name: String
     public let directory: String
@@ -57,8 +58,9 @@ public struct CLSTMPipeline: Pipeline {
     }
 
     func runPerfusion(_ s: Series4D, progress: @Sendable (Double) -> Void) throws -> PipelineOutput {
-        let p = try PerfusionInput(s)
-        var maps = try infer(input: p.input, timepoints: PerfusionInput.frames, mask: p.soft, series: s, airValue: 0, progress: progress)
+        let p = try PerfusionInput(s, preprocessing: model.spec.preprocessing)
+        var maps = try infer(input: p.input, arterial: p.arterial, timepoints: PerfusionInput.frames, mask: p.soft, series: s,
+                             airValue: 0, progress: progress)
         // Flows, volumes and times are not negative; outside soft tissue there is no perfusion.
         for c in maps.indices { for i in maps[c].indices { maps[c][i] = p.soft[i] ? max(0, maps[c][i]) : 0 } }
         let outputs = model.spec.outputs!
@@ -83,14 +85,17 @@ public struct CLSTMPipeline: Pipeline {
     }
 
     /// Runs the network over every slice of `input` ((T, D, H, W), normalised) and returns one
-    /// de-normalised map per output; tiles whose core misses `mask` get `airValue`.
-    func infer(input: [Float], timepoints T: Int, mask: [Bool], series s: Series4D, airValue: Float,
+    /// de-normalised map per output; tiles whose core misses `mask` get `airValue`. With
+    /// `arterial` ((T)), the network's input has a second channel holding arterial[t] at
+    /// every voxel.
+    func infer(input: [Float], arterial: [Float]? = nil, timepoints T: Int, mask: [Bool], series s: Series4D, airValue: Float,
                progress: @Sendable (Double) -> Void) throws -> [[Float]] {
         let H = s.height, W = s.width, plane = H * W, n = s.frameSize
         let outputs = model.spec.outputs!
         var maps = outputs.map { _ in [Float](repeating: 0, count: n) }
-        let first = outputs[0]
-        let fill = Float((Double(airValue) - first.offset) / first.scale)
+        // Skipped tiles come back as NaN, which becomes `airValue` below.
+        let fill = Float.nan
+        let C = arterial == nil ? 1 : 2
         // Per slice, only the box around the mask plus the network's exact halo is computed:
         // every masked voxel sees the same input as in a whole-slice run, and voxels outside
         // the box (air) get `airValue`.
@@ -106,11 +111,15 @@ public struct CLSTMPipeline: Pipeline {
             let oy = max(0, y0 - halo), ox = max(0, x0 - halo)
             let bh = min(H, y1 + 1 + halo) - oy, bw = min(W, x1 + 1 + halo) - ox
             let y = try model.runTiled(shape: [bh, bw], timepoints: T, tile: tile, fill: fill, read: { origin, size in
-                var box = [Float](repeating: 0, count: T * size[0] * size[1])
+                var box = [Float](repeating: 0, count: T * size[0] * size[1] * C)
                 var k = 0
                 for t in 0..<T { for yy in (oy + origin[0])..<(oy + origin[0] + size[0]) {
                     let row = t * n + z * plane + yy * W + ox + origin[1]
-                    for xx in 0..<size[1] { box[k] = input[row + xx]; k += 1 }
+                    if let arterial {   // channels last: (tissue, arterial) per voxel
+                        for xx in 0..<size[1] { box[k] = input[row + xx]; box[k + 1] = arterial[t]; k += 2 }
+                    } else {
+                        for xx in 0..<size[1] { box[k] = input[row + xx]; k += 1 }
+                    }
                 } }
                 return box
             }, mask: { origin, size in
@@ -122,9 +131,9 @@ public struct CLSTMPipeline: Pipeline {
             })
             let bn = bh * bw
             for (c, o) in outputs.enumerated() {
-                let scale = Float(o.scale), offset = Float(o.offset)
                 for yy in 0..<bh { for xx in 0..<bw {
-                    maps[c][z * plane + (oy + yy) * W + ox + xx] = y.data[c * bn + yy * bw + xx] * scale + offset
+                    let raw = y.data[c * bn + yy * bw + xx]
+                    maps[c][z * plane + (oy + yy) * W + ox + xx] = raw.isNaN ? airValue : o.value(raw)
                 } }
             }
         }

@@ -2,7 +2,8 @@ import Foundation
 import Volume
 
 /// The perfusion model's input, step for step as `perfusion_input` in
-/// models/training/data.py computes it for training (the two must change together):
+/// models/training/data.py computes it for training (the two must change together; the
+/// PreprocessingParityTests compare them):
 ///
 /// 1. baseline = mean of frames 0 and 1 (before the bolus: arterial arrival is ≥ 3 s);
 ///    ΔHU = HU − baseline;
@@ -10,14 +11,24 @@ import Volume
 /// 3. the arterial curve = mean ΔHU of the n = max(8, soft / 2000) soft-tissue voxels with
 ///    the highest peak ΔHU; a = its peak; its arrival t_a = the first time it reaches 0.2·a
 ///    (linear between frames);
-/// 4. every voxel's ΔHU is resampled (linear, held at the ends) to t_a − 4 s + 2 s·k,
-///    k = 0…18, and scaled by 10 / a.
+/// 4. every voxel's ΔHU and the arterial curve are resampled (linear, held at the ends) to
+///    t_a − 4 s + 2 s·k, k = 0…18;
+/// 5. model.json `"preprocessing"`:
+///    - "aif-aligned-delta-hu" (also when absent): the voxels' curves scaled by 10 / a; one
+///      input channel;
+///    - "aif-aligned-delta-hu+aif": A = 2 s · Σ_k arterial(k), the arterial curve's area on
+///      the grid (at least a · 1 s); channel 0 = the voxel's curve · 100 s / A, channel 1 =
+///      the arterial curve · 10 s / A, the same at every voxel. The network then sees the
+///      input function it has to deconvolve by, and ∫ channel 0 is proportional to CBV.
 /// The network so sees curves relative to the arterial input on a uniform grid aligned to
 /// its arrival, whatever the scanner's timing and the bolus's height.
 struct PerfusionInput {
     static let frames = 19, step = 2.0, lead = 4.0, gain: Float = 10
+    static let areaGainTissue = 100.0, areaGainAIF = 10.0
+    static let preprocessings = ["aif-aligned-delta-hu", "aif-aligned-delta-hu+aif"]
 
-    var input: [Float]          // (frames, D, H, W)
+    var input: [Float]          // (frames, D, H, W): channel 0
+    var arterial: [Float]?      // (frames): channel 1 at every voxel, with "+aif"
     var soft: [Bool]            // (D, H, W)
     var baseline: [Float]       // (D, H, W)
     var peakDelta: [Float]      // (D, H, W), max ΔHU over the series
@@ -26,7 +37,14 @@ struct PerfusionInput {
     var arrival: Double
     var aifVoxels: [Int]        // flat (z, y, x) indices
 
-    init(_ s: Series4D) throws {
+    /// Input channels per voxel and time point.
+    var channels: Int { arterial == nil ? 1 : 2 }
+
+    init(_ s: Series4D, preprocessing: String? = nil) throws {
+        let mode = preprocessing ?? Self.preprocessings[0]
+        guard Self.preprocessings.contains(mode) else {
+            throw PipelineError(message: "pipeline perfusion: the model asks for preprocessing \"\(mode)\"; this perfd knows \(Self.preprocessings.joined(separator: ", "))")
+        }
         let T = s.timepoints, n = s.frameSize
         guard T >= 3 else { throw PipelineError(message: "pipeline perfusion needs at least 3 time points; the series has \(T)") }
         let times = s.frameTimes
@@ -63,22 +81,36 @@ struct PerfusionInput {
         let k = aif.firstIndex { $0 >= level } ?? 0
         let ta = k == 0 ? times[0] : times[k - 1] + (level - aif[k - 1]) / (aif[k] - aif[k - 1]) * (times[k] - times[k - 1])
 
+        // Grid frame f lies between frames j and j + 1 with weight w (held at the ends).
+        let weights: [(j: Int, w: Double)] = (0..<Self.frames).map { f in
+            let g = ta - Self.lead + Self.step * Double(f)
+            // j = last frame at or before g, kept within 0…T−2; weight held to [0, 1].
+            var j = 0
+            while j + 1 < T && times[j + 1] <= g { j += 1 }
+            j = min(max(j, 0), T - 2)
+            return (j, min(max((g - times[j]) / (times[j + 1] - times[j]), 0), 1))
+        }
+        let scale: Float
+        var arterial: [Float]? = nil
+        if mode == "aif-aligned-delta-hu" {
+            scale = Self.gain / Float(a)
+        } else {
+            let grid = weights.map { (1 - $0.w) * aif[$0.j] + $0.w * aif[$0.j + 1] }
+            let area = max(Self.step * grid.reduce(0, +), a * 1.0)
+            scale = Float(Self.areaGainTissue / area)
+            arterial = grid.map { Float($0 * Self.areaGainAIF / area) }
+        }
         var input = [Float](repeating: 0, count: Self.frames * n)
-        let scale = Self.gain / Float(a)
         s.voxels.withUnsafeBufferPointer { v in
-            for f in 0..<Self.frames {
-                let g = ta - Self.lead + Self.step * Double(f)
-                // j = last frame at or before g, kept within 0…T−2; weight held to [0, 1].
-                var j = 0
-                while j + 1 < T && times[j + 1] <= g { j += 1 }
-                j = min(max(j, 0), T - 2)
-                let w = Float(min(max((g - times[j]) / (times[j + 1] - times[j]), 0), 1))
-                let o = f * n, a0 = j * n, a1 = (j + 1) * n
+            for (f, jw) in weights.enumerated() {
+                let w = Float(jw.w)
+                let o = f * n, a0 = jw.j * n, a1 = (jw.j + 1) * n
                 for i in 0..<n where soft[i] {
                     input[o + i] = ((1 - w) * (v[a0 + i] - baseline[i]) + w * (v[a1 + i] - baseline[i])) * scale
                 }
             }
         }
+        self.arterial = arterial
         self.input = input; self.soft = soft; self.baseline = baseline; self.peakDelta = peak
         self.aif = aif; self.aifPeak = a; self.arrival = ta; self.aifVoxels = top
     }

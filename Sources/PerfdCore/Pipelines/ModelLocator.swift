@@ -82,6 +82,18 @@ public enum ModelLocator {
             throw PipelineError(message: "model \(directory): model.json must give input_normalisation and outputs named \(wanted) "
                                 + "(found \(names)) with unit, scale and offset, and a head with \(wanted.count) output channels")
         }
+        // The perfusion pipeline prepares one of the inputs of `PerfusionInput`; the ncct
+        // pipeline feeds HU, one channel.
+        let preprocessing = model.spec.preprocessing ?? (pipeline == "ncct" ? "hu" : PerfusionInput.preprocessings[0])
+        let known = pipeline == "ncct" ? ["hu"] : PerfusionInput.preprocessings
+        guard known.contains(preprocessing) else {
+            throw PipelineError(message: "model \(directory): preprocessing \"\(preprocessing)\" is not one pipeline \"\(pipeline)\" knows (\(known.joined(separator: ", ")))")
+        }
+        let channels = preprocessing == "aif-aligned-delta-hu+aif" ? 2 : 1
+        guard model.inputChannels == channels else {
+            throw PipelineError(message: "model \(directory): preprocessing \"\(preprocessing)\" gives \(channels) input channel\(channels > 1 ? "s" : ""), "
+                                + "the first layer takes \(model.inputChannels)")
+        }
         return model
     }
 }

@@ -34,6 +34,10 @@ KERAS_CASES = [
     dict(dims=3, K=3, f=4, k=1, seq=True, T=2, size=(5, 6, 7)),
     dict(dims=3, K=2, f=4, k=3, seq=True, T=6, size=(5, 5, 5)),
     dict(dims=3, K=1, f=16, k=1, seq=False, T=9, size=(4, 5, 6)),
+    # More than one input channel (cin; default 1): input (T, ..spatial.., cin).
+    dict(dims=2, K=2, f=12, k=3, seq=False, T=19, size=(14, 13), cin=2),
+    dict(dims=2, K=1, f=4, k=3, seq=True, T=5, size=(9, 10), cin=3),
+    dict(dims=3, K=2, f=4, k=3, seq=False, T=4, size=(5, 6, 5), cin=2),
 ]
 
 NUMPY_CASES = [
@@ -49,7 +53,8 @@ def keras_case(c, seed):
     L = keras.layers
     ConvLSTM = L.ConvLSTM2D if c["dims"] == 2 else L.ConvLSTM3D
     Conv = L.Conv2D if c["dims"] == 2 else L.Conv3D
-    inp = keras.Input(shape=(c["T"],) + tuple(c["size"]) + (1,))
+    cin = c.get("cin", 1)
+    inp = keras.Input(shape=(c["T"],) + tuple(c["size"]) + (cin,))
     x = inp
     for i in range(c["K"]):
         seq = True if i < c["K"] - 1 else c["seq"]
@@ -59,8 +64,12 @@ def keras_case(c, seed):
     model = keras.Model(inp, x)
     # Random biases too (Keras starts them at 0/1), so every term is exercised.
     model.set_weights([w + 0.1 * rng.standard_normal(w.shape).astype("float32") for w in model.get_weights()])
-    xin = rng.standard_normal((c["T"],) + tuple(c["size"])).astype("float32")
-    y = np.asarray(model.predict(xin[None, ..., None], verbose=0))[0]
+    if cin == 1:   # perfd takes (T, ..spatial..) for one channel
+        xin = rng.standard_normal((c["T"],) + tuple(c["size"])).astype("float32")
+        y = np.asarray(model.predict(xin[None, ..., None], verbose=0))[0]
+    else:
+        xin = rng.standard_normal((c["T"],) + tuple(c["size"]) + (cin,)).astype("float32")
+        y = np.asarray(model.predict(xin[None], verbose=0))[0]
     # (…, C) → channels first: (C, …) or (T, C, …)
     y = np.moveaxis(y, -1, 1 if c["seq"] else 0)
     return model, xin, y
@@ -136,6 +145,8 @@ def main():
     names = []
     for n, c in enumerate(KERAS_CASES):
         name = "keras-%02d-%dd-K%d-f%d-k%d-T%d-%s" % (n, c["dims"], c["K"], c["f"], c["k"], c["T"], "seq" if c["seq"] else "last")
+        if c.get("cin", 1) > 1:
+            name += "-c%d" % c["cin"]
         d = os.path.join(out, name)
         os.makedirs(d, exist_ok=True)
         model, xin, y = keras_case(c, 1000 + n)
