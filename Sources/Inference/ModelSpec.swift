@@ -64,9 +64,15 @@ public struct ModelSpec: Codable, Sendable {
     /// How a pipeline prepares the input from a series (the perfusion pipeline:
     /// "aif-aligned-delta-hu" or "aif-aligned-delta-hu+aif"; nil: the task's original one).
     public var preprocessing: String?
+    /// In-plane pixel size (mm) of the data the model was trained on. A pipeline averages finer
+    /// series in blocks to about this size before inference (a 3×3 kernel then spans the
+    /// anatomy and noise texture it learnt), and brings the maps back to the series' grid.
+    /// nil: the series' own grid.
+    public var pixelMM: Double?
 
     enum CodingKeys: String, CodingKey {
         case name, version, task, layers, outputs, timepoints, layout, preprocessing, residualMeanFrames = "residual_mean_frames"
+        case pixelMM = "pixel_mm"
         case spatialDims = "spatial_dims", inputNormalisation = "input_normalisation", inputChannels = "input_channels"
     }
 

@@ -77,3 +77,44 @@ extension SIMD3 where Scalar == Double {
     }
     var length: Double { dot(self).squareRoot() }
 }
+
+extension Series4D {
+    /// The series averaged in-plane over f×f blocks (rows and columns past the last whole
+    /// block are dropped); each block's centre is its voxel's position.
+    public func blockAveraged(_ f: Int) -> Series4D {
+        precondition(f >= 1 && height >= f && width >= f, "block larger than the image")
+        let h = height / f, w = width / f, plane = height * width, small = h * w
+        var out = [Float](repeating: 0, count: timepoints * depth * small)
+        let norm = 1 / Float(f * f)
+        voxels.withUnsafeBufferPointer { v in
+            for k in 0..<(timepoints * depth) {
+                let src = k * plane, dst = k * small
+                for y in 0..<h { for x in 0..<w {
+                    var s: Float = 0
+                    for dy in 0..<f { let row = src + (y * f + dy) * width + x * f; for dx in 0..<f { s += v[row + dx] } }
+                    out[dst + y * w + x] = s * norm
+                } }
+            }
+        }
+        var g = geometry
+        let shift = Double(f - 1) / 2
+        g.origin += shift * (geometry.spacing.z * geometry.rowDirection + geometry.spacing.y * geometry.columnDirection)
+        g.spacing = SIMD3(geometry.spacing.x, geometry.spacing.y * Double(f), geometry.spacing.z * Double(f))
+        return Series4D(timepoints: timepoints, depth: depth, height: h, width: w, voxels: out, geometry: g,
+                        frameTimes: frameTimes, temporalSource: temporalSource, files: files)
+    }
+}
+
+extension Volume3D {
+    /// A map made on `Series4D.blockAveraged(f)` of `series`, back on the series' grid: every
+    /// voxel takes its block's value (voxels past the last whole block take the nearest block's).
+    public func blockExpanded(_ f: Int, to series: Series4D) -> Volume3D {
+        let H = series.height, W = series.width
+        var out = [Float](repeating: 0, count: series.frameSize)
+        for z in 0..<depth { for y in 0..<H {
+            let sy = min(height - 1, y / f)
+            for x in 0..<W { out[(z * H + y) * W + x] = voxels[(z * height + sy) * width + min(width - 1, x / f)] }
+        } }
+        return Volume3D(depth: depth, height: H, width: W, voxels: out, geometry: series.geometry)
+    }
+}

@@ -106,3 +106,36 @@ func grid(_ T: Int, _ D: Int, dz: Double = 5, temporal: Bool = true, acquisition
         #expect(s.files[0][0].hasSuffix("t00_z000.dcm"))
     }
 }
+
+@Suite struct BlockTests {
+    /// Averaging f×f blocks keeps each block's mean and puts the block's voxel at the centre
+    /// of its source voxels; expanding a coarse map gives every source voxel its block's value.
+    @Test func blocksAverageAndExpandInPlace() {
+        let T = 2, D = 3, H = 6, W = 7, f = 3
+        let g = Geometry(origin: SIMD3(-10, 20, 5), rowDirection: SIMD3(0.8, 0.6, 0), columnDirection: SIMD3(-0.6, 0.8, 0),
+                         sliceDirection: SIMD3(0, 0, 1), spacing: SIMD3(5, 0.5, 0.4))
+        let voxels = (0..<(T * D * H * W)).map { Float(($0 * 37) % 101) }
+        let s = Series4D(timepoints: T, depth: D, height: H, width: W, voxels: voxels, geometry: g,
+                         frameTimes: [0, 2], temporalSource: "test", files: [])
+        let b = s.blockAveraged(f)
+        #expect(b.height == 2 && b.width == 2 && b.depth == D && b.timepoints == T)
+        #expect(((b.geometry.spacing - SIMD3(5, 1.5, 1.2)) * (b.geometry.spacing - SIMD3(5, 1.5, 1.2))).sum() < 1e-18)
+        for t in 0..<T { for z in 0..<D { for y in 0..<2 { for x in 0..<2 {
+            var sum: Float = 0, centre = SIMD3<Double>(0, 0, 0)
+            for dy in 0..<f { for dx in 0..<f {
+                sum += voxels[((t * D + z) * H + y * f + dy) * W + x * f + dx]
+                centre += g.position(z: Double(z), y: Double(y * f + dy), x: Double(x * f + dx))
+            } }
+            #expect(abs(b.voxels[((t * D + z) * 2 + y) * 2 + x] - sum / Float(f * f)) < 1e-4)
+            let p = b.geometry.position(z: Double(z), y: Double(y), x: Double(x))
+            let d = p - centre / Double(f * f)
+            #expect((d * d).sum() < 1e-18)
+        } } } }
+        let coarse = Volume3D(depth: D, height: 2, width: 2, voxels: (0..<(D * 4)).map(Float.init), geometry: b.geometry)
+        let back = coarse.blockExpanded(f, to: s)
+        #expect(back.height == H && back.width == W && back.geometry == g)
+        // Row 5 and column 6 lie past the last whole block: they take the nearest block's value.
+        #expect(back.voxels[(1 * H + 4) * W + 2] == coarse.voxels[(1 * 2 + 1) * 2 + 0])
+        #expect(back.voxels[(2 * H + 5) * W + 6] == coarse.voxels[(2 * 2 + 1) * 2 + 1])
+    }
+}

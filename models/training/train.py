@@ -233,6 +233,8 @@ def save(task, model, spec, history, plan, seconds, metrics=None, target=None, i
     extra = {
         "input_normalisation": {"offset": 50.0, "scale": 250.0} if task == "ncct" else {"offset": 0.0, "scale": 1.0},
         "preprocessing": spec["preprocessing"],
+        # The phantoms' pixel (240 mm field of view): perfd averages finer perfusion series to it.
+        **({"pixel_mm": 240.0 / PHANTOM["size"]} if task == "perfusion" else {}),
         **({"residual_mean_frames": RESIDUAL_FRAMES} if task == "ncct" else {}),
         "outputs": [{"name": n, "unit": u, "scale": s, "offset": o, **({"transform": tr} if tr else {})}
                     for n, u, s, o, tr in spec["outputs"]],

@@ -58,6 +58,23 @@ public struct CLSTMPipeline: Pipeline {
     }
 
     func runPerfusion(_ s: Series4D, progress: @Sendable (Double) -> Void) throws -> PipelineOutput {
+        // A series finer than the training data is analysed on blocks of about the training
+        // pixel size (model.json "pixel_mm"), and the maps come back to the series' grid.
+        let pixel = min(s.geometry.spacing.y, s.geometry.spacing.z)
+        if let mm = model.spec.pixelMM, case let f = Int((mm / pixel).rounded()), f > 1, s.height >= 2 * f, s.width >= 2 * f {
+            let small = s.blockAveraged(f)
+            var out = try runPerfusion(small, progress: progress)
+            out.volumes = out.volumes.map { q in
+                QuantitativeVolume(name: q.name, unit: q.unit, volume: q.volume.blockExpanded(f, to: s))
+            }
+            if case .table(let rows)? = out.summary["aif_voxels_zyx"] {
+                out.summary["aif_voxels_zyx"] = .table(rows.map { [$0[0], min(Double(s.height - 1), $0[1] * Double(f) + Double(f / 2)),
+                                                                   min(Double(s.width - 1), $0[2] * Double(f) + Double(f / 2))] })
+            }
+            out.lesion = out.lesion?.blockExpanded(f, to: s)
+            out.summary["analysis_pixel_mm"] = .number(LesionSummary.round(pixel * Double(f)))
+            return out
+        }
         let p = try PerfusionInput(s, preprocessing: model.spec.preprocessing)
         var maps = try infer(input: p.input, arterial: p.arterial, timepoints: PerfusionInput.frames, mask: p.soft, series: s,
                              airValue: 0, progress: progress)
@@ -81,7 +98,9 @@ public struct CLSTMPipeline: Pipeline {
             "aif_arrival_s": .number(round(p.arrival, 1000)), "aif_peak_delta_hu": .number(round(p.aifPeak, 10)),
         ]
         let summary = LesionSummary.entries(v, options: options).merging(extra) { $1 }
-        return PipelineOutput(volumes: volumes, summary: summary)
+        let lesion = Volume3D(depth: s.depth, height: s.height, width: s.width,
+                              voxels: zip(v.core, v.hypoperfused).map { $0 ? 1 : ($1 ? 2 : 0) }, geometry: s.geometry)
+        return PipelineOutput(volumes: volumes, summary: summary, lesion: lesion)
     }
 
     /// Runs the network over every slice of `input` ((T, D, H, W), normalised) and returns one
