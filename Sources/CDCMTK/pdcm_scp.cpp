@@ -169,11 +169,10 @@ public:
     }
     // An instance is being received: the filler waits for a quiet moment.
     void touch() { lastActivity_.store(now()); }
-    // Blanks are sized for the instances that arrive (a 512x512 CT slice before any has).
-    void learn(uint64_t size) {
-        const uint64_t unit = 64 << 10;
-        blankSize_.store((size + 4096 + unit - 1) / unit * unit);
-    }
+    // Blanks are sized for the instances that arrive (a 512x512 CT slice before any has):
+    // the last instance's size up to a whole block, so the next one of the series (the same
+    // size give or take a few bytes of UIDs) is cut within its last block and frees none.
+    void learn(uint64_t size) { blankSize_.store((size + 4095) / 4096 * 4096); }
     uint64_t readyBytes() {
         std::lock_guard<std::mutex> g(m_);
         return readyBytes_;
@@ -243,7 +242,7 @@ private:
     static constexpr int64_t kQuietMs = 300;
     const std::string dir_;
     const uint64_t reserve_, minFree_;
-    std::atomic<uint64_t> blankSize_{576 << 10};
+    std::atomic<uint64_t> blankSize_{516 << 10};   // a 512x512 16-bit slice with a header under 4 KiB
     std::atomic<int64_t> lastActivity_{0};
     std::mutex m_;
     std::condition_variable cv_;
