@@ -177,10 +177,6 @@ public:
         std::lock_guard<std::mutex> g(m_);
         return readyBytes_;
     }
-    size_t readyCount() {
-        std::lock_guard<std::mutex> g(m_);
-        return ready_.size();
-    }
 
 private:
     static int64_t now() {

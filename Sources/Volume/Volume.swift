@@ -79,21 +79,25 @@ extension SIMD3 where Scalar == Double {
 }
 
 extension Series4D {
-    /// The series averaged in-plane over f×f blocks (rows and columns past the last whole
-    /// block are dropped); each block's centre is its voxel's position.
+    /// The series averaged in-plane over f×f blocks; a last row or column of blocks that the
+    /// image only partly covers averages the pixels it has. Each whole block's centre is its
+    /// voxel's position (the grid keeps a uniform spacing of f pixels).
     public func blockAveraged(_ f: Int) -> Series4D {
-        precondition(f >= 1 && height >= f && width >= f, "block larger than the image")
-        let h = height / f, w = width / f, plane = height * width, small = h * w
+        precondition(f >= 1, "block size must be at least 1")
+        let h = (height + f - 1) / f, w = (width + f - 1) / f, plane = height * width, small = h * w
         var out = [Float](repeating: 0, count: timepoints * depth * small)
-        let norm = 1 / Float(f * f)
         voxels.withUnsafeBufferPointer { v in
             for k in 0..<(timepoints * depth) {
                 let src = k * plane, dst = k * small
-                for y in 0..<h { for x in 0..<w {
-                    var s: Float = 0
-                    for dy in 0..<f { let row = src + (y * f + dy) * width + x * f; for dx in 0..<f { s += v[row + dx] } }
-                    out[dst + y * w + x] = s * norm
-                } }
+                for y in 0..<height {
+                    let row = src + y * width, to = dst + (y / f) * w
+                    for x in 0..<width { out[to + x / f] += v[row + x] }
+                }
+                // Divide by the number of pixels that fell in each block (edges hold fewer).
+                for by in 0..<h {
+                    let ny = min(height, (by + 1) * f) - by * f
+                    for bx in 0..<w { out[dst + by * w + bx] /= Float(ny * (min(width, (bx + 1) * f) - bx * f)) }
+                }
             }
         }
         var g = geometry
@@ -107,13 +111,13 @@ extension Series4D {
 
 extension Volume3D {
     /// A map made on `Series4D.blockAveraged(f)` of `series`, back on the series' grid: every
-    /// voxel takes its block's value (voxels past the last whole block take the nearest block's).
+    /// voxel takes its block's value.
     public func blockExpanded(_ f: Int, to series: Series4D) -> Volume3D {
         let H = series.height, W = series.width
         var out = [Float](repeating: 0, count: series.frameSize)
         for z in 0..<depth { for y in 0..<H {
-            let sy = min(height - 1, y / f)
-            for x in 0..<W { out[(z * H + y) * W + x] = voxels[(z * height + sy) * width + min(width - 1, x / f)] }
+            let src = (z * height + y / f) * width, dst = (z * H + y) * W
+            for x in 0..<W { out[dst + x] = voxels[src + x / f] }
         } }
         return Volume3D(depth: depth, height: H, width: W, voxels: out, geometry: series.geometry)
     }

@@ -188,7 +188,9 @@ public enum PerfusionMaps {
             let k = deconvolution.residues(curves: mean, count: 1)
             return Bolus.kH / Bolus.rho * 6000 * Double(TmaxCalibration.peak(k, voxel: 0, count: 1, l: deconvolution.l, dt: dt).value)
         }
-        func full(_ m: [Float]) -> Volume3D { upsample(m, p, s) }
+        func full(_ m: [Float]) -> Volume3D {
+            Volume3D(depth: p.depth, height: p.height, width: p.width, voxels: m, geometry: s.geometry).blockExpanded(p.factor, to: s)
+        }
         func centre(_ v: Int) -> SIMD3<Int> {
             let z = v / (p.height * p.width), y = (v / p.width) % p.height, x = v % p.width
             return SIMD3(z, min(s.height - 1, y * f + f / 2), min(s.width - 1, x * f + f / 2))
@@ -200,16 +202,5 @@ public enum PerfusionMaps {
                                aifVoxels: input.aifVoxels.map(centre), vofVoxels: input.vofVoxels.map(centre),
                                baselineSeconds: Double(baseCount) * dt, noiseHU: noise, smoothingMM: smoothingMM, cbfNoiseFloor: floor,
                                lesion: full(zip(volumes.core, volumes.hypoperfused).map { $0 ? 1 : ($1 ? 2 : 0) }))
-    }
-
-    /// Nearest-block upsampling of a coarse map to the source grid.
-    static func upsample(_ m: [Float], _ p: Prepared, _ s: Series4D) -> Volume3D {
-        var out = [Float](repeating: .nan, count: s.frameSize)
-        let f = p.factor
-        for z in 0..<s.depth { for y in 0..<s.height {
-            let src = (z * p.height + y / f) * p.width, dst = (z * s.height + y) * s.width
-            for x in 0..<s.width { out[dst + x] = m[src + x / f] }
-        } }
-        return Volume3D(depth: s.depth, height: s.height, width: s.width, voxels: out, geometry: s.geometry)
     }
 }

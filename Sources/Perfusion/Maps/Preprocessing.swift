@@ -25,26 +25,7 @@ struct Prepared {
         samples = 0; hu = []; voxelML = 0
         let width = self.width, height = self.height
         let plane = height * width, frame = depth * plane
-        var coarse = [Float](repeating: 0, count: s.timepoints * frame)
-        let H = s.height, W = s.width, D = s.depth, f2 = f
-        coarse.withUnsafeMutableBufferPointer { out in
-            s.voxels.withUnsafeBufferPointer { v in
-                for t in 0..<s.timepoints { for z in 0..<D {
-                    for y in 0..<H {
-                        let src = ((t * D + z) * H + y) * W, dst = (t * D + z) * plane + (y / f2) * width
-                        for x in 0..<W { out[dst + x / f2] += v[src + x] }
-                    }
-                    // Divide by the number of pixels that fell in each block (edges hold fewer).
-                    for by in 0..<height {
-                        let ny = min(H, (by + 1) * f2) - by * f2
-                        for bx in 0..<width {
-                            let nx = min(W, (bx + 1) * f2) - bx * f2
-                            out[(t * D + z) * plane + by * width + bx] /= Float(ny * nx)
-                        }
-                    }
-                } }
-            }
-        }
+        let coarse = s.blockAveraged(f).voxels
         if s.timepoints >= 2 {
             firstDifference = (0..<frame).map { coarse[frame + $0] - coarse[$0] }
             secondFrameTime = s.frameTimes[1] - s.frameTimes[0]
