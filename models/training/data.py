@@ -18,6 +18,7 @@ HELD_OUT_FIRST_SEED = 9001
 # Labels of truth/labels.npy (truth.json "labels").
 AIR, SKULL, CSF, GREY, WHITE, ARTERY, VEIN = range(7)
 LESION = [7, 8, 9, 10]   # core 7–8, penumbra 9–10
+CORE = [7, 8]
 PARENCHYMA = [GREY, WHITE] + LESION
 
 # Perfusion input (see perfusion_input): a uniform grid of PERF_T frames PERF_DT s apart,
@@ -123,14 +124,21 @@ def stack_channels(tissue, arterial):
     return np.stack([tissue, art], axis=-1).astype(np.float32)
 
 
-def patches(inputs, targets, weights, count, size, rng, arterial=None):
+def patches(inputs, targets, weights, count, size, rng, arterial=None, centres=None, centred=0.0):
     """Random 2D patches: inputs (T, D, H, W) → (count, T, size, size, C) with C = 1, or 2 when
     an arterial channel (T,) is given (broadcast over the patch); targets (C, D, H, W)
-    → (count, size, size, C); weights (D, H, W) → (count, size, size, 1)."""
+    → (count, size, size, C); weights (D, H, W) → (count, size, size, 1).
+    With `centres` (an (N, 3) array of z, y, x voxels, e.g. the lesion's), a fraction `centred`
+    of the patches contain one of them, drawn at random (rare tissue seen more often)."""
     T, D, H, W = inputs.shape
     xs, ys, ws = [], [], []
     while len(xs) < count:
-        z, y, x = rng.integers(D), rng.integers(H - size + 1), rng.integers(W - size + 1)
+        if centres is not None and len(centres) and rng.random() < centred:
+            z, cy, cx = centres[rng.integers(len(centres))]
+            y = int(np.clip(cy - rng.integers(size), 0, H - size))
+            x = int(np.clip(cx - rng.integers(size), 0, W - size))
+        else:
+            z, y, x = rng.integers(D), rng.integers(H - size + 1), rng.integers(W - size + 1)
         wp = weights[z, y:y + size, x:x + size]
         if wp.max() <= 0.1:   # mostly air: a few are enough
             if rng.random() > 0.1:

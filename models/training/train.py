@@ -89,6 +89,8 @@ def prepare(task, case, spec):
         w = w * np.where(np.isin(labels, data.LESION), spec.get("lesion_weight", 1.0), 1.0)
         # Grey matter: a thin ribbon, easily averaged away with the white matter around it.
         w = w * np.where(labels == data.GREY, spec.get("grey_weight", 1.0), 1.0)
+        # The core (7–8): its flows are a few ml/100g/min, near the noise; the volume rule reads them.
+        w = w * np.where(np.isin(labels, data.CORE), spec.get("core_weight", 1.0), 1.0)
     return x.astype(np.float32), y.astype(np.float32), w.astype(np.float32), art
 
 
@@ -129,30 +131,37 @@ def validate(params, spec, cases, log):
     return {k: float(np.median(np.concatenate(v))) for k, v in errs.items()}
 
 
-def train(task, perfd, minutes, log, filters=None, train_cases_n=TRAIN_CASES, init=None, lr_max=LR, grey_weight=None):
+def train(task, perfd, minutes, log, filters=None, train_cases_n=TRAIN_CASES, init=None, lr_max=LR, grey_weight=None,
+          core_weight=None, lesion_patches=None):
     spec = dict(TASKS[task])
     if filters:
         spec["filters"] = filters
     if grey_weight is not None:
         spec["grey_weight"] = grey_weight
+    if core_weight is not None:
+        spec["core_weight"] = core_weight
+    if lesion_patches is not None:
+        spec["lesion_patches"] = lesion_patches
     spec["lr"] = lr_max
     keras.utils.set_random_seed(7)
     rng = np.random.default_rng(11)
     work = os.path.join(HERE, "out", "phantoms")
     plan = data.case_plan(train_cases_n + VAL_CASES)
-    cases, raws = [], []
+    cases, raws, lesion_voxels = [], [], []
     t0 = time.time()
     for p in plan:
         c = data.phantom(perfd, os.path.join(work, f"seed{p['seed']}"), p["seed"], PHANTOM["size"], PHANTOM["slices"],
                          p["sigma"], p["irregular"], p["lesion"])
         cases.append(prepare(task, c, spec))
+        lesion_voxels.append(np.argwhere(np.isin(c["labels"], data.LESION)) if task == "perfusion" else None)
         raws.append({k: c[k] for k in ("labels", "cbf", "cbv", "mtt", "tmax")} if task == "perfusion" else None)
     log(f"{task}: {len(cases)} phantoms ({PHANTOM['size']}x{PHANTOM['size']}x{PHANTOM['slices']}, 19 tp) ready in {time.time() - t0:.0f} s")
     train_cases, val_cases = cases[:train_cases_n], cases[train_cases_n:]
 
-    def sample(pool, n):
+    def sample(pool, n, centres=None):
         per = max(1, -(-n // len(pool)))
-        parts = [data.patches(x, y, w, per, PATCH, rng, art) for x, y, w, art in pool]
+        parts = [data.patches(x, y, w, per, PATCH, rng, art, centres[i] if centres else None, spec.get("lesion_patches", 0.0))
+                 for i, (x, y, w, art) in enumerate(pool)]
         xs, ys, ws = (np.concatenate(a) for a in zip(*parts))
         order = rng.permutation(len(xs))   # batches mix the phantoms
         return xs[order], np.concatenate([ys, ws], axis=-1)[order]
@@ -192,7 +201,7 @@ def train(task, perfd, minutes, log, filters=None, train_cases_n=TRAIN_CASES, in
         return clock["active"]
 
     while clock["active"] < budget:
-        xs, ys = sample(train_cases, EPOCH_PATCHES)
+        xs, ys = sample(train_cases, EPOCH_PATCHES, lesion_voxels[:train_cases_n] if task == "perfusion" else None)
         losses = []
         for b in range(0, len(xs), BATCH):
             frac = tick() / budget
@@ -229,7 +238,8 @@ def save(task, model, spec, history, plan, seconds, metrics=None, target=None, i
     loss = ("tissue-weighted MSE" if spec["loss"] == "mse" else
             "smoothed L1 on log-scaled CBF/CBV/MTT and Tmax/10 s (output weights "
             + ", ".join(f"{w:g}" for w in spec["output_weights"]) + f"), tissue-weighted, lesions x{spec['lesion_weight']:g}, "
-            f"grey matter x{spec.get('grey_weight', 1.0):g}")
+            f"grey matter x{spec.get('grey_weight', 1.0):g}, core x{spec.get('core_weight', 1.0):g}"
+            + (f", {100 * spec['lesion_patches']:g} % of patches around a lesion voxel" if spec.get("lesion_patches") else ""))
     extra = {
         "input_normalisation": {"offset": 50.0, "scale": 250.0} if task == "ncct" else {"offset": 0.0, "scale": 1.0},
         "preprocessing": spec["preprocessing"],
@@ -252,8 +262,7 @@ def save(task, model, spec, history, plan, seconds, metrics=None, target=None, i
         },
     }
     if init:   # a continuation: keep the first run's record, count both runs' time
-        first = json.load(open(os.path.join(init, "model.json")))["provenance"]
-        first.pop("continued_from", None)
+        first = json.load(open(os.path.join(init, "model.json")))["provenance"]   # its own chain stays inside
         extra["provenance"]["continued_from"] = first
         extra["provenance"]["training_seconds_total"] = round(seconds) + first.get("training_seconds_total", first["training_seconds"])
     target = target or os.path.join(ROOT, "models", spec["name"])
@@ -272,6 +281,8 @@ def main():
     ap.add_argument("--init", help="start from this model directory's weights (fine-tuning)")
     ap.add_argument("--lr", type=float, default=LR, help="peak learning rate")
     ap.add_argument("--grey-weight", type=float, help="loss weight of grey matter (default: the task's)")
+    ap.add_argument("--core-weight", type=float, help="extra loss weight of the core, on top of the lesion weight (perfusion)")
+    ap.add_argument("--lesion-patches", type=float, help="fraction of training patches drawn around a lesion voxel (perfusion)")
     a = ap.parse_args()
     if not os.path.exists(a.perfd):
         sys.exit(f"train.py: {a.perfd} not found; build it with `swift build -c release` or pass --perfd")
@@ -286,7 +297,8 @@ def main():
             logf.write(line + "\n")
             logf.flush()
 
-        model, spec, history, plan, seconds, metrics = train(task, a.perfd, a.minutes, log, filters, a.cases, a.init, a.lr, a.grey_weight)
+        model, spec, history, plan, seconds, metrics = train(task, a.perfd, a.minutes, log, filters, a.cases, a.init, a.lr, a.grey_weight,
+                                                             a.core_weight, a.lesion_patches)
         log(f"{task}: wrote {save(task, model, spec, history, plan, seconds, metrics, a.target, a.init, sys.argv[1:])}")
 
 
