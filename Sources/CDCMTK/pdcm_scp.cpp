@@ -197,7 +197,7 @@ private:
             const uint64_t size = blankSize_.load();
             uint64_t batchBytes = 0;
             for (int i = 0; i < 16 && quiet() && !stop_ && roomFor(batchBytes + size); i++) {
-                std::string path = dir_ + "/blank-" + std::to_string(getpid()) + "-" + std::to_string(++counter_);
+                std::string path = dir_ + "/" PDCM_BLANK_PREFIX + std::to_string(getpid()) + "-" + std::to_string(++counter_);
                 int fd = open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
                 if (fd < 0) break;
                 bool ok = true;

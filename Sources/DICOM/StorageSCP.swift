@@ -71,6 +71,8 @@ public struct StorageSCPConfig: Sendable {
     public var minFreeBytes: UInt64
     /// Bytes of pre-written spool files kept ready (filled while no instance arrives); 0: none.
     public var spoolReserveBytes: UInt64
+    /// Names of those files in the spool's .incoming directory start with this.
+    public static let reserveFilePrefix = PDCM_BLANK_PREFIX
     public var acseTimeoutSeconds: Int
     public var dimseTimeoutSeconds: Int
     /// Every association on this listener is DICOM over TLS; nil: plain TCP.

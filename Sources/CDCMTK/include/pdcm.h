@@ -132,6 +132,9 @@ typedef int (*pdcm_accept_fn)(void *ctx, const pdcm_assoc_info *info, char *reas
 /* Commits a stored instance; returns the DIMSE status to answer with (0x0000 = success).
  * Called on DCMTK's worker thread, never on Swift's cooperative pool. */
 typedef uint16_t (*pdcm_store_fn)(void *ctx, const pdcm_store_info *info, char *reason, size_t reasonlen);
+/* Pre-written spool files (spool_reserve_bytes) are spool_dir/.incoming/PDCM_BLANK_PREFIX<pid>-<n>. */
+#define PDCM_BLANK_PREFIX "blank-"
+
 /* Reports an instance refused before it reached the spool (bad dataset, disk full...). */
 typedef void (*pdcm_reject_fn)(void *ctx, const pdcm_assoc_info *peer, uint16_t status, const char *reason);
 /* Free-form events from the SCP (association ended, network errors) for the log.

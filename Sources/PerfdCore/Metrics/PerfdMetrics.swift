@@ -1,3 +1,4 @@
+import DICOM
 import Foundation
 import JobStore
 
@@ -96,11 +97,11 @@ public enum DiskSpace {
     }
 
     /// Bytes of pre-written spool files ready for incoming instances (`spool_reserve_mb`):
-    /// the `blank-*` files in the spool's .incoming directory.
+    /// the `blank-*` files (`StorageSCPConfig.reserveFilePrefix`) in the spool's .incoming directory.
     public static func reserveBytes(_ spoolDir: String) -> Int {
         let dir = spoolDir + "/.incoming"
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        return names.filter { $0.hasPrefix("blank-") }.reduce(0) { sum, name in
+        return names.filter { $0.hasPrefix(StorageSCPConfig.reserveFilePrefix) }.reduce(0) { sum, name in
             var st = stat()
             return stat(dir + "/" + name, &st) == 0 ? sum + Int(st.st_size) : sum
         }

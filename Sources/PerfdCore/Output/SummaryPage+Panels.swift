@@ -91,8 +91,10 @@ extension SummaryPage {
         }
         let hypo = ml("hypoperfused_ml"), ref = number("reference_cbf").map { String(format: "%.1f", $0) } ?? "—"
         let minML = number("min_region_ml").map { String(format: "%g", $0) } ?? "—"
-        c.paragraph("Core: rCBF < 30 % of the healthy hemisphere's mean CBF (\(ref) ml/100g/min) within the Tmax > 6 s region (holes included). "
-                    + "Penumbra: Tmax > 6 s outside the core. Mismatch ratio = hypoperfused volume (\(hypo)) / core volume. "
+        let pct = number("core_relative_cbf").map { String(format: "%g", 100 * $0) } ?? "—"
+        let late = number("penumbra_tmax_s").map { String(format: "%g", $0) } ?? "—"
+        c.paragraph("Core: rCBF < \(pct) % of the healthy hemisphere's mean CBF (\(ref) ml/100g/min) within the Tmax > \(late) s region (holes included). "
+                    + "Penumbra: Tmax > \(late) s outside the core. Mismatch ratio = hypoperfused volume (\(hypo)) / core volume. "
                     + "Regions under \(minML) ml are not counted.", x: 16, y: y + 28, maxWidth: Double(Self.width) - 32, size: 14,
                     color: (0.85, 0.85, 0.85))
     }

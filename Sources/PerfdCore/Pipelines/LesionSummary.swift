@@ -15,6 +15,8 @@ enum LesionSummary {
             "penumbra_rule": .text("Tmax > \(late) s outside the core; mismatch ratio = (Tmax>\(late) s or core) volume / core volume (-1: no core)"),
             "reference_cbf": .number(round(v.referenceCBF)), "healthy_side": .text(v.healthySide),
             "min_region_ml": .number(options.minLesionML),
+            // The rules' numbers, for readers that write the rules themselves (the summary page).
+            "core_relative_cbf": .number(options.coreRelativeCBF), "penumbra_tmax_s": .number(late),
         ]
     }
 }
