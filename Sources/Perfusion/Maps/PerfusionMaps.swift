@@ -50,7 +50,7 @@ public struct PerfusionOptions: Sendable {
     /// before); seed 9401 at 512²: 3.7 mm, core 22.8 ml for 24.9 (25.3 before), penumbra 30.4
     /// for 41.2 (unchanged); seeds 101–116 at 128²: core −10 % (16 %), penumbra +2 % (19 %),
     /// 12 and 14 of 16 within 25 % (before −9 % (16 %), +3 % (19 %), 12 and 13). Noise-free
-    /// series get none (integer HU leave less than the target).
+    /// series get none (the storage rounding leaves far less than the target).
     public var residualNoiseHU = 2.2
     /// σ (s) of a Gaussian that smooths tissue curves in time (0: none). Off by default:
     /// σ 1–2 s changed neither Tmax nor the lesion volumes at 10 HU on seeds 101–104.
