@@ -87,9 +87,9 @@ import Volume
         #expect(err < PerfusionBounds.whiteCBF, "white CBF median |error| \(err) at 256²")
         guard case .number(let core) = out.summary["core_ml"] else { Issue.record("summary lacks core_ml"); return }
         let trueCore = c.volumes["core"]!
-        // Measured: 9.8 ml for 22.4 (−56 %; the 128² run of this head reads 14.1, −37 %, and
-        // the model underestimates the core, MODEL_CARD.md): a guard, not the acceptance line.
-        #expect(abs(core - trueCore) <= 0.65 * trueCore, "core \(core) ml vs truth \(trueCore) ml at 256²")
+        // Measured (2.1.0): 17.1 ml for 22.4 (−24 %; the 128² run of this head reads 19.8,
+        // −12 %; 2.0.0 read 9.8 here): a guard, not the acceptance line.
+        #expect(abs(core - trueCore) <= 0.40 * trueCore, "core \(core) ml vs truth \(trueCore) ml at 256²")
         // The lesion mask holds what the summary counts.
         let voxelML = c.series.geometry.spacing.x * c.series.geometry.spacing.y * c.series.geometry.spacing.z / 1000
         let maskCore = Double(out.lesion!.voxels.filter { $0 == 1 }.count) * voxelML
@@ -178,11 +178,11 @@ import Volume
     }
 }
 
-/// Tolerances for `perfusionWithinMeasuredAccuracy` (perfusion-clstm 2.0.0): scripts/evaluate
-/// at σ = 10 HU measured on this seed (9001) white matter CBF 5.9 %, CBV 9.4 %; grey matter
-/// CBF 28.6 %, CBV 21.5 % (21.5 % / 17.4 % over seeds 9001–9003); healthy Tmax 0.24 s; core
-/// 14.1 ml for 22.4 ml (−37 %; the model underestimates the core, MODEL_CARD.md) — plus a
-/// margin. A guard against regressions, not the issue's acceptance line.
+/// Tolerances for `perfusionWithinMeasuredAccuracy` (perfusion-clstm 2.1.0): scripts/evaluate
+/// at σ = 10 HU measured on this seed (9001) white matter CBF 4.5 %, CBV 8.2 %; grey matter
+/// CBF 12.1 %, CBV 19.2 % (11.7 % / 11.6 % over seeds 9001–9003); healthy Tmax 0.17 s; core
+/// 19.8 ml for 22.4 ml (−12 %) — plus a margin. A guard against regressions, not the issue's
+/// acceptance line (MODEL_CARD.md has that).
 enum PerfusionBounds {
-    static let whiteCBF = 0.12, whiteCBV = 0.16, greyCBF = 0.40, greyCBV = 0.32, tmaxSeconds = 0.5, core = 0.50
+    static let whiteCBF = 0.08, whiteCBV = 0.13, greyCBF = 0.20, greyCBV = 0.27, tmaxSeconds = 0.4, core = 0.25
 }

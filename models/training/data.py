@@ -124,6 +124,19 @@ def stack_channels(tissue, arterial):
     return np.stack([tissue, art], axis=-1).astype(np.float32)
 
 
+def dilate_in_plane(mask, radius):
+    """(D, H, W) boolean mask grown by `radius` pixels in each slice (city-block distance ≤ radius)."""
+    out = mask.copy()
+    for _ in range(radius):
+        grown = out.copy()
+        grown[:, 1:, :] |= out[:, :-1, :]
+        grown[:, :-1, :] |= out[:, 1:, :]
+        grown[:, :, 1:] |= out[:, :, :-1]
+        grown[:, :, :-1] |= out[:, :, 1:]
+        out = grown
+    return out
+
+
 def patches(inputs, targets, weights, count, size, rng, arterial=None, centres=None, centred=0.0):
     """Random 2D patches: inputs (T, D, H, W) → (count, T, size, size, C) with C = 1, or 2 when
     an arterial channel (T,) is given (broadcast over the patch); targets (C, D, H, W)

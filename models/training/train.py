@@ -91,6 +91,13 @@ def prepare(task, case, spec):
         w = w * np.where(labels == data.GREY, spec.get("grey_weight", 1.0), 1.0)
         # The core (7–8): its flows are a few ml/100g/min, near the noise; the volume rule reads them.
         w = w * np.where(np.isin(labels, data.CORE), spec.get("core_weight", 1.0), 1.0)
+        # Healthy parenchyma around a lesion weighs as much as the lesion: with the lesion alone
+        # weighted up, a voxel the network cannot place costs less on the healthy side, so the
+        # lesion's Tmax spreads outwards and the penumbra grows.
+        ring = spec.get("lesion_ring_px", 0)
+        if ring:
+            near = data.dilate_in_plane(np.isin(labels, data.LESION), ring) & np.isin(labels, [data.GREY, data.WHITE])
+            w = w * np.where(near, spec.get("lesion_weight", 1.0), 1.0)
     return x.astype(np.float32), y.astype(np.float32), w.astype(np.float32), art
 
 
@@ -132,7 +139,7 @@ def validate(params, spec, cases, log):
 
 
 def train(task, perfd, minutes, log, filters=None, train_cases_n=TRAIN_CASES, init=None, lr_max=LR, grey_weight=None,
-          core_weight=None, lesion_patches=None):
+          core_weight=None, lesion_patches=None, lesion_ring=None):
     spec = dict(TASKS[task])
     if filters:
         spec["filters"] = filters
@@ -142,6 +149,8 @@ def train(task, perfd, minutes, log, filters=None, train_cases_n=TRAIN_CASES, in
         spec["core_weight"] = core_weight
     if lesion_patches is not None:
         spec["lesion_patches"] = lesion_patches
+    if lesion_ring is not None:
+        spec["lesion_ring_px"] = lesion_ring
     spec["lr"] = lr_max
     keras.utils.set_random_seed(7)
     rng = np.random.default_rng(11)
@@ -239,7 +248,8 @@ def save(task, model, spec, history, plan, seconds, metrics=None, target=None, i
             "smoothed L1 on log-scaled CBF/CBV/MTT and Tmax/10 s (output weights "
             + ", ".join(f"{w:g}" for w in spec["output_weights"]) + f"), tissue-weighted, lesions x{spec['lesion_weight']:g}, "
             f"grey matter x{spec.get('grey_weight', 1.0):g}, core x{spec.get('core_weight', 1.0):g}"
-            + (f", {100 * spec['lesion_patches']:g} % of patches around a lesion voxel" if spec.get("lesion_patches") else ""))
+            + (f", {100 * spec['lesion_patches']:g} % of patches around a lesion voxel" if spec.get("lesion_patches") else "")
+            + (f", healthy tissue within {spec['lesion_ring_px']} px of a lesion weighted as the lesion" if spec.get("lesion_ring_px") else ""))
     extra = {
         "input_normalisation": {"offset": 50.0, "scale": 250.0} if task == "ncct" else {"offset": 0.0, "scale": 1.0},
         "preprocessing": spec["preprocessing"],
@@ -266,7 +276,7 @@ def save(task, model, spec, history, plan, seconds, metrics=None, target=None, i
         extra["provenance"]["continued_from"] = first
         extra["provenance"]["training_seconds_total"] = round(seconds) + first.get("training_seconds_total", first["training_seconds"])
     target = target or os.path.join(ROOT, "models", spec["name"])
-    convert.convert(clean, target, spec["name"], "1.0.0" if task == "ncct" else "2.0.0", task, extra)
+    convert.convert(clean, target, spec["name"], "1.0.0" if task == "ncct" else "2.1.0", task, extra)
     return target
 
 
@@ -283,6 +293,7 @@ def main():
     ap.add_argument("--grey-weight", type=float, help="loss weight of grey matter (default: the task's)")
     ap.add_argument("--core-weight", type=float, help="extra loss weight of the core, on top of the lesion weight (perfusion)")
     ap.add_argument("--lesion-patches", type=float, help="fraction of training patches drawn around a lesion voxel (perfusion)")
+    ap.add_argument("--lesion-ring", type=int, help="healthy tissue within this many pixels of a lesion gets the lesion's weight (perfusion)")
     a = ap.parse_args()
     if not os.path.exists(a.perfd):
         sys.exit(f"train.py: {a.perfd} not found; build it with `swift build -c release` or pass --perfd")
@@ -298,7 +309,7 @@ def main():
             logf.flush()
 
         model, spec, history, plan, seconds, metrics = train(task, a.perfd, a.minutes, log, filters, a.cases, a.init, a.lr, a.grey_weight,
-                                                             a.core_weight, a.lesion_patches)
+                                                             a.core_weight, a.lesion_patches, a.lesion_ring)
         log(f"{task}: wrote {save(task, model, spec, history, plan, seconds, metrics, a.target, a.init, sys.argv[1:])}")
 
 
