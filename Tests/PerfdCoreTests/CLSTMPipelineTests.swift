@@ -68,6 +68,14 @@ import Volume
         guard case .number(let core) = out.summary["core_ml"] else { Issue.record("summary lacks core_ml"); return }
         let trueCore = c.volumes["core"]!
         #expect(abs(core - trueCore) <= PerfusionBounds.core * trueCore, "core \(core) ml vs truth \(trueCore) ml")
+        // The summary page's curves: the venous output peaks after the arterial input, on
+        // voxels of the phantom's vein (label 6).
+        guard case .numbers(let aif)? = out.summary["aif_delta_hu"], case .numbers(let vof)? = out.summary["vof_delta_hu"],
+              case .table(let vofVoxels)? = out.summary["vof_voxels_zyx"] else { Issue.record("summary lacks the AIF or VOF"); return }
+        #expect(vof.count == c.series.timepoints && aif.count == vof.count)
+        #expect(vof.firstIndex(of: vof.max()!)! > aif.firstIndex(of: aif.max()!)!, "VOF \(vof) vs AIF \(aif)")
+        let plane = c.series.height * c.series.width
+        for v in vofVoxels { #expect(c.labels[Int(v[0]) * plane + Int(v[1]) * c.series.width + Int(v[2])] == 6, "VOF voxel \(v)") }
     }
 
     /// A series finer than the model's training pixel (model.json "pixel_mm" 1.875): a 256²

@@ -67,9 +67,11 @@ public struct CLSTMPipeline: Pipeline {
             out.volumes = out.volumes.map { q in
                 QuantitativeVolume(name: q.name, unit: q.unit, volume: q.volume.blockExpanded(f, to: s))
             }
-            if case .table(let rows)? = out.summary["aif_voxels_zyx"] {
-                out.summary["aif_voxels_zyx"] = .table(rows.map { [$0[0], min(Double(s.height - 1), $0[1] * Double(f) + Double(f / 2)),
-                                                                   min(Double(s.width - 1), $0[2] * Double(f) + Double(f / 2))] })
+            for key in ["aif_voxels_zyx", "vof_voxels_zyx"] {
+                if case .table(let rows)? = out.summary[key] {
+                    out.summary[key] = .table(rows.map { [$0[0], min(Double(s.height - 1), $0[1] * Double(f) + Double(f / 2)),
+                                                          min(Double(s.width - 1), $0[2] * Double(f) + Double(f / 2))] })
+                }
             }
             out.lesion = out.lesion?.blockExpanded(f, to: s)
             out.summary["analysis_pixel_mm"] = .number(LesionSummary.round(pixel * Double(f)))
@@ -97,10 +99,30 @@ public struct CLSTMPipeline: Pipeline {
             "aif_delta_hu": .numbers(p.aif.map { round($0, 10) }), "curve_times_s": .numbers(s.frameTimes.map { round($0, 1000) }),
             "aif_arrival_s": .number(round(p.arrival, 1000)), "aif_peak_delta_hu": .number(round(p.aifPeak, 10)),
         ]
-        let summary = LesionSummary.entries(v, options: options).merging(extra) { $1 }
+        var summary = LesionSummary.entries(v, options: options).merging(extra) { $1 }
+        // The venous output, for the page the stroke team reads (the network needs none):
+        // perfusion-svd's selection (ArterialInput) on ΔHU against frames 0–1 at the series'
+        // own frame times. No vein found (a slab without the sinus) leaves it out.
+        if let venous = Self.venousOutput(s, inside: p.soft), !venous.vofVoxels.isEmpty {
+            summary["vof_delta_hu"] = .numbers(venous.vof.map { round($0, 10) })
+            summary["vof_voxels_zyx"] = .table(venous.vofVoxels.map { [Double($0 / plane), Double($0 % plane / s.width), Double($0 % s.width)] })
+        }
         let lesion = Volume3D(depth: s.depth, height: s.height, width: s.width,
                               voxels: zip(v.core, v.hypoperfused).map { $0 ? 1 : ($1 ? 2 : 0) }, geometry: s.geometry)
         return PipelineOutput(volumes: volumes, summary: summary, lesion: lesion)
+    }
+
+    static func venousOutput(_ s: Series4D, inside: [Bool]) -> ArterialInput? {
+        let n = s.frameSize, T = s.timepoints
+        guard T >= 3 else { return nil }
+        var delta = [Float](repeating: 0, count: T * n)
+        s.voxels.withUnsafeBufferPointer { v in
+            for i in 0..<n {
+                let b = (v[i] + v[n + i]) / 2
+                for t in 0..<T { delta[t * n + i] = v[t * n + i] - b }
+            }
+        }
+        return try? ArterialInput.select(delta: delta, samples: T, frame: n, inside: inside)
     }
 
     /// Runs the network over every slice of `input` ((T, D, H, W), normalised) and returns one

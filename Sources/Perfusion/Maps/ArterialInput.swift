@@ -17,12 +17,12 @@ import Foundation
 ///    are diluted by surrounding tissue, which lowers its area; the AIF is scaled by
 ///    ∫VOF/∫AIF when that ratio exceeds 1 (never scaled down: the venous curve's tail can
 ///    fall outside the acquisition window, which only underestimates ∫VOF), capped at 3.
-struct ArterialInput {
-    var aif: [Double]
-    var vof: [Double]
-    var aifVoxels: [Int]
-    var vofVoxels: [Int]
-    var scale: Double
+public struct ArterialInput: Sendable {
+    public var aif: [Double]
+    public var vof: [Double]
+    public var aifVoxels: [Int]
+    public var vofVoxels: [Int]
+    public var scale: Double
 
     /// Peak, time of the peak (sample) and full width at half maximum (samples) of a curve.
     static func shape(_ c: [Double]) -> (peak: Double, ttp: Int, fwhm: Double) {
@@ -36,7 +36,7 @@ struct ArterialInput {
     }
 
     /// `delta` is ΔHU [sample][voxel] over `frame` voxels; `inside` marks voxels inside the skull.
-    static func select(delta: [Float], samples n: Int, frame: Int, inside: [Bool]) throws -> ArterialInput {
+    public static func select(delta: [Float], samples n: Int, frame: Int, inside: [Bool]) throws -> ArterialInput {
         func curve(_ v: Int) -> [Double] { (0..<n).map { Double(delta[$0 * frame + v]) } }
         var peaks: [(v: Int, peak: Float)] = []
         for v in 0..<frame where inside[v] {
