@@ -271,7 +271,7 @@ def save(task, model, spec, history, plan, seconds, metrics=None, target=None, i
             **({"validation_median_abs_error": {f"{n}/{t}": round(v, 3) for (n, t), v in metrics.items()}} if metrics else {}),
         },
     }
-    if init:   # a continuation: keep the first run's record, count both runs' time
+    if init:   # a continuation: keep the earlier runs' records, count all their time
         first = json.load(open(os.path.join(init, "model.json")))["provenance"]   # its own chain stays inside
         extra["provenance"]["continued_from"] = first
         extra["provenance"]["training_seconds_total"] = round(seconds) + first.get("training_seconds_total", first["training_seconds"])
