@@ -97,3 +97,53 @@ struct Prepared {
         }
     }
 }
+
+extension Prepared {
+    /// Cross-bilateral in-plane smoothing of the curves `values` ([sample][voxel], within
+    /// `mask`): weights are a spatial Gaussian (σ `s` pixels, radius 2σ) times exp(−D/(2h²)),
+    /// D the mean squared difference of the two voxels' `guide` curves, h² = k · guideNoise²
+    /// (see `PerfusionOptions.profileSimilarity`).
+    func profileSmoothed(_ values: [Float], guide: [Float], samples n: Int, mask: [Bool], sigmaPixels s: Double,
+                         guideNoise: Double, k: Double) -> [Float] {
+        let plane = height * width, r = max(1, Int((2 * s).rounded(.up)))
+        let inv2h2 = Float(1 / (2 * k * guideNoise * guideNoise))
+        var spatial = [Float]()
+        for dy in -r...r { for dx in -r...r { spatial.append(Float(exp(-Double(dx * dx + dy * dy) / (2 * s * s)))) } }
+        let h = height, w = width, f = frame
+        let kernel = spatial
+        let rows: [[Float]] = parallelMap(depth * h) { [values, guide, kernel] k in
+            let z = k / h, y = k % h
+            var out = [Float](repeating: 0, count: n * w)
+            var acc = [Float](repeating: 0, count: n)
+            for x in 0..<w {
+                let i = z * plane + y * w + x
+                guard mask[i] else { continue }
+                for t in 0..<n { acc[t] = 0 }
+                var total: Float = 0
+                var si = 0
+                for dy in -r...r {
+                    for dx in -r...r {
+                        defer { si += 1 }
+                        let yy = y + dy, xx = x + dx
+                        guard yy >= 0, yy < h, xx >= 0, xx < w else { continue }
+                        let jv = z * plane + yy * w + xx
+                        guard mask[jv] else { continue }
+                        var d: Float = 0
+                        for t in 0..<n { let e = guide[t * f + i] - guide[t * f + jv]; d += e * e }
+                        let wt = kernel[si] * Foundation.exp(-d / Float(n) * inv2h2)
+                        total += wt
+                        for t in 0..<n { acc[t] += wt * values[t * f + jv] }
+                    }
+                }
+                if total > 0 { for t in 0..<n { out[t * w + x] = acc[t] / total } }
+            }
+            return out
+        }
+        var result = [Float](repeating: 0, count: n * f)
+        for k in 0..<(depth * h) {
+            let z = k / h, y = k % h
+            for t in 0..<n { for x in 0..<w { result[t * f + z * plane + y * w + x] = rows[k][t * w + x] } }
+        }
+        return result
+    }
+}
