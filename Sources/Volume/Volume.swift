@@ -107,6 +107,12 @@ extension Series4D {
         return Series4D(timepoints: timepoints, depth: depth, height: h, width: w, voxels: out, geometry: g,
                         frameTimes: frameTimes, temporalSource: temporalSource, files: files)
     }
+
+    /// The source voxel at the centre of block (z, by, bx) of `blockAveraged(f)` (an edge
+    /// block's centre is kept inside the image).
+    public func blockCentre(z: Int, y by: Int, x bx: Int, factor f: Int) -> SIMD3<Int> {
+        SIMD3(z, min(height - 1, by * f + f / 2), min(width - 1, bx * f + f / 2))
+    }
 }
 
 extension Volume3D {

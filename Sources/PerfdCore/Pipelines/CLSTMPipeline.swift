@@ -69,8 +69,10 @@ public struct CLSTMPipeline: Pipeline {
             }
             for key in ["aif_voxels_zyx", "vof_voxels_zyx"] {
                 if case .table(let rows)? = out.summary[key] {
-                    out.summary[key] = .table(rows.map { [$0[0], min(Double(s.height - 1), $0[1] * Double(f) + Double(f / 2)),
-                                                          min(Double(s.width - 1), $0[2] * Double(f) + Double(f / 2))] })
+                    out.summary[key] = .table(rows.map { r in
+                        let c = s.blockCentre(z: Int(r[0]), y: Int(r[1]), x: Int(r[2]), factor: f)
+                        return [Double(c.x), Double(c.y), Double(c.z)]
+                    })
                 }
             }
             out.lesion = out.lesion?.blockExpanded(f, to: s)
@@ -103,7 +105,7 @@ public struct CLSTMPipeline: Pipeline {
         // The venous output, for the page the stroke team reads (the network needs none):
         // perfusion-svd's selection (ArterialInput) on ΔHU against frames 0–1 at the series'
         // own frame times. No vein found (a slab without the sinus) leaves it out.
-        if let venous = Self.venousOutput(s, inside: p.soft), !venous.vofVoxels.isEmpty {
+        if let venous = Self.venousOutput(s, baseline: p.baseline, inside: p.soft), !venous.vofVoxels.isEmpty {
             summary["vof_delta_hu"] = .numbers(venous.vof.map { round($0, 10) })
             summary["vof_voxels_zyx"] = .table(venous.vofVoxels.map { [Double($0 / plane), Double($0 % plane / s.width), Double($0 % s.width)] })
         }
@@ -112,15 +114,11 @@ public struct CLSTMPipeline: Pipeline {
         return PipelineOutput(volumes: volumes, summary: summary, lesion: lesion)
     }
 
-    static func venousOutput(_ s: Series4D, inside: [Bool]) -> ArterialInput? {
+    static func venousOutput(_ s: Series4D, baseline: [Float], inside: [Bool]) -> ArterialInput? {
         let n = s.frameSize, T = s.timepoints
-        guard T >= 3 else { return nil }
         var delta = [Float](repeating: 0, count: T * n)
         s.voxels.withUnsafeBufferPointer { v in
-            for i in 0..<n {
-                let b = (v[i] + v[n + i]) / 2
-                for t in 0..<T { delta[t * n + i] = v[t * n + i] - b }
-            }
+            for i in 0..<n { for t in 0..<T { delta[t * n + i] = v[t * n + i] - baseline[i] } }
         }
         return try? ArterialInput.select(delta: delta, samples: T, frame: n, inside: inside)
     }

@@ -39,6 +39,8 @@ struct PerfusionInput {
 
     /// Input channels per voxel and time point.
     var channels: Int { arterial == nil ? 1 : 2 }
+    /// The same, for a model.json `preprocessing` before any series is read.
+    static func channels(for preprocessing: String) -> Int { preprocessing == "aif-aligned-delta-hu+aif" ? 2 : 1 }
 
     init(_ s: Series4D, preprocessing: String? = nil) throws {
         let mode = preprocessing ?? Self.preprocessings[0]

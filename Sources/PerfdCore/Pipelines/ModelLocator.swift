@@ -89,7 +89,7 @@ public enum ModelLocator {
         guard known.contains(preprocessing) else {
             throw PipelineError(message: "model \(directory): preprocessing \"\(preprocessing)\" is not one pipeline \"\(pipeline)\" knows (\(known.joined(separator: ", ")))")
         }
-        let channels = preprocessing == "aif-aligned-delta-hu+aif" ? 2 : 1
+        let channels = PerfusionInput.channels(for: preprocessing)
         guard model.inputChannels == channels else {
             throw PipelineError(message: "model \(directory): preprocessing \"\(preprocessing)\" gives \(channels) input channel\(channels > 1 ? "s" : ""), "
                                 + "the first layer takes \(model.inputChannels)")

@@ -217,7 +217,7 @@ public enum PerfusionMaps {
         }
         func centre(_ v: Int) -> SIMD3<Int> {
             let z = v / (p.height * p.width), y = (v / p.width) % p.height, x = v % p.width
-            return SIMD3(z, min(s.height - 1, y * f + f / 2), min(s.width - 1, x * f + f / 2))
+            return s.blockCentre(z: z, y: y, x: x, factor: f)
         }
         progress(1)
         return PerfusionResult(cbf: full(maps.cbf), cbv: full(maps.cbv), mtt: full(maps.mtt), tmax: full(maps.tmax),

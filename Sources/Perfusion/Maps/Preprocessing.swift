@@ -107,10 +107,10 @@ extension Prepared {
                          guideNoise: Double, k: Double) -> [Float] {
         let plane = height * width, r = max(1, Int((2 * s).rounded(.up)))
         let inv2h2 = Float(1 / (2 * k * guideNoise * guideNoise))
-        var spatial = [Float]()
-        for dy in -r...r { for dx in -r...r { spatial.append(Float(exp(-Double(dx * dx + dy * dy) / (2 * s * s)))) } }
+        let kernel: [Float] = (-r...r).flatMap { (dy: Int) -> [Float] in
+            (-r...r).map { (dx: Int) -> Float in Float(exp(-Double(dx * dx + dy * dy) / (2 * s * s))) }
+        }
         let h = height, w = width, f = frame
-        let kernel = spatial
         let rows: [[Float]] = parallelMap(depth * h) { [values, guide, kernel] k in
             let z = k / h, y = k % h
             var out = [Float](repeating: 0, count: n * w)
