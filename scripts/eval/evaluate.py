@@ -2,9 +2,9 @@
 
 For every seed and noise level it writes a phantom (`perfd phantom`), runs each pipeline
 (`perfd run`) and compares maps/*.nii with truth/*.nii (nibabel). Printed per noise level:
-  perfusion: median absolute % error of CBF, CBV, MTT per tissue, median absolute Tmax
-             error (s), core and penumbra volume error (ml, estimate − truth, mean and
-             mean absolute over seeds);
+  perfusion: median absolute % error of CBF, CBV, MTT per tissue (and over all perfused
+             tissue at once), median absolute Tmax error (s), core and penumbra volume error
+             (ml, estimate − truth, mean and mean absolute over seeds; % per seed);
   NCCT:      MSE (HU²) and SSIM inside the brain and over the whole head vs truth/ncct.nii.
 Methods are columns; "ncct" and "perfusion" run the shipped C-LSTM models (ncct-clstm,
 perfusion-clstm). For the learned NCCT the margin over the best baseline is printed per metric.
@@ -20,7 +20,8 @@ PERFUSION_METHODS = ["perfusion-svd", "perfusion"]
 NCCT_METHODS = ["baseline-t0", "baseline-mean03", "baseline-mean-all", "ncct"]
 BASELINES = [m for m in NCCT_METHODS if m.startswith("baseline")]
 # Label codes of truth/labels.nii (see truth.json "labels").
-TISSUES = {"grey": [3], "white": [4], "core": [7, 8], "penumbra": [9, 10]}
+# "perfused": every perfused brain voxel at once (grey, white, core, penumbra).
+TISSUES = {"grey": [3], "white": [4], "core": [7, 8], "penumbra": [9, 10], "perfused": [3, 4, 7, 8, 9, 10]}
 BRAIN = [2, 3, 4, 5, 6, 7, 8, 9, 10]
 
 
@@ -151,6 +152,9 @@ def print_perfusion(cases):
         row = [np.mean([abs(c["perfusion"][m][key]) / max(c["perfusion"][m][true_key], 1e-6) * 100 for c in cases])
                for m in PERFUSION_METHODS]
         print(f"  {label + ' volume |error| [% of truth]':32s}" + "".join(f"{r:16.1f}" for r in row))
+        for m in PERFUSION_METHODS:
+            per = [100 * c["perfusion"][m][key] / max(c["perfusion"][m][true_key], 1e-6) for c in cases]
+            print(f"    {label} volume error per seed [%], {m}: " + ", ".join(f"{e:+.1f}" for e in per))
     truth_vols = [(c["perfusion"][PERFUSION_METHODS[0]]["core_true_ml"], c["perfusion"][PERFUSION_METHODS[0]]["penumbra_true_ml"]) for c in cases]
     print("  truth volumes (core, penumbra) ml: " + ", ".join(f"({c:.1f}, {p:.1f})" for c, p in truth_vols))
 
