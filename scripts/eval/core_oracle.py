@@ -16,7 +16,7 @@ seed the script makes the phantom twice (at --sigma and noise-free) and reads th
 Median |error| (%) over the core voxels, per seed. And the core's CBV read from the noise-free
 series by the DESIGN formula (area ratio over the acquisition), against the truth's CBF·∫R. perfusion-clstm sees neither the mask nor
 the clean AIF; what it reads beyond the prior must come from data at least this noisy.
-Usage: core_oracle.py [--seeds 9001,9002,9003,9004,9005,9006] [--sigma 10] [--work DIR]
+Usage: core_oracle.py [--seeds 9001,9002,9003,9004,9005,9006] [--sigma 10] [--timepoints 19] [--work DIR]
 """
 import argparse
 import json
@@ -32,10 +32,10 @@ CORE_WHITE, ARTERY = 8, 5      # truth.json "labels"
 THRESHOLDS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
 
 
-def phantom(bin_, out, seed, sigma, size, slices):
+def phantom(bin_, out, seed, sigma, size, slices, timepoints):
     if not os.path.exists(os.path.join(out, "truth.json")):
         subprocess.run([bin_, "phantom", "--output", out, "--size", str(size), "--slices", str(slices),
-                        "--timepoints", "19", "--interval", "2", "--slice-thickness", "5", "--fov", "240",
+                        "--timepoints", str(timepoints), "--interval", "2", "--slice-thickness", "5", "--fov", "240",
                         "--noise", f"{sigma:g}", "--noise-correlation", "0.8", "--ncct-noise", "3",
                         "--seed", str(seed), "--format", "npy"], check=True, capture_output=True)
     truth = json.load(open(os.path.join(out, "truth.json")))
@@ -73,6 +73,7 @@ def main():
     ap.add_argument("--sigma", type=float, default=10)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--slices", type=int, default=8)
+    ap.add_argument("--timepoints", type=int, default=19, help="frames, 2 s apart")
     ap.add_argument("--work")
     a = ap.parse_args()
     bin_ = os.environ.get("PERFD_BIN", ".build/release/perfd")
@@ -85,8 +86,8 @@ def main():
     cbv_clean = []     # per seed: CBV by the DESIGN formula on the noise-free series
     seeds = [int(s) for s in a.seeds.split(",")]
     for seed in seeds:
-        noisy, times, labels, truth, truth_cbv = phantom(bin_, os.path.join(work, f"s{seed}_n{a.sigma:g}"), seed, a.sigma, a.size, a.slices)
-        free, _, _, _, _ = phantom(bin_, os.path.join(work, f"s{seed}_n0"), seed, 0, a.size, a.slices)
+        noisy, times, labels, truth, truth_cbv = phantom(bin_, os.path.join(work, f"s{seed}_n{a.sigma:g}_t{a.timepoints}"), seed, a.sigma, a.size, a.slices, a.timepoints)
+        free, _, _, _, _ = phantom(bin_, os.path.join(work, f"s{seed}_n0_t{a.timepoints}"), seed, 0, a.size, a.slices, a.timepoints)
         dt = float(np.median(np.diff(times)))
         if np.ptp(np.diff(times)) > 1e-6:
             raise SystemExit("core_oracle: regular frame times only")
@@ -101,7 +102,7 @@ def main():
             clean.setdefault(p, []).append(100 * np.median(np.abs(cbf(delta0[:, core], inv) / truth[core] - 1)))
         cbv = KH / RHO * 100 * delta0[:, core].sum(axis=0) / aif.sum()
         cbv_clean.append(100 * np.median(cbv / truth_cbv[core] - 1))
-    print(f"Core CBF, median |error| % over core voxels, σ = {a.sigma:g} HU, seeds {a.seeds} ({a.size}² × {a.slices})")
+    print(f"Core CBF, median |error| % over core voxels, σ = {a.sigma:g} HU, seeds {a.seeds} ({a.size}² × {a.slices}, {a.timepoints} frames)")
     print(f"  prior only (H known, core 5-15 % of H)      {100 * prior:5.1f}  (every seed)")
     for k in windows:
         p = min(THRESHOLDS, key=lambda t: np.mean(errors[(k, t)]))
