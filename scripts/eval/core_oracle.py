@@ -14,13 +14,15 @@ seed the script makes the phantom twice (at --sigma and noise-free) and reads th
   noise-free the same, on the noise-free series, voxel by voxel (threshold also in hindsight).
 
 Median |error| (%) over the core voxels, per seed. And the core's CBV read from the noise-free
-series by the DESIGN formula (area ratio over the acquisition), against the truth's CBF·∫R. perfusion-clstm sees neither the mask nor
-the clean AIF; what it reads beyond the prior must come from data at least this noisy.
+series by the DESIGN formula (area ratio over the acquisition), against the truth's CBF·∫R.
+perfusion-clstm sees neither the mask nor the clean AIF; what it reads beyond the prior must
+come from data at least this noisy.
 Usage: core_oracle.py [--seeds 9001,9002,9003,9004,9005,9006] [--sigma 10] [--timepoints 19] [--work DIR]
 """
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -113,6 +115,8 @@ def main():
     print("Core CBV, noise-free, (k_H/ρ)·100·ΣC_t/ΣC_a over the acquisition, median signed error %:")
     print("  (the truth integrates the residue to the end; the core's curve has not come down by the last frame)")
     print("                                               " + "  ".join(f"{e:+6.0f}" for e in cbv_clean))
+    if not a.work:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
