@@ -31,7 +31,8 @@ public final class DicomFile {
     public func doubles(_ tagPath: String) -> [Double]? {
         guard let s = string(tagPath) else { return nil }
         let values = s.split(separator: "\\", omittingEmptySubsequences: false).map { Double(String($0).trimmingSpaces()) }
-        guard values.allSatisfy({ $0 != nil }) else { return nil }
+        // A decimal string (DS) is a finite number: Swift also reads "nan", "inf" and "1e400".
+        guard values.allSatisfy({ $0?.isFinite == true }) else { return nil }
         return values.map { $0! }
     }
 

@@ -40,16 +40,30 @@ public struct SliceHeader: Sendable {
         guard frames == 1 else {
             throw AssemblyError("\(f.path) is a multi-frame (Enhanced CT) object; 4D assembly reads single-frame CT Image Storage only — set the scanner to send classic CT images")
         }
-        guard let p = f.doubles("ImagePositionPatient"), p.count == 3 else { throw AssemblyError("\(f.path): ImagePositionPatient missing") }
-        guard let o = f.doubles("ImageOrientationPatient"), o.count == 6 else { throw AssemblyError("\(f.path): ImageOrientationPatient missing") }
-        guard let s = f.doubles("PixelSpacing"), s.count == 2 else { throw AssemblyError("\(f.path): PixelSpacing missing") }
+        guard let p = f.doubles("ImagePositionPatient"), p.count == 3 else {
+            throw AssemblyError("\(f.path): ImagePositionPatient missing or not three numbers (\(f.string("ImagePositionPatient") ?? "absent"))")
+        }
+        guard let o = f.doubles("ImageOrientationPatient"), o.count == 6 else {
+            throw AssemblyError("\(f.path): ImageOrientationPatient missing or not six numbers (\(f.string("ImageOrientationPatient") ?? "absent"))")
+        }
+        guard let s = f.doubles("PixelSpacing"), s.count == 2, s[0] > 0, s[1] > 0 else {
+            throw AssemblyError("\(f.path): PixelSpacing missing or not two positive numbers (\(f.string("PixelSpacing") ?? "absent"))")
+        }
         position = SIMD3(p[0], p[1], p[2])
         rowDirection = SIMD3(o[0], o[1], o[2])
         columnDirection = SIMD3(o[3], o[4], o[5])
+        // Direction cosines: two unit vectors at right angles (loosely: scanners round them).
+        let rl = (rowDirection * rowDirection).sum().squareRoot(), cl = (columnDirection * columnDirection).sum().squareRoot()
+        guard abs(rl - 1) < 0.01, abs(cl - 1) < 0.01, abs((rowDirection * columnDirection).sum()) < 0.01 else {
+            throw AssemblyError("\(f.path): ImageOrientationPatient (\(f.string("ImageOrientationPatient") ?? "")) is not two perpendicular unit vectors")
+        }
         pixelSpacing = (s[0], s[1])
         temporalPosition = f.int("TemporalPositionIdentifier")
         acquisitionNumber = f.int("AcquisitionNumber")
         time = (f.string("AcquisitionTime") ?? f.string("ContentTime")).flatMap(parseDicomTime)
+        for tag in ["RescaleSlope", "RescaleIntercept"] where f.string(tag) != nil && f.double(tag) == nil {
+            throw AssemblyError("\(f.path): \(tag) is not a number (\(f.string(tag) ?? ""))")
+        }
         slope = f.double("RescaleSlope") ?? 1
         intercept = f.double("RescaleIntercept") ?? 0
     }
@@ -127,7 +141,12 @@ public enum Assembler {
         let distances = headers.map { $0.position.dot(normal) }
         var levels: [Double] = []
         for d in distances.sorted() where levels.last.map({ abs($0 - d) > 0.01 }) ?? true { levels.append(d) }
-        func sliceIndex(_ d: Double) -> Int { levels.firstIndex { abs($0 - d) <= 0.01 }! }
+        func sliceIndex(_ d: Double) throws -> Int {
+            guard let i = levels.firstIndex(where: { abs($0 - d) <= 0.01 }) else {
+                throw AssemblyError("slice position \(d) mm along the normal matches none of the series' \(levels.count) positions")
+            }
+            return i
+        }
 
         // Time points: TemporalPositionIdentifier, else AcquisitionNumber, else the order
         // of acquisition/content time at each slice position.
@@ -142,7 +161,7 @@ public enum Assembler {
         } else if headers.allSatisfy({ $0.time != nil }) {
             source = "acquisition time order per slice"
             var perSlice: [Int: [SliceHeader]] = [:]
-            for h in headers { perSlice[sliceIndex(h.position.dot(normal)), default: []].append(h) }
+            for h in headers { perSlice[try sliceIndex(h.position.dot(normal)), default: []].append(h) }
             for (_, list) in perSlice {
                 for (k, h) in list.sorted(by: { $0.time! < $1.time! }).enumerated() { groups[k, default: []].append(h) }
             }
@@ -157,7 +176,7 @@ public enum Assembler {
         for (t, key) in keys.enumerated() {
             var slots = [SliceHeader?](repeating: nil, count: levels.count)
             for h in groups[key]! {
-                let z = sliceIndex(h.position.dot(normal))
+                let z = try sliceIndex(h.position.dot(normal))
                 if let other = slots[z] {
                     throw AssemblyError("time point \(t + 1) has two images at slice position \(String(format: "%.2f", levels[z])) mm: \(other.path) and \(h.path)")
                 }

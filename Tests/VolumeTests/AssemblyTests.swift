@@ -107,6 +107,24 @@ func grid(_ T: Int, _ D: Int, dz: Double = 5, temporal: Bool = true, acquisition
     }
 }
 
+@Suite struct MalformedGeometry {
+    /// A decimal string that Swift would read as NaN or infinity, or direction cosines that
+    /// are not unit vectors, fail the assembly with the file and the tag named (before, "nan"
+    /// in ImagePositionPatient trapped in the slice lookup and took the daemon down with it).
+    @Test(arguments: [("(0020,0032)", "0\\0\\nan", "ImagePositionPatient"), ("(0020,0032)", "0\\0\\1e400", "ImagePositionPatient"),
+                      ("(0020,0037)", "0\\0\\0\\0\\0\\0", "ImageOrientationPatient"), ("(0028,0030)", "0\\0", "PixelSpacing"),
+                      ("(0028,1053)", "inf", "RescaleSlope")])
+    func isRefusedWithTheTagNamed(_ tag: String, _ value: String, _ name: String) throws {
+        let dir = TempDir()
+        let ph = try makePhantom(in: dir.path, size: 16, slices: 2, timepoints: 3)
+        let bad = ph.files[ph.files.count / 2]
+        #expect(try runTool("dcmodify", ["-nb", "-m", "\(tag)=\(value)", bad]).status == 0)
+        #expect { try Assembler.assemble(paths: ph.files) } throws: { e in
+            "\(e)".contains(name) && "\(e)".contains((bad as NSString).lastPathComponent)
+        }
+    }
+}
+
 @Suite struct BlockTests {
     /// Averaging f×f blocks keeps each block's mean (a partly covered edge block, the mean of
     /// the pixels it has) and puts a whole block's voxel at the centre of its source voxels;
