@@ -60,6 +60,7 @@ public final class JobStore: Sendable {
                 case .running, .exporting:
                     try tx.execute("UPDATE jobs SET state = 'superseded', finished_at = ?, updated_at = ? WHERE id = ?", now, now, job.id)
                     try Self.addEvent(tx, job.id, .warning, "superseded: instance \(i.sopInstanceUID) arrived while the job was \(job.state.rawValue); a new job will cover the whole series", now)
+                    try Self.withdrawPendingResults(tx, job: job.id, why: "superseded", now: now)
                     try tx.execute("UPDATE series SET state = 'receiving', completed_at = NULL WHERE series_uid = ?", i.seriesUID)
                     superseded = job.id
                 case .done, .failed, .cancelled, .superseded:
@@ -262,13 +263,27 @@ public final class JobStore: Sendable {
         try db.write { tx in try tx.execute("UPDATE jobs SET qc = ? WHERE id = ?", qc, id) }
     }
 
-    /// Fails a job with a reason a person can act on; the stage stays recorded.
-    public func fail(job id: Int, stage: String?, reason: String, now: Double = Clock.now()) throws {
+    /// Fails a job with a reason a person can act on; the stage stays recorded. Returns
+    /// false when the job was no longer active (superseded or cancelled meanwhile): the
+    /// error is still recorded as an event, but the job keeps its state.
+    @discardableResult
+    public func fail(job id: Int, stage: String?, reason: String, now: Double = Clock.now()) throws -> Bool {
         try db.write { tx in
             try tx.execute("UPDATE jobs SET state = 'failed', error = ?, stage = COALESCE(?, stage), finished_at = ?, updated_at = ? WHERE id = ? AND state IN ('running', 'exporting', 'queued')",
                            reason, stage, now, now, id)
-            try Self.addEvent(tx, id, .error, "failed\(stage.map { " at \($0)" } ?? ""): \(reason)", now)
+            let changed = tx.changes > 0
+            try Self.addEvent(tx, id, .error, "failed\(stage.map { " at \($0)" } ?? ""): \(reason)\(changed ? "" : " (the job was no longer active)")", now)
+            return changed
         }
+    }
+
+    /// Result files of a job that stopped (superseded, cancelled) and were not sent yet are
+    /// taken out of the outbox: the next job sends the whole series under new UIDs, and a
+    /// cancelled job sends nothing more. Failure notices stay.
+    static func withdrawPendingResults(_ tx: Transaction, job id: Int, why: String, now: Double) throws {
+        try tx.execute("DELETE FROM outbox WHERE job_id = ? AND kind = 'result' AND state = 'pending'", id)
+        let n = tx.changes
+        if n > 0 { try addEvent(tx, id, .warning, "\(n) result files not sent (\(why))", now) }
     }
 
     public enum AdminError: Error, CustomStringConvertible {
@@ -289,11 +304,19 @@ public final class JobStore: Sendable {
             guard let job = try tx.query("SELECT * FROM jobs WHERE id = ?", id).first.map(JobRecord.init) else { throw AdminError.noSuchJob(id) }
             guard !job.state.isActive else { throw AdminError.notRetryable(id, job.state) }
             let count = try tx.query("SELECT instance_count FROM series WHERE series_uid = ?", job.seriesUID).first?["instance_count"].int ?? job.instances
+            // The next re-run number of the series and pipeline, not of this job alone: a later
+            // job of the series may hold this job's rerun + 1, and equal numbers mean equal UIDs.
+            let rerun = try tx.query("SELECT MAX(rerun) + 1 AS r FROM jobs WHERE series_uid = ? AND pipeline = ?",
+                                     job.seriesUID, job.pipeline).first?["r"].int ?? job.rerun + 1
             try tx.execute("""
-                UPDATE jobs SET state = 'queued', stage = NULL, progress = 0, error = NULL, qc = NULL, rerun = rerun + 1,
+                UPDATE jobs SET state = 'queued', stage = NULL, progress = 0, error = NULL, qc = NULL, rerun = ?,
                     instances = ?, started_at = NULL, finished_at = NULL, updated_at = ? WHERE id = ?
-                """, count, now, id)
+                """, rerun, count, now, id)
             try tx.execute("DELETE FROM job_stages WHERE job_id = ?", id)
+            // The last run's result rows go: the new run writes its own under new UIDs, and
+            // its export is judged on those alone (a file that failed last time would
+            // otherwise fail the retry too). What reached the PACS stays in the audit log.
+            try tx.execute("DELETE FROM outbox WHERE job_id = ? AND kind = 'result'", id)
             try Self.addEvent(tx, id, .info, "retry requested by admin (was \(job.state.rawValue))", now)
             try Self.audit(tx, AuditEntry(kind: .admin, outcome: "retry", actor: actor, seriesUID: job.seriesUID, jobID: id,
                                           detail: "job \(id) queued again (was \(job.state.rawValue))"), now)
@@ -308,6 +331,7 @@ public final class JobStore: Sendable {
             guard job.state.isActive else { throw AdminError.notCancellable(id, job.state) }
             try tx.execute("UPDATE jobs SET state = 'cancelled', finished_at = ?, updated_at = ? WHERE id = ?", now, now, id)
             try Self.addEvent(tx, id, .warning, "cancelled by admin", now)
+            try Self.withdrawPendingResults(tx, job: id, why: "cancelled", now: now)
             try Self.audit(tx, AuditEntry(kind: .admin, outcome: "cancel", actor: actor, seriesUID: job.seriesUID, jobID: id,
                                           detail: "job \(id) cancelled (was \(job.state.rawValue))"), now)
             return try tx.query("SELECT * FROM jobs WHERE id = ?", id).first.map(JobRecord.init)!

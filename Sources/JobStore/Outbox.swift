@@ -151,6 +151,22 @@ extension JobStore {
         }
     }
 
+    /// Settles every exporting job whose result rows have all left 'pending': the exporter
+    /// settles a job after each batch, but a crash between marking a batch sent and settling
+    /// (or a database error there) would otherwise leave the job exporting for ever — never
+    /// retryable, never purged. Returns the jobs it looked at.
+    @discardableResult
+    public func settleDrainedExports(now: Double = Clock.now()) throws -> [Int] {
+        let ids = try db.read { tx in
+            try tx.query("""
+                SELECT j.id FROM jobs j WHERE j.state = 'exporting'
+                AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id AND o.kind = 'result' AND o.state = 'pending')
+                """).compactMap { $0["id"].int }
+        }
+        for id in ids { try settleExport(job: id, now: now) }
+        return ids
+    }
+
     public func setExportProgress(job id: Int, now: Double = Clock.now()) throws {
         try db.write { tx in
             let r = try tx.query("SELECT COUNT(*) AS n, SUM(state != 'pending') AS d FROM outbox WHERE job_id = ? AND kind = 'result'", id).first

@@ -149,3 +149,90 @@ func instance(_ n: Int, series: String = "1.2.3.4", t: Int? = nil) -> InstanceRe
         }
     }
 }
+
+/// The outbox follows the job: what a stopped job has not sent yet is withdrawn, a drained
+/// export is settled even if the exporter died before settling it, and a retry is judged on
+/// its own files under new UIDs.
+@Suite struct OutboxFollowsTheJob {
+    /// A job of series `series` through render, with `files` result rows for one destination.
+    func exportingJob(_ store: JobStore, series: String = "1.2.3.4", files: Int = 3) throws -> JobRecord {
+        for n in 0..<2 { try store.recordInstance(instance(n + 100 * files, series: series)) }
+        let job = try #require(try store.completeSeries(series, reason: "q", pipeline: "baseline-t0"))
+        _ = try #require(try store.claimNextJob())
+        try store.beginStage(job: job.id, stage: "render")
+        try store.finishRender(job: job.id, result: "{}", report: "{}", outbox: (0..<files).map {
+            OutboxEntry(destination: "PACS@127.0.0.1:4242", seriesUID: "2.25.\(job.id)", sopInstanceUID: "2.25.\(job.id).\(job.rerun).\($0)",
+                        path: "/out/\(job.id)/\($0).dcm", kind: "result")
+        })
+        return try #require(try store.job(job.id))
+    }
+
+    @Test func lateInstanceWithdrawsTheSupersededJobsUnsentResults() throws {
+        let dir = TempDir()
+        let store = try JobStore(path: dir.path + "/db.sqlite")
+        let job = try exportingJob(store)
+        #expect(job.state == .exporting)
+        let batch = try store.nextOutboxBatch()
+        try store.markSent([batch[0].id])                       // one file reached the PACS
+        #expect(try store.recordInstance(instance(7)).supersededJob == job.id)
+        #expect(try store.nextOutboxBatch().isEmpty)            // the other two are not sent
+        #expect(try store.outbox(job: job.id).map(\.state) == ["sent"])
+        #expect(try store.events(job: job.id).contains { $0.message.contains("2 result files not sent (superseded)") })
+    }
+
+    @Test func cancelStopsTheExport() throws {
+        let dir = TempDir()
+        let store = try JobStore(path: dir.path + "/db.sqlite")
+        let job = try exportingJob(store)
+        try store.cancel(job: job.id)
+        #expect(try store.nextOutboxBatch().isEmpty)
+        #expect(try store.job(job.id)?.state == .cancelled)
+    }
+
+    @Test func aDrainedExportLeftUnsettledIsSettled() throws {
+        let dir = TempDir()
+        let store = try JobStore(path: dir.path + "/db.sqlite")
+        let job = try exportingJob(store)
+        // The exporter marks the last batch sent and dies before settleExport.
+        try store.markSent(try store.nextOutboxBatch().map(\.id))
+        #expect(try store.job(job.id)?.state == .exporting)
+        #expect(try store.settleDrainedExports() == [job.id])
+        #expect(try store.job(job.id)?.state == .done)
+        #expect(try store.settleDrainedExports().isEmpty)
+    }
+
+    @Test func retryIsJudgedOnItsOwnFilesUnderANewRerun() throws {
+        let dir = TempDir()
+        let store = try JobStore(path: dir.path + "/db.sqlite")
+        let job = try exportingJob(store)
+        try store.markFailed(try store.nextOutboxBatch().map(\.id), error: "PACS refused")
+        try store.settleExport(job: job.id)
+        #expect(try store.job(job.id)?.state == .failed)
+        // A later job of the same series took rerun 1 meanwhile (superseded, say).
+        try store.recordInstance(instance(50))
+        let later = try #require(try store.completeSeries("1.2.3.4", reason: "q", pipeline: "baseline-t0"))
+        #expect(later.rerun == 1)
+        try store.cancel(job: later.id)
+        let again = try store.retry(job: job.id)
+        #expect(again.rerun == 2)                                // not 1: that is the later job's UIDs
+        #expect(try store.outbox(job: job.id).isEmpty)          // last run's failed rows gone
+        _ = try #require(try store.claimNextJob())
+        try store.beginStage(job: job.id, stage: "render")
+        try store.finishRender(job: job.id, result: "{}", report: "{}", outbox: [
+            OutboxEntry(destination: "PACS@127.0.0.1:4242", seriesUID: "2.25.9", sopInstanceUID: "2.25.9.2.0", path: "/out/x.dcm", kind: "result")])
+        try store.markSent(try store.nextOutboxBatch().map(\.id))
+        try store.settleExport(job: job.id)
+        #expect(try store.job(job.id)?.state == .done)
+    }
+
+    @Test func failingAJobThatIsNoLongerActiveChangesNothing() throws {
+        let dir = TempDir()
+        let store = try JobStore(path: dir.path + "/db.sqlite")
+        for n in 0..<2 { try store.recordInstance(instance(n)) }
+        let job = try #require(try store.completeSeries("1.2.3.4", reason: "q", pipeline: "baseline-t0"))
+        _ = try store.claimNextJob()
+        try store.recordInstance(instance(9))                  // supersedes it mid-run
+        #expect(try store.fail(job: job.id, stage: "assemble", reason: "lacks a slice") == false)
+        #expect(try store.job(job.id)?.state == .superseded)
+    }
+}

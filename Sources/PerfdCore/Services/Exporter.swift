@@ -32,7 +32,14 @@ public struct ExporterService: Service {
     public func run() async throws {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let worked = await onThread { (try? self.sendNextBatch()) ?? false }
-            if !worked { try? await cancelWhenGracefulShutdown { try await Task.sleep(for: poll) } }
+            if !worked {
+                // Idle: settle any job whose export drained without being settled (a crash
+                // between markSent and settleExport; see JobStore.settleDrainedExports).
+                if let settled = try? store.settleDrainedExports(), !settled.isEmpty {
+                    logger.notice("settled the export of job(s) \(settled.map(String.init).joined(separator: ", ")), left unsettled before")
+                }
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: poll) }
+            }
         }
     }
 
@@ -44,6 +51,7 @@ public struct ExporterService: Service {
         let backoff = ExportBackoff(config.exportRetry)
         guard let peer = DICOMPeerName.parse(first.destination) else {
             try store.markFailed(batch.map(\.id), error: "destination \(first.destination) is malformed")
+            try store.settleExport(job: first.jobID)
             return true
         }
         // TLS settings live in the config, not in the outbox row.

@@ -82,8 +82,11 @@ public struct JobWorkerService: Service {
             let reason = "\(error)"
             let stage = observer.current ?? "assemble"
             logger.error("job \(job.id) failed at \(stage): \(reason)")
-            try? store.fail(job: job.id, stage: stage, reason: reason)
-            sendFailureNotice(job: job, stage: stage, reason: reason, workDir: workDir)
+            // A job superseded or cancelled meanwhile stays so, and sends no notice: its
+            // successor (or nobody) speaks for the series.
+            if (try? store.fail(job: job.id, stage: stage, reason: reason)) ?? true {
+                sendFailureNotice(job: job, stage: stage, reason: reason, workDir: workDir)
+            }
         }
     }
 
