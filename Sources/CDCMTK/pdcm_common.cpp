@@ -10,6 +10,12 @@
 #include "dcmtk/dcmdata/dcrleerg.h"
 #include "dcmtk/dcmdata/dcuid.h"
 #include "dcmtk/oflog/oflog.h"
+#include "dcmtk/dcmnet/assoc.h"
+#include "dcmtk/dcmnet/dcmtrans.h"
+#include "dcmtk/dcmnet/dul.h"
+
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -26,6 +32,22 @@ int fsync_path(const std::string &path, bool directory) {
     close(fd);
     return e;
 }
+namespace {
+// DcmTransportConnection keeps its socket accessor protected; a pointer to the member,
+// taken through a class that re-exports it, reaches it without touching the object.
+struct SocketAccess : DcmTransportConnection {
+    using DcmTransportConnection::getSocket;
+};
+}  // namespace
+
+void set_established_receive_timeout(T_ASC_Association *assoc) {
+    if (!assoc || !assoc->DULassociation) return;
+    DcmTransportConnection *conn = DUL_getTransportConnection(assoc->DULassociation);
+    if (!conn) return;
+    DcmNativeSocketType (DcmTransportConnection::*socket)() = &SocketAccess::getSocket;
+    timeval tv{kEstablishedReceiveTimeoutSeconds, 0};
+    setsockopt((conn->*socket)(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
 }  // namespace pdcm
 
 static std::once_flag init_once;
@@ -35,6 +57,13 @@ extern "C" void pdcm_init(void) {
         // DCMTK reads TCP_NODELAY from the environment for every socket it opens or
         // accepts; Debian's build leaves Nagle on unless it is set (DESIGN §2).
         setenv("TCP_NODELAY", "1", 1);
+        // DCMTK gives every socket it opens or accepts this receive timeout (SO_RCVTIMEO,
+        // 60 s by default), and the listener reads each peer's A-ASSOCIATE-RQ on its one
+        // accept thread: a client that sent a PDU header and went quiet held every scanner
+        // back for 60 s. Sockets start with a short timeout for the association request
+        // (or response); once an association is accepted, set_established_receive_timeout()
+        // gives it the long one back.
+        dcmSocketReceiveTimeout.set(pdcm::kAssociationRequestTimeoutSeconds);
         OFLog::configure(OFLogger::ERROR_LOG_LEVEL);
         DJDecoderRegistration::registerCodecs();
         DJEncoderRegistration::registerCodecs();

@@ -9,6 +9,7 @@
 #include <cstring>
 
 class DcmTransportLayer;
+struct T_ASC_Association;
 
 namespace pdcm {
 
@@ -42,6 +43,13 @@ inline long get_long(DcmItem *item, const DcmTagKey &key) {
     }
     return -1;
 }
+
+// Receive timeouts (s) of DCMTK sockets: while an association is being negotiated (set
+// process-wide in pdcm_init), and once it is up (DCMTK's own default).
+constexpr int kAssociationRequestTimeoutSeconds = 5;
+constexpr int kEstablishedReceiveTimeoutSeconds = 60;
+// Gives an established association's socket the long receive timeout.
+void set_established_receive_timeout(T_ASC_Association *assoc);
 
 // fsync a file or directory by path; returns 0 or errno.
 int fsync_path(const std::string &path, bool directory);

@@ -737,6 +737,7 @@ extern "C" int pdcm_scp_run(pdcm_scp *scp) {
             scp->active++;
         }
         std::thread([scp, assoc, &shared] {
+            pdcm::set_established_receive_timeout(assoc);
             {
                 PerfdSCP worker(scp);
                 worker.setSharedConfig(shared);

@@ -66,6 +66,9 @@ extern "C" int pdcm_store_files(const pdcm_scu_config *cfg, const char *const *p
         pdcm::set_text(err, errlen, "cannot associate with " + where + ": " + c.text());
         return 1;
     }
+    // (DcmSCU keeps its association private, so its socket keeps the short receive timeout
+    // of pdcm_init: it reads only small C-STORE responses, each awaited by the DIMSE timeout
+    // before the read starts, so only a PACS stalling inside one PDU for that long is cut.)
     for (size_t i = 0; i < count; i++) {
         T_ASC_PresentationContextID pc = scu.findPresentationContextID(classes[i].c_str(), "");
         if (pc == 0) {

@@ -124,10 +124,13 @@ import Testing
         try waitFor(10, "a job for the good series") { try jobs(server).contains { $0.series_uid == ph.seriesUID && $0.instances == 8 } }
     }
 
-    /// A client that connects and says nothing must not hold the scanners back for long:
-    /// the accept loop gives up on it after a few seconds, well inside storescu's 8 s wait
-    /// for an association answer (DCMTK's default ACSE timeout of 30 s would fail this).
-    @Test func silentClientDoesNotBlockScanners() throws {
+    /// A client that connects and says nothing, or sends the 6-byte header of an
+    /// A-ASSOCIATE-RQ and then nothing, must not hold the scanners back for long: the accept
+    /// loop gives up on it after a few seconds (3 s waiting for a PDU, 5 s inside one), well
+    /// inside storescu's 12 s wait for an association answer. Before the short receive
+    /// timeout, the header alone held the loop for DCMTK's 60 s socket timeout.
+    @Test(arguments: [[UInt8](), [0x01, 0x00, 0x00, 0x00, 0x03, 0xE8]])
+    func silentClientDoesNotBlockScanners(_ says: [UInt8]) throws {
         let dir = TempDir()
         let port = freePort()
         let server = try PerfdServer(configPath: writeConfig(in: dir, port: port, quietSeconds: 30), port: port, logPath: dir.path + "/serve.log")
@@ -140,8 +143,9 @@ import Testing
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(silent, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         #expect(rc == 0)
+        if !says.isEmpty { #expect(says.withUnsafeBytes { send(silent, $0.baseAddress, $0.count, 0) } == says.count) }
         let ph = try makePhantom(in: dir.sub("ph"), size: 16, slices: 1, timepoints: 2)
-        let r = try runTool("storescu", ["-ta", "8", "-aet", "SCANNER", "-aec", "PERFD", "127.0.0.1", String(port)] + ph.files)
+        let r = try runTool("storescu", ["-ta", "12", "-aet", "SCANNER", "-aec", "PERFD", "127.0.0.1", String(port)] + ph.files)
         #expect(r.status == 0, "\(r.output)")
         #expect(try rowCount(dir, ph.seriesUID) == 2)
     }
