@@ -23,6 +23,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <utility>
 
@@ -57,7 +58,10 @@ public:
                 int rc = pdcm::fsync_path(dir, true);
                 lock.lock();
                 e->syncing = false;
-                if (rc != 0) e->error = rc;
+                // The latest round's result, not a sticky one: a later fsync of the directory
+                // covers every rename made before it began, so once one succeeds the earlier
+                // failure no longer stands (it used to refuse the series until restart).
+                e->error = rc;
                 e->completed = covers;
                 e->cv.notify_all();
             } else {
@@ -252,6 +256,11 @@ std::atomic<unsigned long> BlankPool::counter_{0};
 
 struct pdcm_scp {
     DirSyncer dirSyncer;
+    // Series directories whose entry in spool_dir is known to be on disk (spool_dir
+    // fsync'd after they were made). Until then every store into one fsyncs spool_dir: the
+    // association that lost the mkdir race must not answer before the winner's fsync ran.
+    std::mutex durableMutex;
+    std::set<std::string> durableDirs;
     std::unique_ptr<BlankPool> blanks;
     std::string incoming_dir;   // spool_dir/.incoming: files still being received
     std::string ae_title;
@@ -414,6 +423,11 @@ private:
             if (cond.good()) {
                 out.flush();
                 if (!out.good()) cond = out.status();
+                // The stream's flush leaves the tail in stdio's buffer, written by the fclose
+                // in its destructor, whose result nobody sees: push it out here, where a full
+                // disk is still an error rather than zeros where pixel data should be.
+                if (cond.good() && fflush(f) != 0)
+                    cond = makeOFCondition(OFM_dcmnet, DIMSEC_OUTOFRESOURCES, OF_error, strerror(errno));
             }
             length = (unsigned long long)out.tell();
         }
@@ -538,7 +552,10 @@ private:
         bool newDir = false;
         if (mkdir(dir.c_str(), 0700) == 0) {
             newDir = true;
-        } else if (errno != EEXIST) {
+        } else if (errno == EEXIST) {
+            std::lock_guard<std::mutex> g(owner_->durableMutex);
+            newDir = owner_->durableDirs.count(dir) == 0;
+        } else {
             reason = "cannot create " + dir + ": " + strerror(errno);
             return STATUS_STORE_Refused_OutOfResources;
         }
@@ -553,7 +570,11 @@ private:
         }
         pdcm_scp *owner = owner_;
         side_.start([owner, dir, newDir] {
-            int rc = newDir ? pdcm::fsync_path(owner->spool_dir, true) : 0;
+            int rc = newDir ? owner->dirSyncer.sync(owner->spool_dir) : 0;
+            if (newDir && rc == 0) {
+                std::lock_guard<std::mutex> g(owner->durableMutex);
+                owner->durableDirs.insert(dir);
+            }
             return rc != 0 ? rc : owner->dirSyncer.sync(dir);
         });
         struct stat st;
