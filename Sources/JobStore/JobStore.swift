@@ -30,6 +30,14 @@ public final class JobStore: Sendable {
                 ON CONFLICT(series_uid) DO NOTHING
                 """, i.seriesUID, i.studyUID, i.patientID, i.patientName, i.studyDescription,
                 i.seriesDescription, i.modality, i.callingAE, now, now)
+            // A series whose spool files retention purged, sent again: it starts over (its old
+            // count would complete it at the first instance, and its files would never be
+            // purged again), with the patient's name and ID back.
+            try tx.execute("""
+                UPDATE series SET purged_at = NULL, instance_count = 0, bytes = 0, patient_id = ?, patient_name = ?,
+                    first_received = ?, state = 'receiving', completed_at = NULL
+                WHERE series_uid = ? AND purged_at IS NOT NULL
+                """, i.patientID, i.patientName, now, i.seriesUID)
             let position = i.position.map { $0.map { String($0) }.joined(separator: "\\") }
             let existing = try tx.query("SELECT path, file_size FROM instances WHERE sop_instance_uid = ?", i.sopInstanceUID)
             if let old = existing.first {

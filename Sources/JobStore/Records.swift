@@ -115,12 +115,15 @@ public struct SeriesRecord: Codable, Sendable, Equatable {
     public var temporalPositions: Int?
     public var imagesInAcquisition: Int?
     public var state: String
+    /// When retention deleted its spool files (nil: it holds them).
+    public var purgedAt: Double?
 
     enum CodingKeys: String, CodingKey {
         case seriesUID = "series_uid", studyUID = "study_uid", patientID = "patient_id"
         case seriesDescription = "series_description", modality, callingAE = "calling_ae"
         case firstReceived = "first_received", lastReceived = "last_received", instanceCount = "instances", bytes
         case temporalPositions = "temporal_positions", imagesInAcquisition = "images_in_acquisition", state
+        case purgedAt = "purged_at"
     }
 
     init(_ r: Row) {
@@ -137,6 +140,7 @@ public struct SeriesRecord: Codable, Sendable, Equatable {
         temporalPositions = r["temporal_positions"].int
         imagesInAcquisition = r["images_in_acquisition"].int
         state = r["state"].text ?? ""
+        purgedAt = r["purged_at"].double
     }
 }
 

@@ -9,11 +9,13 @@ public struct PurgeCandidate: Sendable, Equatable, Codable {
     public var bytes: Int
     /// When its last job finished (seconds since 1970).
     public var finishedAt: Double
+    /// When the series last received an instance, as listed (a later one means it was sent again).
+    public var lastReceived: Double
     public var paths: [String]
 
     enum CodingKeys: String, CodingKey {
         case seriesUID = "series_uid", studyUID = "study_uid", jobIDs = "jobs", instanceCount = "instances", bytes
-        case finishedAt = "finished_at", paths
+        case finishedAt = "finished_at", lastReceived = "last_received", paths
     }
 }
 
@@ -24,7 +26,7 @@ extension JobStore {
     public func purgeCandidates(finishedBefore cutoff: Double) throws -> [PurgeCandidate] {
         try db.read { tx in
             let rows = try tx.query("""
-                SELECT s.series_uid, s.study_uid, s.instance_count, s.bytes, MAX(j.finished_at) AS last_finished,
+                SELECT s.series_uid, s.study_uid, s.instance_count, s.bytes, s.last_received, MAX(j.finished_at) AS last_finished,
                        GROUP_CONCAT(j.id) AS job_ids
                 FROM series s JOIN jobs j ON j.series_uid = s.series_uid
                 WHERE s.state = 'complete' AND s.purged_at IS NULL
@@ -39,8 +41,21 @@ extension JobStore {
                 let ids = (r["job_ids"].text ?? "").split(separator: ",").compactMap { Int($0) }.sorted()
                 return PurgeCandidate(seriesUID: uid, studyUID: r["study_uid"].text ?? "", jobIDs: ids,
                                       instanceCount: r["instance_count"].int ?? paths.count, bytes: r["bytes"].int ?? 0,
-                                      finishedAt: r["last_finished"].double ?? 0, paths: paths)
+                                      finishedAt: r["last_finished"].double ?? 0, lastReceived: r["last_received"].double ?? 0, paths: paths)
             }
+        }
+    }
+
+    /// Whether a listed candidate is still one right before its files are deleted: complete,
+    /// unpurged, nothing received since it was listed, no job started. (An instance sent
+    /// again between the listing and the deletion would otherwise lose its file.)
+    public func isStillPurgeable(_ c: PurgeCandidate) throws -> Bool {
+        try db.read { tx in
+            guard let s = try tx.query("SELECT state, purged_at, last_received FROM series WHERE series_uid = ?", c.seriesUID).first,
+                  s["state"].text == "complete", s["purged_at"].double == nil, s["last_received"].double == c.lastReceived else { return false }
+            let active = try tx.query("SELECT COUNT(*) AS n FROM jobs WHERE series_uid = ? AND state IN ('queued', 'running', 'exporting')",
+                                      c.seriesUID).first?["n"].int ?? 0
+            return active == 0
         }
     }
 
@@ -53,8 +68,17 @@ extension JobStore {
             let active = try tx.query("SELECT COUNT(*) AS n FROM jobs WHERE series_uid = ? AND state IN ('queued', 'running', 'exporting')",
                                       c.seriesUID).first?["n"].int ?? 0
             guard active == 0 else { return }
-            try tx.execute("DELETE FROM instances WHERE series_uid = ?", c.seriesUID)
-            try tx.execute("UPDATE series SET purged_at = ?, patient_name = '', patient_id = '' WHERE series_uid = ?", now, c.seriesUID)
+            // Only the rows of the files that were deleted: an instance that arrived since the
+            // candidate list was made (the series sent again) keeps its row, and the series
+            // then stays unpurged, counting what it still holds.
+            for path in c.paths { try tx.execute("DELETE FROM instances WHERE series_uid = ? AND path = ?", c.seriesUID, path) }
+            let left = try tx.query("SELECT COUNT(*) AS n, COALESCE(SUM(file_size), 0) AS b FROM instances WHERE series_uid = ?",
+                                    c.seriesUID).first
+            if let n = left?["n"].int, n > 0 {
+                try tx.execute("UPDATE series SET instance_count = ?, bytes = ? WHERE series_uid = ?", n, left?["b"].int ?? 0, c.seriesUID)
+            } else {
+                try tx.execute("UPDATE series SET purged_at = ?, patient_name = '', patient_id = '' WHERE series_uid = ?", now, c.seriesUID)
+            }
             for id in c.jobIDs {
                 try Self.addEvent(tx, id, .info, "spool files of the series purged (retention): \(c.instanceCount) instances", now)
             }

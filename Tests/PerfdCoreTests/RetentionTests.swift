@@ -90,3 +90,60 @@ import Testing
         #expect(try Retention(store: store, config: config, logger: Logger(label: "test")).plan(now: t0 + 1000 * day).isEmpty)
     }
 }
+
+/// A series sent again after (or while) retention purges it.
+@Suite struct RetentionAndResentSeries {
+    let day = 86_400.0
+
+    func setUp(_ dir: TempDir) throws -> (JobStore, Config, [String]) {
+        let store = try JobStore(path: dir.path + "/state/perfd.sqlite")
+        var config = Config()
+        config.spoolDir = dir.path + "/state/spool"
+        config.database = dir.path + "/state/perfd.sqlite"
+        config.retentionDays = 7
+        let t = RetentionTests()
+        let paths = try t.series(store, config.spoolDir, "1.2.9", files: 3, at: 1_000_000)
+        _ = try t.finish(store, "1.2.9", at: 1_000_060)
+        return (store, config, paths)
+    }
+
+    func resend(_ store: JobStore, _ config: Config, _ i: Int, at t: Double) throws {
+        let path = "\(config.spoolDir)/1.2.9/1.2.9.\(i).dcm"
+        try FileManager.default.createDirectory(atPath: config.spoolDir + "/1.2.9", withIntermediateDirectories: true)
+        try Data(repeating: 9, count: 100).write(to: URL(fileURLWithPath: path))
+        try store.recordInstance(InstanceRecord(sopInstanceUID: "1.2.9.\(i)", sopClassUID: "1.2.840.10008.5.1.4.1.1.2", seriesUID: "1.2.9",
+                                                studyUID: "1.2", path: path, fileSize: 100, patientID: "P1", patientName: "Doe^Jane"), now: t)
+    }
+
+    @Test func sentAgainAfterThePurgeItStartsOver() throws {
+        let dir = TempDir()
+        let (store, config, _) = try setUp(dir)
+        let now = 1_000_000 + 8 * day
+        _ = try Retention(store: store, config: config, logger: Logger(label: "test")).run(now: now, dryRun: false, actor: "test")
+        #expect(try store.series("1.2.9")?.purgedAt != nil)
+        try resend(store, config, 0, at: now + 60)
+        let s = try #require(try store.series("1.2.9"))
+        #expect(s.instanceCount == 1)           // not 4: the old count would complete it at once
+        #expect(s.state == "receiving")
+        #expect(s.purgedAt == nil)              // so retention purges it again later
+        #expect(s.patientID == "P1")
+    }
+
+    @Test func sentAgainWhileListedItKeepsWhatArrived() throws {
+        let dir = TempDir()
+        let (store, config, paths) = try setUp(dir)
+        let now = 1_000_000 + 8 * day
+        let listed = try store.purgeCandidates(finishedBefore: now - 7 * day)
+        #expect(listed.map(\.seriesUID) == ["1.2.9"])
+        try resend(store, config, 0, at: now)   // the same instance again, between listing and deleting
+        #expect(try !store.isStillPurgeable(listed[0]))   // Retention.run checks this before each series' files
+        // A purge already past its check keeps the rows it did not delete.
+        var past = listed[0]
+        past.paths = [paths[1], paths[2]]
+        try store.markPurged(past, actor: "test", now: now)
+        let s = try #require(try store.series("1.2.9"))
+        #expect(s.purgedAt == nil)
+        #expect(s.instanceCount == 1)
+        #expect(try store.instances(ofSeries: "1.2.9").map(\.path) == [paths[0]])
+    }
+}

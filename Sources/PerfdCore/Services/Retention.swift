@@ -39,6 +39,11 @@ public struct Retention: Sendable {
         var out = Outcome(series: candidates, files: 0, bytes: 0, dryRun: dryRun)
         let fm = FileManager.default
         for c in candidates {
+            if !dryRun, try !store.isStillPurgeable(c) {
+                logger.notice("retention: series \(c.seriesUID) changed since it was listed (sent again, or a job started); kept")
+                out.series.removeAll { $0.seriesUID == c.seriesUID }
+                continue
+            }
             out.files += c.paths.count
             out.bytes += c.bytes
             guard !dryRun else { continue }
