@@ -38,7 +38,15 @@ public enum StorageSCU {
                 }
             }
         }
-        guard rc == 0 else { throw DICOMError(.writeFailed, err) }
+        guard rc == 0 else { throw PartialFailure(error: DICOMError(.writeFailed, err), statuses: statuses) }
         return statuses
+    }
+
+    /// The association failed part-way: `statuses` holds the PACS's answer for each file it
+    /// answered before that (0xFFFF for the others), so what it accepted is not sent again.
+    public struct PartialFailure: Error, CustomStringConvertible {
+        public var error: DICOMError
+        public var statuses: [UInt16]
+        public var description: String { "\(error)" }
     }
 }

@@ -105,3 +105,44 @@ import Testing
         #expect(audit.map(\.outcome) == ["sent", "retry"])
     }
 }
+
+@Suite struct PartialExportTests {
+    /// The PACS (DCMTK's storescp) dies once it holds the second file: what it accepted is
+    /// sent; only the files it did not answer wait for the retry.
+    /// (Before, the whole batch was retried and the PACS got the first file twice.)
+    @Test func filesAcceptedBeforeTheAssociationFailedAreNotSentAgain() throws {
+        let dir = TempDir()
+        let port = freePort()
+        let received = dir.sub("pacs")
+        let pacs = Process()
+        let dies = "sh -c '[ $(ls \(received) | wc -l) -ge 2 ] && pkill -9 -f \"od \(received) \"; true'"
+        pacs.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        pacs.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execvp('storescp', sys.argv[1:])",
+                          "storescp", "-aet", "PACS", "--exec-sync", "-xcr", dies, "-od", received, String(port)]
+        pacs.standardOutput = FileHandle.nullDevice
+        pacs.standardError = FileHandle.nullDevice
+        try pacs.run()
+        defer { kill(pacs.processIdentifier, SIGKILL); pacs.waitUntilExit() }
+        try waitFor(10, "storescp to listen") { portOpen(port) }
+
+        let store = try JobStore(path: dir.path + "/db.sqlite")
+        let ph = try makePhantom(in: dir.sub("ph"), size: 8, slices: 1, timepoints: 3)
+        try store.recordInstance(InstanceRecord(sopInstanceUID: "1.2.3.1", sopClassUID: "1.2.840.10008.5.1.4.1.1.2",
+                                                seriesUID: "1.2.3", studyUID: "1.2", path: "/x", fileSize: 1))
+        let j = try #require(try store.completeSeries("1.2.3", reason: "t", pipeline: "baseline-t0"))
+        _ = try store.claimNextJob()
+        try store.beginStage(job: j.id, stage: "render")
+        try store.finishRender(job: j.id, result: "{}", report: "{}", outbox: ph.files.enumerated().map {
+            OutboxEntry(destination: "PACS@127.0.0.1:\(port)", seriesUID: "2.25.7", sopInstanceUID: "2.25.7.\($0.offset)", path: $0.element, kind: "result")
+        })
+        var config = Config()
+        config.destinations = [Config.Destination(aeTitle: "PACS", host: "127.0.0.1", port: port)]
+        #expect(try !ExporterService(store: store, config: config, logger: Logger(label: "test")).sendNextBatch())
+        // Whether the second file's answer left before storescp died is up to storescp; the
+        // first was answered, the third never arrived.
+        let rows = try store.outbox(job: j.id)
+        #expect(rows[0].state == "sent")
+        #expect(rows[2].state == "pending" && rows[2].lastError != nil)
+        #expect(try store.job(j.id)?.state == .exporting)
+    }
+}

@@ -59,13 +59,18 @@ public struct ExporterService: Service {
         let target = DICOMPeer(aeTitle: peer.ae, host: peer.host, port: peer.port, tls: configured?.tls)
         var sent: [Int] = [], refused: [(Int, String)] = []
         var associationError: String?
+        // Success, or a warning (0x0001, 0xB000–0xBFFF): the PACS has the object.
+        func accepted(_ status: UInt16) -> Bool { status == 0 || status == 1 || (status & 0xF000) == 0xB000 }
         do {
             let statuses = try StorageSCU.send(batch.map(\.path), to: target, callingAE: config.aeTitle)
             for (item, status) in zip(batch, statuses) {
-                // Success, or a warning (0x0001, 0xB000–0xBFFF): the PACS has the object.
-                if status == 0 || status == 1 || (status & 0xF000) == 0xB000 { sent.append(item.id) }
+                if accepted(status) { sent.append(item.id) }
                 else { refused.append((item.id, String(format: "%@ answered 0x%04X for %@", target.description, status, item.sopInstanceUID))) }
             }
+        } catch let partial as StorageSCU.PartialFailure {
+            // Files the PACS accepted before the association failed are sent; the rest retry.
+            sent = zip(batch, partial.statuses).filter { accepted($1) }.map { $0.0.id }
+            associationError = "\(partial)"
         } catch {
             associationError = "\(error)"
         }
@@ -74,7 +79,7 @@ public struct ExporterService: Service {
             metrics.add("perfd_exported_instances_total", Double(sent.count))
             logger.info("exported \(sent.count) files of job \(first.jobID) to \(first.destination)")
         }
-        let failed = associationError.map { e in batch.map { ($0.id, e) } } ?? refused
+        let failed = associationError.map { e in batch.filter { !sent.contains($0.id) }.map { ($0.id, e) } } ?? refused
         var gaveUp: Set<Int> = []
         for (id, error) in failed {
             guard let item = batch.first(where: { $0.id == id }) else { continue }
