@@ -146,11 +146,13 @@ func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
 
 /// Commits each stage of a job as the processing reports it.
 final class StoreObserver: StageObserver, @unchecked Sendable {
-    // @unchecked Sendable: used from the one thread that runs the job.
+    // @unchecked Sendable: begin/finish come from the thread that runs the job; progress may
+    // also come from the threads a stage fans out to, and takes `progressLock`.
     let store: JobStore
     let job: Int
     var current: String?
     var lastProgress = Date.distantPast
+    let progressLock = NSLock()
 
     init(store: JobStore, job: Int) { self.store = store; self.job = job }
 
@@ -165,10 +167,15 @@ final class StoreObserver: StageObserver, @unchecked Sendable {
     }
 
     func progress(_ stage: String, _ fraction: Double) {
-        // At most a few commits a second.
-        guard Date().timeIntervalSince(lastProgress) > 0.25 else { return }
-        lastProgress = Date()
-        try? store.setProgress(job: job, fraction)
+        // At most a few commits a second. Stages may report from several threads at once
+        // (motion correction registers time points in parallel): the clock is read and set
+        // under a lock.
+        let due: Bool = progressLock.withLock {
+            guard Date().timeIntervalSince(lastProgress) > 0.25 else { return false }
+            lastProgress = Date()
+            return true
+        }
+        if due { try? store.setProgress(job: job, fraction) }
     }
 
     func finish(_ stage: String, result: [String: Any]) throws {
