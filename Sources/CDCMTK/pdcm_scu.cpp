@@ -4,6 +4,11 @@
 
 #include "dcmtk/dcmnet/scu.h"
 #include "dcmtk/dcmnet/dcmlayer.h"
+#include "dcmtk/dcmtls/tlslayer.h"
+
+#include <arpa/inet.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 namespace {
 // DcmSCU keeps useSecureConnection for subclasses (DcmTLSSCU is one, but it builds its
@@ -59,11 +64,28 @@ extern "C" int pdcm_store_files(const pdcm_scu_config *cfg, const char *const *p
             pdcm::set_text(err, errlen, "TLS to " + where + ": " + why);
             return 1;
         }
+        if (cfg->tls->verify_hostname) {
+            // DCMTK checks the chain only; the name is left to the caller (tlslayer.h).
+            X509_VERIFY_PARAM *param = SSL_CTX_get0_param(static_cast<DcmTLSTransportLayer *>(tls.get())->getNativeHandle());
+            X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+            in6_addr a6;
+            in_addr a4;
+            const bool literal = inet_pton(AF_INET, cfg->host, &a4) == 1 || inet_pton(AF_INET6, cfg->host, &a6) == 1;
+            const int ok = literal ? X509_VERIFY_PARAM_set1_ip_asc(param, cfg->host) : X509_VERIFY_PARAM_set1_host(param, cfg->host, 0);
+            if (ok != 1) {
+                pdcm::set_text(err, errlen, "TLS to " + where + ": cannot check the certificate against host " + cfg->host);
+                return 1;
+            }
+        }
         c = scu.useSecureConnection(tls.get());
     }
     if (c.good()) c = scu.negotiateAssociation();
     if (c.bad()) {
-        pdcm::set_text(err, errlen, "cannot associate with " + where + ": " + c.text());
+        std::string hint;
+        if (cfg->tls)
+            hint = std::string(" (TLS: the PACS certificate must chain to trusted_certificates") +
+                   (cfg->tls->verify_hostname ? std::string(" and name ") + cfg->host + "; tls.verify_hostname: false skips the name" : "") + ")";
+        pdcm::set_text(err, errlen, "cannot associate with " + where + ": " + c.text() + hint);
         return 1;
     }
     // (DcmSCU keeps its association private, so its socket keeps the short receive timeout

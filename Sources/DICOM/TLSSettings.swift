@@ -12,13 +12,17 @@ public struct TLSSettings: Sendable, Hashable {
     /// Whether the peer must present a certificate signed by a trusted CA (otherwise one is
     /// checked only when presented).
     public var requirePeerCertificate: Bool
+    /// Client side (exports): the PACS certificate must name the host perfd connects to, so
+    /// a certificate from the same CA held by another machine (DNS or ARP spoofing) is refused.
+    public var verifyHostname: Bool
 
     public init(certificate: String? = nil, privateKey: String? = nil, trustedCertificates: [String] = [],
-                requirePeerCertificate: Bool = true) {
+                requirePeerCertificate: Bool = true, verifyHostname: Bool = true) {
         self.certificate = certificate
         self.privateKey = privateKey
         self.trustedCertificates = trustedCertificates
         self.requirePeerCertificate = requirePeerCertificate
+        self.verifyHostname = verifyHostname
     }
 }
 
@@ -35,6 +39,7 @@ func withTLSConfig<R>(_ tls: TLSSettings?, _ body: (UnsafePointer<pdcm_tls_confi
         c.trusted = list.baseAddress
         c.trusted_count = list.count
         c.require_peer_certificate = tls.requirePeerCertificate ? 1 : 0
+        c.verify_hostname = tls.verifyHostname ? 1 : 0
         return withUnsafePointer(to: &c) { body($0) }
     }
 }

@@ -104,6 +104,47 @@ import Testing
         let audit = try store.auditTrail().filter { $0.kind == .export }
         #expect(audit.map(\.outcome) == ["sent", "retry"])
     }
+
+    /// A PACS whose certificate chains to the trusted CA but names another host is refused
+    /// (someone holding such a certificate could answer for 127.0.0.1 by DNS or ARP
+    /// spoofing); `verify_hostname: false` lets it through.
+    @Test func exportOverTLSChecksThePacsNamesTheHost() throws {
+        let dir = TempDir()
+        let pki = try TestPKI(in: dir.sub("pki"))
+        let port = freePort()
+        let received = dir.sub("pacs")
+        let pacs = Process()
+        pacs.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        pacs.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execvp('storescp', sys.argv[1:])",
+                          "storescp", "+tls", pki.elsewhereKey, pki.elsewhereCert, "+cf", pki.caCert, "-aet", "PACS", "-od", received, String(port)]
+        pacs.standardOutput = FileHandle.nullDevice
+        pacs.standardError = FileHandle.nullDevice
+        try pacs.run()
+        defer { kill(pacs.processIdentifier, SIGKILL); pacs.waitUntilExit() }
+        try waitFor(10, "storescp to listen") { portOpen(port) }
+
+        let store = try JobStore(path: dir.path + "/db.sqlite")
+        let ph = try makePhantom(in: dir.sub("ph"), size: 8, slices: 1, timepoints: 2)
+        try store.recordInstance(InstanceRecord(sopInstanceUID: "1.2.3.1", sopClassUID: "1.2.840.10008.5.1.4.1.1.2",
+                                                seriesUID: "1.2.3", studyUID: "1.2", path: "/x", fileSize: 1))
+        let j = try #require(try store.completeSeries("1.2.3", reason: "t", pipeline: "baseline-t0"))
+        _ = try store.claimNextJob()
+        try store.beginStage(job: j.id, stage: "render")
+        try store.finishRender(job: j.id, result: "{}", report: "{}", outbox: [
+            OutboxEntry(destination: "PACS@127.0.0.1:\(port)", seriesUID: "2.25.1", sopInstanceUID: "2.25.1.1", path: ph.files[0], kind: "result")])
+        var config = Config()
+        config.destinations = [Config.Destination(aeTitle: "PACS", host: "127.0.0.1", port: port, tls: TLSSettings(
+            certificate: pki.clientCert, privateKey: pki.clientKey, trustedCertificates: [pki.caCert]))]
+        #expect(try !ExporterService(store: store, config: config, logger: Logger(label: "test")).sendNextBatch())
+        #expect(try FileManager.default.contentsOfDirectory(atPath: received).isEmpty)
+        let row = try #require(try store.outbox(job: j.id).first)
+        #expect(row.state == "pending" && row.attempts == 1, "\(row)")
+
+        config.destinations[0].tls?.verifyHostname = false
+        #expect(try ExporterService(store: store, config: config, logger: Logger(label: "test")).sendNextBatch(now: Clock.now() + 3600))
+        #expect(try store.job(j.id)?.state == .done)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: received).count == 1)
+    }
 }
 
 @Suite struct PartialExportTests {

@@ -87,6 +87,9 @@ typedef struct {
     const char *const *trusted;
     size_t trusted_count;
     int require_peer_certificate;
+    /* Client side: 1 = the server's certificate must name the host connected to (DNS name
+     * or IP address in its subjectAltName, or its CN), besides chaining to `trusted`. */
+    int verify_hostname;
 } pdcm_tls_config;
 
 /* ---- storage SCP ------------------------------------------------------------------- */

@@ -243,7 +243,7 @@ private struct Problems {
             add("\(key) must be a mapping {\(listener ? "port, " : "")certificate, private_key, trusted_certificates, require_peer_certificate}")
             return nil
         }
-        unknownKeys(m, key, (listener ? ["port"] : []) + ["certificate", "private_key", "trusted_certificates", "require_peer_certificate"])
+        unknownKeys(m, key, (listener ? ["port"] : ["verify_hostname"]) + ["certificate", "private_key", "trusted_certificates", "require_peer_certificate"])
         var t = TLSSettings()
         t.certificate = m["certificate"].flatMap { string($0, "\(key).certificate") }
         t.privateKey = m["private_key"].flatMap { string($0, "\(key).private_key") }
@@ -255,6 +255,7 @@ private struct Problems {
             }
         }
         t.requirePeerCertificate = m["require_peer_certificate"].flatMap { bool($0, "\(key).require_peer_certificate") } ?? true
+        if !listener { t.verifyHostname = m["verify_hostname"].flatMap { bool($0, "\(key).verify_hostname") } ?? true }
         if listener && (t.certificate == nil || t.privateKey == nil) {
             add("\(key) needs certificate and private_key (PEM files) for the listener")
         }
