@@ -120,6 +120,13 @@ extern "C" int pdcm_file_decode_pixels(pdcm_file *f, float *out, size_t count, c
             pdcm::set_text(err, errlen, "Pixel Data is missing or unreadable");
             return 1;
         }
+        unsigned long avail = 0;
+        DcmElement *el = nullptr;
+        if (ds->findAndGetElement(DCM_PixelData, el).good()) avail = el->getLength();
+        if (avail < n) {
+            pdcm::set_text(err, errlen, "Pixel Data holds " + std::to_string(avail) + " values, expected " + std::to_string(n));
+            return 1;
+        }
         for (size_t i = 0; i < n; i++) out[i] = pixRep == 1 ? float(Sint8(px[i])) : float(px[i]);
         return 0;
     }
