@@ -33,9 +33,10 @@ public final class ConvLSTMModel: Sendable {
         for (i, l) in spec.layers.dropLast().enumerated() {
             guard l.type == "bclstm" else { throw InferenceError("model.json: layer \(i) is \"\(l.type)\"; only bclstm layers precede the head") }
             let kx = l.kernelX ?? 3, kh = l.kernelH ?? 3
-            for k in [kx, kh] where k % 2 == 0 {
-                throw InferenceError("model.json: layer \(i) has an even kernel (\(k)); \"same\" padding needs odd kernels")
+            for k in [kx, kh] where k < 1 || k % 2 == 0 || k > 15 {
+                throw InferenceError("model.json: layer \(i) has kernel \(k); \"same\" padding needs an odd kernel of 1–15")
             }
+            guard (1...4096).contains(l.filters) else { throw InferenceError("model.json: layer \(i) has \(l.filters) filters; 1–4096 expected") }
             let rs = l.returnSequences ?? true
             if i < spec.layers.count - 2 && !rs {
                 throw InferenceError("model.json: layer \(i) must return sequences: another bclstm layer follows it")
@@ -54,6 +55,14 @@ public final class ConvLSTMModel: Sendable {
         }
         guard !built.isEmpty else { throw InferenceError("model.json: no bclstm layer") }
         let i = spec.layers.count - 1, k = last.kernel ?? 1
+        guard k >= 1, k % 2 == 1, k <= 15 else { throw InferenceError("model.json: the head has kernel \(k); \"same\" padding needs an odd kernel of 1–15") }
+        guard (1...4096).contains(last.filters) else { throw InferenceError("model.json: the head has \(last.filters) filters; 1–4096 expected") }
+        for o in spec.outputs ?? [] where !(o.scale.isFinite && o.offset.isFinite && o.scale != 0) {
+            throw InferenceError("model.json: output \"\(o.name)\" has scale \(o.scale) and offset \(o.offset); finite numbers, scale not 0, expected")
+        }
+        if let mm = spec.pixelMM, !(mm.isFinite && mm > 0 && mm < 100) {
+            throw InferenceError("model.json: pixel_mm is \(mm); a pixel size in mm (0–100) expected")
+        }
         let hk = try weights.tensor("layers.\(i).kernel", shape: Array(repeating: k, count: d) + [channels, last.filters])
         let hb = try weights.tensor("layers.\(i).bias", shape: [last.filters])
         let act = last.activation ?? "linear"
@@ -76,15 +85,28 @@ public final class ConvLSTMModel: Sendable {
         layers.reduce(0) { $0 + $1.flopsPerVoxelStep * Double(T) } + head.flopsPerVoxel * Double(outputHasTime ? T : 1)
     }
 
+    /// Throws unless `shape` is an input this model takes: (T, spatial…) or, with C > 1 input
+    /// channels, (T, spatial…, C), every size at least 1.
+    public func checkInput(shape: [Int]) throws {
+        let d = spec.spatialDims, cin = inputChannels
+        let expected = d + (cin > 1 ? 2 : 1)
+        guard shape.count == expected, cin == 1 || shape.last == cin else {
+            let spatial = d == 2 ? "H, W" : "D, H, W"
+            throw InferenceError("input has shape \(shape); a \(d)D model with \(cin) input channel\(cin > 1 ? "s" : "") takes (T, \(spatial)\(cin > 1 ? ", \(cin)" : ""))")
+        }
+        guard shape.allSatisfy({ $0 >= 1 }), checkedElementCount(shape) != nil else {
+            throw InferenceError("input has shape \(shape); every size must be at least 1")
+        }
+    }
+
     /// The raw network on a normalised input: (T, H, W) or (T, D, H, W) → (C, …) or,
     /// when the last layer returns sequences, (T, C, …). A model with `input_channels` C > 1
     /// takes (T, H, W, C) or (T, D, H, W, C), channels last.
     public func run(_ input: Tensor) throws -> Tensor {
         let d = spec.spatialDims, cin = inputChannels
-        let expected = d + (cin > 1 ? 2 : 1)
-        guard input.shape.count == expected, cin == 1 || input.shape.last == cin else {
-            let spatial = d == 2 ? "H, W" : "D, H, W"
-            throw InferenceError("input has shape \(input.shape); a \(d)D model with \(cin) input channel\(cin > 1 ? "s" : "") takes (T, \(spatial)\(cin > 1 ? ", \(cin)" : ""))")
+        try checkInput(shape: input.shape)
+        guard checkedElementCount(input.shape) == input.data.count else {
+            throw InferenceError("input has shape \(input.shape) but \(input.data.count) values")
         }
         let T = input.shape[0]
         let g = d == 2 ? Grid(depth: 1, height: input.shape[1], width: input.shape[2])

@@ -18,16 +18,19 @@ public enum NPY {
             headerLen = Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
             start = 12
         }
+        guard headerLen <= bytes.count - start else { throw InferenceError("\(path): header length \(headerLen) exceeds the file") }
         let header = String(decoding: bytes[start..<(start + headerLen)], as: UTF8.self)
         guard header.contains("'descr': '<f4'") else {
             throw InferenceError("\(path): dtype must be little-endian float32 ('<f4'); convert with array.astype(numpy.float32)")
         }
         guard header.contains("'fortran_order': False") else { throw InferenceError("\(path): Fortran order is not supported; save a C-ordered array") }
-        guard let open = header.firstIndex(of: "("), let close = header.firstIndex(of: ")") else { throw InferenceError("\(path): no shape in header") }
+        guard let open = header.firstIndex(of: "("), let close = header[open...].firstIndex(of: ")") else {
+            throw InferenceError("\(path): no shape in header")
+        }
         let shape = header[header.index(after: open)..<close].split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        let n = shape.reduce(1, *)
+        guard let n = checkedElementCount(shape) else { throw InferenceError("\(path): impossible shape \(shape)") }
         let offset = start + headerLen
-        guard bytes.count >= offset + 4 * n else { throw InferenceError("\(path): file holds fewer than \(n) values") }
+        guard (bytes.count - offset) / 4 >= n else { throw InferenceError("\(path): file holds fewer than \(n) values") }
         let data: [Float] = d.withUnsafeBytes { raw in (0..<n).map { raw.loadUnaligned(fromByteOffset: offset + 4 * $0, as: Float.self) } }
         return Tensor(shape: shape, data: data)
     }

@@ -22,9 +22,13 @@ public struct SafeTensors: Sendable {
                 throw InferenceError("\(path): tensor \"\(name)\" has a malformed header entry")
             }
             guard dtype == "F32" else { throw InferenceError("\(path): tensor \"\(name)\" is \(dtype); perfd reads F32 only") }
-            let count = shape.reduce(1, *)
-            guard range[1] - range[0] == 4 * count, base + range[1] <= d.count else {
-                throw InferenceError("\(path): tensor \"\(name)\" byte range \(range) does not match shape \(shape)")
+            guard let count = checkedElementCount(shape) else {
+                throw InferenceError("\(path): tensor \"\(name)\" has an impossible shape \(shape)")
+            }
+            // Offsets count from the end of the header and must lie inside the file: checked
+            // without arithmetic that could wrap.
+            guard range[0] >= 0, range[1] >= range[0], range[1] <= d.count - base, range[1] - range[0] == 4 * count else {
+                throw InferenceError("\(path): tensor \"\(name)\" byte range \(range) does not match shape \(shape) within the file's \(d.count - base) data bytes")
             }
             let data: [Float] = d.withUnsafeBytes { raw in (0..<count).map { raw.loadUnaligned(fromByteOffset: base + range[0] + 4 * $0, as: Float.self) } }
             out[name] = Tensor(shape: shape, data: data)

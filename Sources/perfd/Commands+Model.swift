@@ -35,6 +35,7 @@ struct ModelRun: ParsableCommand {
             let y: Tensor
             if let tile {
                 // (T, spatial…) or, with C > 1 input channels, (T, spatial…, C).
+                try m.checkInput(shape: x.shape)
                 let C = m.inputChannels
                 let spatial = Array(x.shape.dropFirst().prefix(m.spec.spatialDims)), T = x.shape[0]
                 y = try m.runTiled(shape: spatial, timepoints: T, tile: tile, halo: halo, read: { origin, size in

@@ -176,6 +176,11 @@ public struct CLSTMPipeline: Pipeline {
                 } }
             }
         }
+        // A model whose output mapping overflows (model.json scale/offset, an exp of a large
+        // output) would write inf/NaN maps and read no lesion at all: fail the job instead.
+        for (c, o) in outputs.enumerated() where maps[c].contains(where: { !$0.isFinite }) {
+            throw PipelineError(message: "model \(model.spec.name) \(model.spec.version) gave non-finite \(o.name) values; check its outputs' scale and offset in model.json")
+        }
         return maps
     }
 }
