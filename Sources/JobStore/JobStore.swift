@@ -219,6 +219,18 @@ public final class JobStore: Sendable {
         }
     }
 
+    /// How many times the job was taken up again after the daemon stopped while it ran,
+    /// since it last started (each start-up that resumed it counts once; see `claimNextJob`;
+    /// a retry starts the count again).
+    public func timesResumed(job id: Int) throws -> Int {
+        try db.read { tx in
+            try tx.query("""
+                SELECT COUNT(*) AS n FROM job_events e JOIN jobs j ON j.id = e.job_id
+                WHERE e.job_id = ? AND e.message LIKE 'resumed after restart%' AND e.at >= COALESCE(j.started_at, 0)
+                """, id).first?["n"].int ?? 0
+        }
+    }
+
     /// Records that a stage began. Throws `JobGone` when the job was cancelled or
     /// superseded meanwhile, so the worker stops.
     public func beginStage(job id: Int, stage: String, now: Double = Clock.now()) throws {

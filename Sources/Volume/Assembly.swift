@@ -46,8 +46,8 @@ public struct SliceHeader: Sendable {
         guard let o = f.doubles("ImageOrientationPatient"), o.count == 6 else {
             throw AssemblyError("\(f.path): ImageOrientationPatient missing or not six numbers (\(f.string("ImageOrientationPatient") ?? "absent"))")
         }
-        guard let s = f.doubles("PixelSpacing"), s.count == 2, s[0] > 0, s[1] > 0 else {
-            throw AssemblyError("\(f.path): PixelSpacing missing or not two positive numbers (\(f.string("PixelSpacing") ?? "absent"))")
+        guard let s = f.doubles("PixelSpacing"), s.count == 2, s.allSatisfy({ $0 >= 0.001 && $0 <= 1000 }) else {
+            throw AssemblyError("\(f.path): PixelSpacing missing or not two sizes of 0.001–1000 mm (\(f.string("PixelSpacing") ?? "absent"))")
         }
         position = SIMD3(p[0], p[1], p[2])
         rowDirection = SIMD3(o[0], o[1], o[2])
@@ -66,6 +66,11 @@ public struct SliceHeader: Sendable {
         }
         slope = f.double("RescaleSlope") ?? 1
         intercept = f.double("RescaleIntercept") ?? 0
+        // CT stores HU as value·slope + intercept with slope 1 (or a fraction) and intercept
+        // about −1024: anything far outside is a broken header, not a scanner.
+        guard slope != 0, abs(slope) <= 1000, abs(intercept) <= 100_000 else {
+            throw AssemblyError("\(f.path): RescaleSlope \(slope) / RescaleIntercept \(intercept) do not map stored values to HU (slope 0 < |s| ≤ 1000, |intercept| ≤ 100000 expected)")
+        }
     }
 }
 
@@ -73,8 +78,9 @@ public struct SliceHeader: Sendable {
 public func parseDicomTime(_ s: String) -> Double? {
     let t = s.replacingOccurrences(of: ":", with: "").trimmingCharacters(in: .whitespaces)
     guard t.count >= 2 else { return nil }
-    let parts = t.split(separator: ".", maxSplits: 1)
-    let hms = Array(parts[0])
+    let parts = t.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+    guard let first = parts.first, !first.isEmpty else { return nil }   // "..", ".5"
+    let hms = Array(first)
     guard hms.allSatisfy(\.isNumber) else { return nil }
     func num(_ a: Int, _ b: Int) -> Double { b <= hms.count ? Double(String(hms[a..<b])) ?? 0 : 0 }
     var secs = num(0, 2) * 3600 + num(2, 4) * 60 + num(4, 6)
@@ -83,6 +89,8 @@ public func parseDicomTime(_ s: String) -> Double? {
 }
 
 public enum Assembler {
+    /// Longest acquisition accepted (s): CTP runs 40–90 s, delayed protocols a few minutes.
+    public static let maxSpanSeconds = 600.0
     /// Builds the 4D series from the files of one series. Throws `AssemblyError` naming
     /// what is wrong when the files do not make one.
     public static func assemble(paths: [String]) throws -> Series4D {
@@ -208,6 +216,19 @@ public enum Assembler {
             // Midnight roll-over.
             for i in 1..<s.count where s[i] < s[i - 1] - 43200 { s[i] += 86400 }
             frameTimes = s.map { $0 - s[0] }
+            // Time points must follow each other in time, within what a perfusion scan lasts:
+            // out-of-order or repeated stamps (a header edited, a wrong clock) would otherwise
+            // stretch or fold the curves and give confident nonsense.
+            for i in 1..<frameTimes.count where frameTimes[i] <= frameTimes[i - 1] {
+                throw AssemblyError(String(format: "time point %d starts at %.2f s, not after time point %d (%.2f s): AcquisitionTime/ContentTime do not follow the time-point order (%@)",
+                                           i + 1, frameTimes[i], i, frameTimes[i - 1], source))
+            }
+            if let span = frameTimes.last, span > Self.maxSpanSeconds {
+                throw AssemblyError(String(format: "the time points span %.0f s; a perfusion acquisition lasts at most %.0f s — check the AcquisitionTime/ContentTime of the last time points", span, Self.maxSpanSeconds))
+            }
+        } else if starts.contains(where: { $0 != nil }) {
+            let missing = starts.firstIndex { $0 == nil }! + 1
+            throw AssemblyError("time point \(missing) has no AcquisitionTime or ContentTime while others do: its timing is unknown")
         } else {
             frameTimes = (0..<grid.count).map(Double.init)
             source += " (no time stamps: 1 s per time point assumed)"

@@ -89,3 +89,18 @@ import Volume
         #expect(a.allSatisfy { $0.isNumber || $0 == "." })
     }
 }
+
+/// Slices of any shape render: a wide, short slice left the legend bar a negative height,
+/// and a slice 32,700 px tall asked Cairo for a picture it cannot make (both crashed).
+@Suite struct OddShapeRenderTests {
+    @Test(arguments: [(32, 512), (16, 256), (32_700, 2), (1, 1), (3000, 3000)])
+    func colourSliceOfAnyShape(_ h: Int, _ w: Int) {
+        let g = Geometry(origin: SIMD3(0, 0, 0), rowDirection: SIMD3(1, 0, 0), columnDirection: SIMD3(0, 1, 0),
+                         sliceDirection: SIMD3(0, 0, 1), spacing: SIMD3(5, 1, 1))
+        let v = Volume3D(depth: 1, height: h, width: w, voxels: (0..<(h * w)).map { Float($0 % 80) }, geometry: g)
+        let pic = Pictures.colourSlice(v, z: 0, title: "CBF", unit: "ml/100g/min", range: (0, 80), footer: "not for diagnosis")
+        #expect(pic.width >= 150 && pic.height >= 160 && pic.width <= 2048 + 150 && pic.height <= 2048 + 74)
+        #expect(pic.rgb.count == pic.width * pic.height * 3)
+        #expect(pic.rgb.contains { $0 > 0 })
+    }
+}

@@ -147,3 +147,40 @@ import Testing
         #expect(try store.instances(ofSeries: "1.2.9").map(\.path) == [paths[0]])
     }
 }
+
+/// A series that makes the daemon die mid-job must not keep it down: the job is resumed at
+/// start-up at most `JobWorkerService.maxResumes` times, then failed with a notice, and the
+/// jobs behind it run.
+@Suite struct CrashLoopTests {
+    @Test func aJobResumedTwiceIsFailedWithANotice() throws {
+        let dir = TempDir()
+        let store = try JobStore(path: dir.path + "/state/perfd.sqlite")
+        var config = Config()
+        config.spoolDir = dir.path + "/state/spool"
+        config.database = dir.path + "/state/perfd.sqlite"
+        config.destinations = [Config.Destination(aeTitle: "PACS", host: "127.0.0.1", port: 4242)]
+        let ph = try makePhantom(in: dir.sub("ph"), size: 16, slices: 1, timepoints: 3)
+        for (i, f) in ph.files.enumerated() {
+            try store.recordInstance(InstanceRecord(sopInstanceUID: "1.2.3.\(i)", sopClassUID: "1.2.840.10008.5.1.4.1.1.2", seriesUID: "1.2.3",
+                                                    studyUID: "1.2", path: f, fileSize: 100))
+        }
+        let job = try #require(try store.completeSeries("1.2.3", reason: "t", pipeline: "baseline-t0"))
+        _ = try store.claimNextJob()                      // started; the daemon dies
+        _ = try store.claimNextJob(excluding: [])          // resumed at start-up 1; dies again
+        #expect(try store.timesResumed(job: job.id) == 1)
+        let third = try #require(try store.claimNextJob()) // resumed at start-up 2
+        #expect(try store.timesResumed(job: job.id) == 2)
+        let worker = JobWorkerService(store: store, config: config, logger: Logger(label: "test"))
+        worker.process(third)
+        let failed = try #require(try store.job(job.id))
+        #expect(failed.state == .failed)
+        #expect(failed.error?.contains("perfd stopped 3 times") == true)
+        #expect(try store.outbox(job: job.id).contains { $0.kind == "failure_notice" })
+        // A retry starts the count again and runs the job.
+        try store.retry(job: job.id)
+        let again = try #require(try store.claimNextJob())
+        #expect(try store.timesResumed(job: job.id) == 0)
+        worker.process(again)
+        #expect(try store.job(job.id)?.state == .exporting)
+    }
+}

@@ -76,6 +76,26 @@ func grid(_ T: Int, _ D: Int, dz: Double = 5, temporal: Bool = true, acquisition
         #expect { try Assembler.plan(grid(2, 2, temporal: false, times: false)) } throws: { "\($0)".contains("cannot tell time points apart") }
     }
 
+    /// Time stamps that run backwards, repeat, span hours or are missing on some time points
+    /// are refused: they would stretch or fold the curves into confident nonsense (or, at
+    /// hours, a deconvolution that never ends).
+    @Test func implausibleTimingIsRefused() {
+        var back = grid(4, 2)
+        for i in back.indices where back[i].path.hasPrefix("t2") { back[i].time = 3600 - 10 }
+        #expect { try Assembler.plan(back) } throws: { "\($0)".contains("not after time point 2") }
+        var same = grid(4, 2)
+        for i in same.indices { same[i].time = 3600 }
+        #expect { try Assembler.plan(same) } throws: { "\($0)".contains("not after") }
+        var late = grid(4, 2)
+        for i in late.indices where late[i].path.hasPrefix("t3") { late[i].time = 3600 + 4 * 3600 }
+        #expect { try Assembler.plan(late) } throws: { "\($0)".contains("span") }
+        var partial = grid(4, 2)
+        for i in partial.indices where partial[i].path.hasPrefix("t1") { partial[i].time = nil }
+        #expect { try Assembler.plan(partial) } throws: { "\($0)".contains("time point 2 has no AcquisitionTime") }
+        #expect(parseDicomTime("..") == nil)
+        #expect(parseDicomTime(".5") == nil)
+    }
+
     @Test func dicomTimesParse() {
         let a: Double = 30615.5, b: Double = 30615, c: Double = 30600
         #expect(parseDicomTime("083015.5") == a)
@@ -113,7 +133,8 @@ func grid(_ T: Int, _ D: Int, dz: Double = 5, temporal: Bool = true, acquisition
     /// in ImagePositionPatient trapped in the slice lookup and took the daemon down with it).
     @Test(arguments: [("(0020,0032)", "0\\0\\nan", "ImagePositionPatient"), ("(0020,0032)", "0\\0\\1e400", "ImagePositionPatient"),
                       ("(0020,0037)", "0\\0\\0\\0\\0\\0", "ImageOrientationPatient"), ("(0028,0030)", "0\\0", "PixelSpacing"),
-                      ("(0028,1053)", "inf", "RescaleSlope")])
+                      ("(0028,1053)", "inf", "RescaleSlope"), ("(0028,1053)", "1e300", "RescaleSlope"),
+                      ("(0028,0030)", "1e-20\\1e-20", "PixelSpacing")])
     func isRefusedWithTheTagNamed(_ tag: String, _ value: String, _ name: String) throws {
         let dir = TempDir()
         let ph = try makePhantom(in: dir.path, size: 16, slices: 2, timepoints: 3)

@@ -28,8 +28,12 @@ public enum Pictures {
     /// brain) are black.
     public static func colourSlice(_ v: Volume3D, z: Int, title: String, unit: String, range: (lo: Double, hi: Double),
                                    footer: String) -> (rgb: [UInt8], width: Int, height: Int) {
-        let scale = max(1, Int((512.0 / Double(max(v.height, v.width))).rounded(.down)))
-        let imgW = v.width * scale, imgH = v.height * scale
+        // Small slices are enlarged by a whole factor to about 512 px; large ones shrunk to at
+        // most 2048 px (Cairo draws at most 32767 px a side). The image area is at least 160 px
+        // tall, so the legend bar has room whatever the slice's shape.
+        let longest = Double(max(v.height, v.width))
+        let scale = longest <= 512 ? max(1, (512.0 / longest).rounded(.down)) : min(1, 2048 / longest)
+        let imgW = max(1, Int((Double(v.width) * scale).rounded(.up))), imgH = max(160, Int((Double(v.height) * scale).rounded(.up)))
         let legendW = 150, header = 40, footerH = 34
         let canvas = Canvas(width: imgW + legendW, height: imgH + header + footerH)
         canvas.fill((0, 0, 0))
@@ -42,7 +46,7 @@ public enum Pictures {
             let c = ColourMap.perfusion[Int((t * 255).rounded())]
             rgb[3 * i] = c.0; rgb[3 * i + 1] = c.1; rgb[3 * i + 2] = c.2
         }
-        canvas.image(rgb: rgb, width: v.width, height: v.height, x: 0, y: Double(header), scale: Double(scale))
+        canvas.image(rgb: rgb, width: v.width, height: v.height, x: 0, y: Double(header), scale: scale)
         canvas.text(title, x: 10, y: 27, size: 20, bold: true)
         canvas.text("slice \(z + 1)/\(v.depth)", x: Double(imgW) - 110, y: 27, size: 14, color: (0.8, 0.8, 0.8))
         // Legend bar: hi at the top, lo at the bottom, with five labelled ticks.

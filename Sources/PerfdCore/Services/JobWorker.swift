@@ -46,9 +46,22 @@ public struct JobWorkerService: Service {
     }
 
     /// Runs all remaining stages of one job (blocking; call off the cooperative pool).
+    /// Start-ups that may resume one job before it is failed: a series that crashes the
+    /// daemon would otherwise crash it at every restart and hold up every job behind it.
+    public static let maxResumes = 2
+
     public func process(_ job: JobRecord) {
         let workDir = Self.workDirectory(config: config, job: job.id)
         let observer = StoreObserver(store: store, job: job.id)
+        if let n = try? store.timesResumed(job: job.id), n >= Self.maxResumes {
+            let stage = job.stage ?? "assemble"
+            let reason = "perfd stopped \(n + 1) times while processing this job (last at stage \(stage)); it is failed so that the jobs behind it run — the series may crash perfd: keep its files for a bug report, `perfd retry \(job.id)` tries again"
+            logger.error("job \(job.id): \(reason)")
+            if (try? store.fail(job: job.id, stage: stage, reason: reason)) ?? true {
+                sendFailureNotice(job: job, stage: stage, reason: "perfd stopped \(n + 1) times while processing this series", workDir: workDir)
+            }
+            return
+        }
         do {
             try FileManager.default.createDirectory(atPath: workDir, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])

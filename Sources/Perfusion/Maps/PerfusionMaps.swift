@@ -123,7 +123,11 @@ public enum PerfusionMaps {
         let pixel = min(s.geometry.spacing.y, s.geometry.spacing.z)
         let f = max(1, Int(o.targetPixelMM / pixel))
         let gaps = zip(s.frameTimes.dropFirst(), s.frameTimes).map { $0 - $1 }.filter { $0 > 1e-3 }
-        let dt = o.timeStep ?? min(1, max(0.25, gaps.min() ?? 1))
+        // At most 512 samples on the grid: the deconvolution's operators grow with its square
+        // (a 10-minute series at 0.25 s would take minutes and gigabytes).
+        let span = (s.frameTimes.last ?? 0) - (s.frameTimes.first ?? 0)
+        guard span > 0 else { throw PerfusionError("the series' frame times do not advance (all at \(s.frameTimes.first ?? 0) s)") }
+        let dt = max(o.timeStep ?? min(1, max(0.25, gaps.min() ?? 1)), span / 511)
         let p = Prepared(s, factor: f, dt: dt)
         let n = p.samples, frame = p.frame
         progress(0.1)
