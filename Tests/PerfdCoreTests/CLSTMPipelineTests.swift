@@ -184,6 +184,17 @@ import Volume
         #expect(e?.message.contains(m) == true)
         #expect(e?.message.contains("layers.0.forward.kernel") == true, "\(e?.message ?? "")")
     }
+    /// A series without a bolus (frames 0.01 s apart: the contrast never arrives) is refused
+    /// with the reason; noise alone lifted its brightest "arteries" by ~25 HU, which the former
+    /// 20 HU floor took for an arterial input (and read a 178 ml penumbra).
+    @Test func seriesWithoutABolusIsRefused() throws {
+        let dir = TempDir()
+        let ph = try makePhantom(in: dir.path, size: 64, slices: 2, timepoints: 19, seed: 3, interval: 0.01)
+        let s = try Assembler.assemble(paths: ph.files)
+        #expect { _ = try CLSTMPipeline(name: "perfusion", model: CLSTMPipelineTests.models + "/perfusion-clstm").runWithSummary(s) { _ in } } throws: {
+            "\($0)".contains("no arterial enhancement")
+        }
+    }
 }
 
 /// Tolerances for `perfusionWithinMeasuredAccuracy` (perfusion-clstm 2.1.0): scripts/evaluate
@@ -193,4 +204,5 @@ import Volume
 /// acceptance line (MODEL_CARD.md has that).
 enum PerfusionBounds {
     static let whiteCBF = 0.08, whiteCBV = 0.13, greyCBF = 0.20, greyCBV = 0.27, tmaxSeconds = 0.4, core = 0.25
+
 }
