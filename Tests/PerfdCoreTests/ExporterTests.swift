@@ -56,6 +56,37 @@ import Testing
     }
 }
 
+/// DCMTK's storescp as the PACS on `port`, storing into `received`, with `options` before the
+/// port; killed when the returned object goes. Through python, to clear the signal mask the
+/// test runner's threads hand down.
+final class StoreSCPPeer {
+    let process = Process()
+    init(port: Int, received: String, options: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execvp('storescp', sys.argv[1:])",
+                             "storescp"] + options + ["-aet", "PACS", "-od", received, String(port)]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        try waitFor(10, "storescp to listen") { portOpen(port) }
+    }
+    deinit { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+}
+
+/// A job of series 1.2.3 rendered and exporting `files` to `destination` (result rows
+/// 2.25.7.0, 2.25.7.1, …); returns its id.
+func exportingJob(_ store: JobStore, files: [String], to destination: String) throws -> Int {
+    try store.recordInstance(InstanceRecord(sopInstanceUID: "1.2.3.1", sopClassUID: "1.2.840.10008.5.1.4.1.1.2",
+                                            seriesUID: "1.2.3", studyUID: "1.2", path: "/x", fileSize: 1))
+    let j = try #require(try store.completeSeries("1.2.3", reason: "t", pipeline: "baseline-t0"))
+    _ = try store.claimNextJob()
+    try store.beginStage(job: j.id, stage: "render")
+    try store.finishRender(job: j.id, result: "{}", report: "{}", outbox: files.enumerated().map {
+        OutboxEntry(destination: destination, seriesUID: "2.25.7", sopInstanceUID: "2.25.7.\($0.offset)", path: $0.element, kind: "result")
+    })
+    return j.id
+}
+
 /// Export over DICOM TLS to DCMTK's storescp as the PACS, with certificates made by the test.
 @Suite struct TLSExportTests {
     @Test func exportOverTLSReachesATrustedPacsAndNotAnUntrustedOne() throws {
@@ -63,16 +94,8 @@ import Testing
         let pki = try TestPKI(in: dir.sub("pki"))
         let port = freePort()
         let received = dir.sub("pacs")
-        let pacs = Process()
-        // Through python to clear the signal mask the test runner's threads hand down.
-        pacs.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        pacs.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execvp('storescp', sys.argv[1:])",
-                          "storescp", "+tls", pki.serverKey, pki.serverCert, "+cf", pki.caCert, "-aet", "PACS", "-od", received, String(port)]
-        pacs.standardOutput = FileHandle.nullDevice
-        pacs.standardError = FileHandle.nullDevice
-        try pacs.run()
-        defer { kill(pacs.processIdentifier, SIGKILL); pacs.waitUntilExit() }
-        try waitFor(10, "storescp to listen") { portOpen(port) }
+        let pacs = try StoreSCPPeer(port: port, received: received, options: ["+tls", pki.serverKey, pki.serverCert, "+cf", pki.caCert])
+        defer { withExtendedLifetime(pacs) {} }
 
         let store = try JobStore(path: dir.path + "/db.sqlite")
         let ph = try makePhantom(in: dir.sub("ph"), size: 8, slices: 1, timepoints: 2)
@@ -113,36 +136,23 @@ import Testing
         let pki = try TestPKI(in: dir.sub("pki"))
         let port = freePort()
         let received = dir.sub("pacs")
-        let pacs = Process()
-        pacs.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        pacs.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execvp('storescp', sys.argv[1:])",
-                          "storescp", "+tls", pki.elsewhereKey, pki.elsewhereCert, "+cf", pki.caCert, "-aet", "PACS", "-od", received, String(port)]
-        pacs.standardOutput = FileHandle.nullDevice
-        pacs.standardError = FileHandle.nullDevice
-        try pacs.run()
-        defer { kill(pacs.processIdentifier, SIGKILL); pacs.waitUntilExit() }
-        try waitFor(10, "storescp to listen") { portOpen(port) }
+        let pacs = try StoreSCPPeer(port: port, received: received, options: ["+tls", pki.elsewhereKey, pki.elsewhereCert, "+cf", pki.caCert])
+        defer { withExtendedLifetime(pacs) {} }
 
         let store = try JobStore(path: dir.path + "/db.sqlite")
         let ph = try makePhantom(in: dir.sub("ph"), size: 8, slices: 1, timepoints: 2)
-        try store.recordInstance(InstanceRecord(sopInstanceUID: "1.2.3.1", sopClassUID: "1.2.840.10008.5.1.4.1.1.2",
-                                                seriesUID: "1.2.3", studyUID: "1.2", path: "/x", fileSize: 1))
-        let j = try #require(try store.completeSeries("1.2.3", reason: "t", pipeline: "baseline-t0"))
-        _ = try store.claimNextJob()
-        try store.beginStage(job: j.id, stage: "render")
-        try store.finishRender(job: j.id, result: "{}", report: "{}", outbox: [
-            OutboxEntry(destination: "PACS@127.0.0.1:\(port)", seriesUID: "2.25.1", sopInstanceUID: "2.25.1.1", path: ph.files[0], kind: "result")])
+        let j = try exportingJob(store, files: [ph.files[0]], to: "PACS@127.0.0.1:\(port)")
         var config = Config()
         config.destinations = [Config.Destination(aeTitle: "PACS", host: "127.0.0.1", port: port, tls: TLSSettings(
             certificate: pki.clientCert, privateKey: pki.clientKey, trustedCertificates: [pki.caCert]))]
         #expect(try !ExporterService(store: store, config: config, logger: Logger(label: "test")).sendNextBatch())
         #expect(try FileManager.default.contentsOfDirectory(atPath: received).isEmpty)
-        let row = try #require(try store.outbox(job: j.id).first)
+        let row = try #require(try store.outbox(job: j).first)
         #expect(row.state == "pending" && row.attempts == 1, "\(row)")
 
         config.destinations[0].tls?.verifyHostname = false
         #expect(try ExporterService(store: store, config: config, logger: Logger(label: "test")).sendNextBatch(now: Clock.now() + 3600))
-        #expect(try store.job(j.id)?.state == .done)
+        #expect(try store.job(j)?.state == .done)
         #expect(try FileManager.default.contentsOfDirectory(atPath: received).count == 1)
     }
 }
@@ -155,35 +165,21 @@ import Testing
         let dir = TempDir()
         let port = freePort()
         let received = dir.sub("pacs")
-        let pacs = Process()
         let dies = "sh -c '[ $(ls \(received) | wc -l) -ge 2 ] && pkill -9 -f \"od \(received) \"; true'"
-        pacs.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        pacs.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execvp('storescp', sys.argv[1:])",
-                          "storescp", "-aet", "PACS", "--exec-sync", "-xcr", dies, "-od", received, String(port)]
-        pacs.standardOutput = FileHandle.nullDevice
-        pacs.standardError = FileHandle.nullDevice
-        try pacs.run()
-        defer { kill(pacs.processIdentifier, SIGKILL); pacs.waitUntilExit() }
-        try waitFor(10, "storescp to listen") { portOpen(port) }
+        let pacs = try StoreSCPPeer(port: port, received: received, options: ["--exec-sync", "-xcr", dies])
+        defer { withExtendedLifetime(pacs) {} }
 
         let store = try JobStore(path: dir.path + "/db.sqlite")
         let ph = try makePhantom(in: dir.sub("ph"), size: 8, slices: 1, timepoints: 3)
-        try store.recordInstance(InstanceRecord(sopInstanceUID: "1.2.3.1", sopClassUID: "1.2.840.10008.5.1.4.1.1.2",
-                                                seriesUID: "1.2.3", studyUID: "1.2", path: "/x", fileSize: 1))
-        let j = try #require(try store.completeSeries("1.2.3", reason: "t", pipeline: "baseline-t0"))
-        _ = try store.claimNextJob()
-        try store.beginStage(job: j.id, stage: "render")
-        try store.finishRender(job: j.id, result: "{}", report: "{}", outbox: ph.files.enumerated().map {
-            OutboxEntry(destination: "PACS@127.0.0.1:\(port)", seriesUID: "2.25.7", sopInstanceUID: "2.25.7.\($0.offset)", path: $0.element, kind: "result")
-        })
+        let j = try exportingJob(store, files: ph.files, to: "PACS@127.0.0.1:\(port)")
         var config = Config()
         config.destinations = [Config.Destination(aeTitle: "PACS", host: "127.0.0.1", port: port)]
         #expect(try !ExporterService(store: store, config: config, logger: Logger(label: "test")).sendNextBatch())
         // Whether the second file's answer left before storescp died is up to storescp; the
         // first was answered, the third never arrived.
-        let rows = try store.outbox(job: j.id)
+        let rows = try store.outbox(job: j)
         #expect(rows[0].state == "sent")
         #expect(rows[2].state == "pending" && rows[2].lastError != nil)
-        #expect(try store.job(j.id)?.state == .exporting)
+        #expect(try store.job(j)?.state == .exporting)
     }
 }

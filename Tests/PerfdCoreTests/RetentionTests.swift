@@ -30,13 +30,18 @@ import Testing
         return job.id
     }
 
-    @Test func finishedSeriesGoAfterTheWindowAndNothingElseIsTouched() throws {
-        let dir = TempDir()
-        let store = try JobStore(path: dir.path + "/state/perfd.sqlite")
+    /// A database and a config whose spool and database live in `dir`/state.
+    static func state(_ dir: TempDir) throws -> (JobStore, Config) {
         var config = Config()
         config.spoolDir = dir.path + "/state/spool"
         config.database = dir.path + "/state/perfd.sqlite"
         config.retentionDays = 7
+        return (try JobStore(path: config.database), config)
+    }
+
+    @Test func finishedSeriesGoAfterTheWindowAndNothingElseIsTouched() throws {
+        let dir = TempDir()
+        var (store, config) = try Self.state(dir)
         let t0 = 1_000_000.0
         let old = try series(store, config.spoolDir, "1.2.1", files: 3, at: t0)
         let oldJob = try finish(store, "1.2.1", at: t0 + 60)
@@ -96,11 +101,7 @@ import Testing
     let day = 86_400.0
 
     func setUp(_ dir: TempDir) throws -> (JobStore, Config, [String]) {
-        let store = try JobStore(path: dir.path + "/state/perfd.sqlite")
-        var config = Config()
-        config.spoolDir = dir.path + "/state/spool"
-        config.database = dir.path + "/state/perfd.sqlite"
-        config.retentionDays = 7
+        let (store, config) = try RetentionTests.state(dir)
         let t = RetentionTests()
         let paths = try t.series(store, config.spoolDir, "1.2.9", files: 3, at: 1_000_000)
         _ = try t.finish(store, "1.2.9", at: 1_000_060)
@@ -154,10 +155,7 @@ import Testing
 @Suite struct CrashLoopTests {
     @Test func aJobResumedTwiceIsFailedWithANotice() throws {
         let dir = TempDir()
-        let store = try JobStore(path: dir.path + "/state/perfd.sqlite")
-        var config = Config()
-        config.spoolDir = dir.path + "/state/spool"
-        config.database = dir.path + "/state/perfd.sqlite"
+        var (store, config) = try RetentionTests.state(dir)
         config.destinations = [Config.Destination(aeTitle: "PACS", host: "127.0.0.1", port: 4242)]
         let ph = try makePhantom(in: dir.sub("ph"), size: 16, slices: 1, timepoints: 3)
         for (i, f) in ph.files.enumerated() {
