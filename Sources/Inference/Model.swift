@@ -33,10 +33,7 @@ public final class ConvLSTMModel: Sendable {
         for (i, l) in spec.layers.dropLast().enumerated() {
             guard l.type == "bclstm" else { throw InferenceError("model.json: layer \(i) is \"\(l.type)\"; only bclstm layers precede the head") }
             let kx = l.kernelX ?? 3, kh = l.kernelH ?? 3
-            for k in [kx, kh] where k < 1 || k % 2 == 0 || k > 15 {
-                throw InferenceError("model.json: layer \(i) has kernel \(k); \"same\" padding needs an odd kernel of 1–15")
-            }
-            guard (1...4096).contains(l.filters) else { throw InferenceError("model.json: layer \(i) has \(l.filters) filters; 1–4096 expected") }
+            try Self.checkConvolution(kernels: [kx, kh], filters: l.filters, what: "layer \(i)")
             let rs = l.returnSequences ?? true
             if i < spec.layers.count - 2 && !rs {
                 throw InferenceError("model.json: layer \(i) must return sequences: another bclstm layer follows it")
@@ -55,8 +52,7 @@ public final class ConvLSTMModel: Sendable {
         }
         guard !built.isEmpty else { throw InferenceError("model.json: no bclstm layer") }
         let i = spec.layers.count - 1, k = last.kernel ?? 1
-        guard k >= 1, k % 2 == 1, k <= 15 else { throw InferenceError("model.json: the head has kernel \(k); \"same\" padding needs an odd kernel of 1–15") }
-        guard (1...4096).contains(last.filters) else { throw InferenceError("model.json: the head has \(last.filters) filters; 1–4096 expected") }
+        try Self.checkConvolution(kernels: [k], filters: last.filters, what: "the head")
         for o in spec.outputs ?? [] where !(o.scale.isFinite && o.offset.isFinite && o.scale != 0) {
             throw InferenceError("model.json: output \"\(o.name)\" has scale \(o.scale) and offset \(o.offset); finite numbers, scale not 0, expected")
         }
@@ -83,6 +79,15 @@ public final class ConvLSTMModel: Sendable {
     /// FLOPs per voxel for a series of `timepoints`.
     public func flopsPerVoxel(timepoints T: Int) -> Double {
         layers.reduce(0) { $0 + $1.flopsPerVoxelStep * Double(T) } + head.flopsPerVoxel * Double(outputHasTime ? T : 1)
+    }
+
+    /// model.json sizes the engine can run: odd kernels of 1–15 ("same" padding) and 1–4096
+    /// filters, for a bclstm layer or the head (`what` names it in the error).
+    static func checkConvolution(kernels: [Int], filters: Int, what: String) throws {
+        for k in kernels where k < 1 || k % 2 == 0 || k > 15 {
+            throw InferenceError("model.json: \(what) has kernel \(k); \"same\" padding needs an odd kernel of 1–15")
+        }
+        guard (1...4096).contains(filters) else { throw InferenceError("model.json: \(what) has \(filters) filters; 1–4096 expected") }
     }
 
     /// Throws unless `shape` is an input this model takes: (T, spatial…) or, with C > 1 input

@@ -1,4 +1,3 @@
-/// A dense float32 array with a shape, row-major (last index fastest).
 /// The element count of a shape read from a file, or nil when a size is negative or the
 /// product overflows or passes `limit` (2³¹ values, 8 GiB of float32: far beyond any model
 /// or series perfd runs). Files are untrusted: the engine is built without bounds checks.
@@ -13,6 +12,7 @@ public func checkedElementCount(_ shape: [Int], limit: Int = 1 << 31) -> Int? {
     return n
 }
 
+/// A dense float32 array with a shape, row-major (last index fastest).
 public struct Tensor: Sendable, Equatable {
     public var shape: [Int]
     public var data: [Float]

@@ -26,10 +26,8 @@ extension ConvLSTMModel {
                          read: ([Int], [Int]) throws -> [Float], mask: (([Int], [Int]) -> Bool)? = nil,
                          progress: ((Double) -> Void)? = nil) throws -> Tensor {
         let d = spec.spatialDims
-        guard shape.count == d else { throw InferenceError("volume shape \(shape) does not fit a \(d)D model") }
-        guard T >= 1, shape.allSatisfy({ $0 >= 1 }), checkedElementCount(shape + [T]) != nil else {
-            throw InferenceError("volume shape \(shape) with \(T) time points: every size must be at least 1")
-        }
+        // The same input rules as `run`, on the shape the tiles come from.
+        try checkInput(shape: [T] + shape + (inputChannels > 1 ? [inputChannels] : []))
         guard tile >= 1 else { throw InferenceError("tile is \(tile); at least 1 expected") }
         if let h = haloOverride, h < 0 { throw InferenceError("halo is \(h); 0 or more expected") }
         // An override trades exactness for speed (results then match within a tolerance

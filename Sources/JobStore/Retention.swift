@@ -46,6 +46,12 @@ extension JobStore {
         }
     }
 
+    /// Whether the series has a queued, running or exporting job.
+    static func hasActiveJob(_ tx: Transaction, series: String) throws -> Bool {
+        try tx.query("SELECT COUNT(*) AS n FROM jobs WHERE series_uid = ? AND state IN ('queued', 'running', 'exporting')",
+                     series).first?["n"].int ?? 0 > 0
+    }
+
     /// Whether a listed candidate is still one right before its files are deleted: complete,
     /// unpurged, nothing received since it was listed, no job started. (An instance sent
     /// again between the listing and the deletion would otherwise lose its file.)
@@ -53,9 +59,7 @@ extension JobStore {
         try db.read { tx in
             guard let s = try tx.query("SELECT state, purged_at, last_received FROM series WHERE series_uid = ?", c.seriesUID).first,
                   s["state"].text == "complete", s["purged_at"].double == nil, s["last_received"].double == c.lastReceived else { return false }
-            let active = try tx.query("SELECT COUNT(*) AS n FROM jobs WHERE series_uid = ? AND state IN ('queued', 'running', 'exporting')",
-                                      c.seriesUID).first?["n"].int ?? 0
-            return active == 0
+            return try !Self.hasActiveJob(tx, series: c.seriesUID)
         }
     }
 
@@ -65,9 +69,7 @@ extension JobStore {
     public func markPurged(_ c: PurgeCandidate, actor: String, now: Double = Clock.now()) throws {
         try db.write { tx in
             // Only if nothing started on the series since the candidate list was made.
-            let active = try tx.query("SELECT COUNT(*) AS n FROM jobs WHERE series_uid = ? AND state IN ('queued', 'running', 'exporting')",
-                                      c.seriesUID).first?["n"].int ?? 0
-            guard active == 0 else { return }
+            guard try !Self.hasActiveJob(tx, series: c.seriesUID) else { return }
             // Only the rows of the files that were deleted: an instance that arrived since the
             // candidate list was made (the series sent again) keeps its row, and the series
             // then stays unpurged, counting what it still holds.

@@ -45,11 +45,11 @@ public struct JobWorkerService: Service {
         }
     }
 
-    /// Runs all remaining stages of one job (blocking; call off the cooperative pool).
     /// Start-ups that may resume one job before it is failed: a series that crashes the
     /// daemon would otherwise crash it at every restart and hold up every job behind it.
     public static let maxResumes = 2
 
+    /// Runs all remaining stages of one job (blocking; call off the cooperative pool).
     public func process(_ job: JobRecord) {
         let workDir = Self.workDirectory(config: config, job: job.id)
         let observer = StoreObserver(store: store, job: job.id)
@@ -57,9 +57,7 @@ public struct JobWorkerService: Service {
             let stage = job.stage ?? "assemble"
             let reason = "perfd stopped \(n + 1) times while processing this job (last at stage \(stage)); it is failed so that the jobs behind it run — the series may crash perfd: keep its files for a bug report, `perfd retry \(job.id)` tries again"
             logger.error("job \(job.id): \(reason)")
-            if (try? store.fail(job: job.id, stage: stage, reason: reason)) ?? true {
-                sendFailureNotice(job: job, stage: stage, reason: "perfd stopped \(n + 1) times while processing this series", workDir: workDir)
-            }
+            fail(job, stage: stage, reason: reason, notice: "perfd stopped \(n + 1) times while processing this series", workDir: workDir)
             return
         }
         do {
@@ -95,11 +93,16 @@ public struct JobWorkerService: Service {
             let reason = "\(error)"
             let stage = observer.current ?? "assemble"
             logger.error("job \(job.id) failed at \(stage): \(reason)")
-            // A job superseded or cancelled meanwhile stays so, and sends no notice: its
-            // successor (or nobody) speaks for the series.
-            if (try? store.fail(job: job.id, stage: stage, reason: reason)) ?? true {
-                sendFailureNotice(job: job, stage: stage, reason: reason, workDir: workDir)
-            }
+            fail(job, stage: stage, reason: reason, notice: reason, workDir: workDir)
+        }
+    }
+
+    /// Fails the job and sends the failure notice (`notice` is the reason it shows). A job
+    /// superseded or cancelled meanwhile stays so, and sends no notice: its successor (or
+    /// nobody) speaks for the series.
+    func fail(_ job: JobRecord, stage: String, reason: String, notice: String, workDir: String) {
+        if (try? store.fail(job: job.id, stage: stage, reason: reason)) ?? true {
+            sendFailureNotice(job: job, stage: stage, reason: notice, workDir: workDir)
         }
     }
 
