@@ -1,7 +1,7 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// perfd: CT perfusion daemon. DESIGN.md §2 lists the targets and what each owns.
+// perfd: CT perfusion daemon. docs/ARCHITECTURE.md §2 lists the targets and what each owns.
 let package = Package(
     name: "perfd",
     platforms: [.macOS(.v15)],
@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "Volume", dependencies: ["DICOM"]),
         .target(name: "Registration", dependencies: ["Volume"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "JobStore", dependencies: ["CSQLite"]),
-        // Classical perfusion maps and the synthetic CTP phantom (DESIGN §4).
+        // Classical perfusion maps and the synthetic CTP phantom (docs/ARCHITECTURE.md §8).
         .target(name: "Perfusion", dependencies: ["Volume", "DICOM", "Registration", "COpenBLAS"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(
@@ -72,6 +72,8 @@ let package = Package(
         .testTarget(name: "PerfusionTests", dependencies: ["Perfusion", "PerfdCore", "PerfdTestSupport"]),
         .testTarget(name: "PerfdCoreTests", dependencies: ["PerfdCore", "PerfdTestSupport"], exclude: ["fixtures"]),
         .testTarget(name: "IntegrationTests", dependencies: ["PerfdCore", "PerfdTestSupport"], exclude: ["python"]),
+        // Checks docs/ARCHITECTURE.md against the tree; no dependencies, so it builds in seconds.
+        .testTarget(name: "DocsTests"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -55,7 +55,7 @@ static std::once_flag init_once;
 extern "C" void pdcm_init(void) {
     std::call_once(init_once, [] {
         // DCMTK reads TCP_NODELAY from the environment for every socket it opens or
-        // accepts; Debian's build leaves Nagle on unless it is set (DESIGN §2).
+        // accepts; Debian's build leaves Nagle on unless it is set (docs/ARCHITECTURE.md §4).
         setenv("TCP_NODELAY", "1", 1);
         // DCMTK gives every socket it opens or accepts this receive timeout (SO_RCVTIMEO,
         // 60 s by default), and the listener reads each peer's A-ASSOCIATE-RQ on its one

@@ -1,6 +1,6 @@
 import Foundation
 
-/// model.json: the architecture and its contract (DESIGN §3 "Model directory").
+/// model.json: the architecture and its contract (docs/ARCHITECTURE.md §7 "Model directory").
 ///
 /// Tensor names in weights.safetensors follow the layer index: for a `bclstm` layer i,
 /// `layers.i.forward.kernel` [k_x…, C_in, 4f], `layers.i.forward.recurrent_kernel` [k_h…, f, 4f],

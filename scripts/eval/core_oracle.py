@@ -14,7 +14,7 @@ seed the script makes the phantom twice (at --sigma and noise-free) and reads th
   noise-free the same, on the noise-free series, voxel by voxel (threshold also in hindsight).
 
 Median |error| (%) over the core voxels, per seed. And the core's CBV read from the noise-free
-series by the DESIGN formula (area ratio over the acquisition), against the truth's CBF·∫R.
+series by the area formula (area ratio over the acquisition), against the truth's CBF·∫R.
 perfusion-clstm sees neither the mask nor the clean AIF; what it reads beyond the prior must
 come from data at least this noisy.
 Usage: core_oracle.py [--seeds 9001,9002,9003,9004,9005,9006] [--sigma 10] [--timepoints 19] [--work DIR]
@@ -29,7 +29,7 @@ import tempfile
 import numpy as np
 from scipy.ndimage import uniform_filter
 
-KH, RHO = 0.73, 1.04           # DESIGN §4
+KH, RHO = 0.73, 1.04           # as Sources/Perfusion/Phantom/Bolus.swift
 CORE_WHITE, ARTERY = 8, 5      # truth.json "labels"
 THRESHOLDS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
 
@@ -85,7 +85,7 @@ def main():
     windows = [1, 7, 15, "all"]
     errors = {}        # (k, p) → per-seed median |error| %
     clean = {}         # p → per-seed median |error| %, noise-free voxel by voxel
-    cbv_clean = []     # per seed: CBV by the DESIGN formula on the noise-free series
+    cbv_clean = []     # per seed: CBV by the area formula on the noise-free series
     seeds = [int(s) for s in a.seeds.split(",")]
     for seed in seeds:
         noisy, times, labels, truth, truth_cbv = phantom(bin_, os.path.join(work, f"s{seed}_n{a.sigma:g}_t{a.timepoints}"), seed, a.sigma, a.size, a.slices, a.timepoints)

@@ -18,7 +18,7 @@ extern "C" {
 /* ---- process-wide ------------------------------------------------------------------ */
 
 /* Registers the decoders (JPEG, JPEG-LS, RLE) and encoders, turns DCMTK's own logging
- * down to errors, and switches Nagle's algorithm off for every DCMTK socket (DESIGN §2:
+ * down to errors, and switches Nagle's algorithm off for every DCMTK socket (docs/ARCHITECTURE.md §4:
  * ~40 ms per C-STORE otherwise). Idempotent; call before anything else. */
 void pdcm_init(void);
 

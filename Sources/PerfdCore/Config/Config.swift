@@ -2,7 +2,7 @@ import DICOM
 import Foundation
 import Yams
 
-/// perfd.yaml, validated. Key names are a contract (DESIGN §3): they may grow, not change.
+/// perfd.yaml, validated. Key names are a contract (docs/ARCHITECTURE.md §7): they may grow, not change.
 public struct Config: Sendable, Equatable {
     public struct Peer: Sendable, Equatable {
         public var aeTitle: String

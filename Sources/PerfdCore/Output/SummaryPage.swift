@@ -1,7 +1,7 @@
 import Foundation
 import Volume
 
-/// The one page a stroke team reads (DESIGN §3 "Output DICOM", issue 6 item 5): one slice
+/// The one page a stroke team reads (docs/ARCHITECTURE.md §7 "Output DICOM", issue 6 item 5): one slice
 /// of CBF, CBV, MTT and Tmax with colour bars and units; the core (red) and penumbra
 /// (green) on the first time point; where the AIF and VOF were taken, on the peak
 /// enhancement image; the two curves (ΔHU against s); the volumes, mismatch ratio and

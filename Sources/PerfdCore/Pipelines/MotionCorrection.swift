@@ -13,7 +13,7 @@ public struct MotionCorrection: Sendable {
         public var qc: String                     // "ok" | "motion"
         public var note: String?
 
-        /// report.json's `registration` block (DESIGN §3).
+        /// report.json's `registration` block (docs/ARCHITECTURE.md §7).
         public var report: Report.Registration {
             Report.Registration(
                 transforms: transforms.enumerated().map { t, x in

@@ -1,6 +1,6 @@
 import Foundation
 
-/// report.json (DESIGN §3): what was done to which input, what came out, how long it took.
+/// report.json (docs/ARCHITECTURE.md §7): what was done to which input, what came out, how long it took.
 public struct Report: Codable, Sendable {
     public struct Model: Codable, Sendable { public var name: String; public var version: String }
     public struct Input: Codable, Sendable {

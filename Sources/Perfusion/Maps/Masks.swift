@@ -42,7 +42,7 @@ enum Masks {
     }
 }
 
-/// Core and penumbra by the clinical thresholds (DESIGN §4).
+/// Core and penumbra by the clinical thresholds (docs/ARCHITECTURE.md §8).
 ///
 /// CBF and Tmax are 3×3 median-filtered within tissue first, and core and hypoperfused
 /// regions smaller than `minML` are dropped (noise makes specks; lesions are contiguous).

@@ -3,7 +3,7 @@ import Foundation
 import Registration
 import Volume
 
-/// A synthetic CT perfusion series with known truth (DESIGN §4 "The phantom").
+/// A synthetic CT perfusion series with known truth (docs/ARCHITECTURE.md §8 "The phantom").
 public struct PhantomOptions: Sendable {
     public var size = 512
     public var slices = 8

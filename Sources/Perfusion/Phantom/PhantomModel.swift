@@ -2,7 +2,7 @@ import Foundation
 
 /// Kinetic parameters of one perfused region. The generating parameters (`flow`, `transit`,
 /// delay, dispersion, residue) make its curve, C = (ρ/k_H)·flow·AIF ⊛ (h_τ ⊛ R)(t − delay);
-/// the truth is what that curve holds (DESIGN §4: CBV = CBF·∫R, MTT = ∫R, Tmax = delay +
+/// the truth is what that curve holds (docs/ARCHITECTURE.md §8: CBV = CBF·∫R, MTT = ∫R, Tmax = delay +
 /// argmax R) for the residue a deconvolution with the measured AIF can see, the effective
 /// residue R_eff = h_τ ⊛ R scaled to a peak of 1: R_t = R_eff / max R_eff. So
 ///   CBF = flow·max R_eff,  CBV = flow·transit/60,  MTT = ∫R_t = transit / max R_eff,
