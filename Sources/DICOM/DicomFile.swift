@@ -44,12 +44,25 @@ public final class DicomFile {
         return String(cString: buf)
     }
 
+    /// The largest Rows or Columns accepted (the SCP refuses larger images at C-STORE).
+    public static let maxImageSide = Int(PDCM_MAX_IMAGE_SIDE)
+    /// The most pixel values one file may declare (all frames and samples).
+    public static let maxPixelValues = Int(PDCM_MAX_INSTANCE_BYTES) / 2
+
     /// Stored pixel values (no rescale), all frames, row-major, as Float.
     public func storedPixels() throws -> [Float] {
         let rows = int("Rows") ?? 0, cols = int("Columns") ?? 0
         let spp = int("SamplesPerPixel") ?? 1, frames = max(int("NumberOfFrames") ?? 1, 1)
+        // Checked before allocating: a header is not trusted with the size of the buffer
+        // (files may predate the SCP's bounds, or come from elsewhere).
+        guard rows <= Self.maxImageSide, cols <= Self.maxImageSide, (1...4).contains(spp), (1...Self.maxPixelValues).contains(frames) else {
+            throw DICOMError(.decodeFailed, "\(path): declares \(cols)×\(rows)×\(spp) samples × \(frames) frames; at most \(Self.maxImageSide)×\(Self.maxImageSide) is read")
+        }
         let n = rows * cols * spp * frames
         guard n > 0 else { throw DICOMError(.decodeFailed, "\(path): Rows or Columns missing") }
+        guard n <= Self.maxPixelValues else {
+            throw DICOMError(.decodeFailed, "\(path): declares \(n) pixel values, more than the \(Self.maxPixelValues) read from one file")
+        }
         var out = [Float](repeating: 0, count: n)
         let (rc, err) = out.withUnsafeMutableBufferPointer { o in
             withErrorBuffer { pdcm_file_decode_pixels(handle, o.baseAddress!, n, $0, $1) }
