@@ -1,6 +1,8 @@
+import DICOM
 import Foundation
 import PerfdTestSupport
 import Testing
+import Volume
 
 /// A Part 10 file in explicit VR little endian, written byte by byte so a test can say
 /// exactly what a hostile sender would (DCMTK's tools refuse to write most of it).
@@ -77,8 +79,8 @@ struct RawInstance {
 /// Bounds on what one instance may cost the daemon: nesting, item count, image size, disk.
 /// Each hostile instance is sent with storescu to the real `perfd serve`.
 @Suite(.serialized) struct InstanceBoundsTests {
-    func store(_ files: [String], port: Int) throws -> ToolResult {
-        try runTool("storescu", ["-aet", "SCANNER", "-aec", "PERFD", "127.0.0.1", String(port)] + files)
+    func store(_ files: [String], port: Int, options: [String] = []) throws -> ToolResult {
+        try runTool("storescu", options + ["-aet", "SCANNER", "-aec", "PERFD", "127.0.0.1", String(port)] + files)
     }
 
     func rowCount(_ dir: TempDir, _ series: String) throws -> Int {
@@ -146,14 +148,15 @@ struct RawInstance {
             paths.append(try write(bomb.file(rows: 65535, columns: 65535, transferSyntax: "1.2.840.10008.1.2.5", pixels: pixels), dir.path + "/rle\(i).dcm"))
             series.append(bomb.series)
         }
-        _ = try store(paths, port: port)
+        let sent = try store(paths, port: port, options: ["-xr"])
         #expect(server.process.isRunning)
         for s in series { #expect(try rowCount(dir, s) == 0, "\(server.log)") }
-        #expect(server.log.contains("answered 0xA900"), "\(server.log)")
+        #expect(server.log.contains("answered 0xA900"), "\(sent.output)\n\(server.log)")
         #expect(server.log.contains("declares a 65535×65535 image; perfd takes at most 4096×4096"), "\(server.log)")
         // A real RLE slice passes the plausibility check.
         let ph = try makePhantom(in: dir.sub("ph"), size: 32, slices: 1, timepoints: 1, transferSyntax: .rle)
-        #expect(try store(ph.files, port: port).status == 0)
+        let real = try store(ph.files, port: port, options: ["-xr"])
+        #expect(real.status == 0, "\(real.output)")
         #expect(try rowCount(dir, ph.seriesUID) == 1, "\(server.log)")
     }
 
@@ -209,5 +212,33 @@ struct RawInstance {
         let ok = try write(small.file(rows: 16, columns: 16, pixels: RawInstance.nativePixels(rows: 16, columns: 16)), dir.path + "/small.dcm")
         #expect(try store([ok], port: port).status == 0)
         #expect(try rowCount(dir, small.series) == 1, "\(server.log)")
+    }
+}
+
+/// Defence in depth behind the C-STORE checks: a file already in a spool (stored by an older
+/// version) or a series too large for the machine is refused with a reason before anything
+/// sizes a buffer from its header.
+@Suite struct DecodeBoundsTests {
+    @Test func decodeAndAssemblyRefuseAHugeImageBeforeAllocating() throws {
+        let dir = TempDir()
+        var fragment = RawInstance.u32(1) + RawInstance.u32(64) + [UInt8](repeating: 0, count: 56)
+        for _ in 0..<64 { fragment += [0x81, 0x00] }
+        let pixels = RawInstance.u16(0x7FE0) + RawInstance.u16(0x0010) + Array("OB".utf8) + RawInstance.u16(0) + RawInstance.u32(RawInstance.undefined) +
+            RawInstance.raw(0xFFFE, 0xE000, 0) + RawInstance.raw(0xFFFE, 0xE000, UInt32(fragment.count)) + fragment + RawInstance.raw(0xFFFE, 0xE0DD, 0)
+        let path = dir.path + "/huge.dcm"
+        try RawInstance().file(rows: 65535, columns: 65535, transferSyntax: "1.2.840.10008.1.2.5", pixels: pixels).write(to: URL(fileURLWithPath: path))
+        let f = try DicomFile(path: path)
+        #expect { _ = try f.storedPixels() } throws: { "\($0)".contains("at most 4096×4096") }
+        #expect { _ = try SliceHeader(file: f) } throws: { "\($0)".contains("at most 4096×4096") }
+    }
+
+    @Test func assemblyRefusesASeriesOverTheVoxelLimit() throws {
+        let dir = TempDir()
+        let ph = try makePhantom(in: dir.sub("ph"), size: 16, slices: 2, timepoints: 3)
+        let voxels = 16 * 16 * 2 * 3
+        #expect { _ = try Assembler.assemble(paths: ph.files, maxVoxels: voxels - 1) } throws: {
+            "\($0)".contains("3 time points × 2 slices × 16×16 = \(voxels) voxels, more than the \(voxels - 1)")
+        }
+        #expect(try Assembler.assemble(paths: ph.files, maxVoxels: voxels).voxels.count == voxels)
     }
 }
