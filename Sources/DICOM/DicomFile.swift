@@ -21,7 +21,7 @@ public final class DicomFile {
     public func string(_ tagPath: String) -> String? {
         var buf = [CChar](repeating: 0, count: 4096)
         let found = buf.withUnsafeMutableBufferPointer { pdcm_file_get_string(handle, tagPath, $0.baseAddress!, $0.count) }
-        return found == 1 ? String(cString: buf).trimmingSpaces() : nil
+        return found == 1 ? Self.text(buf).trimmingSpaces() : nil
     }
 
     public func int(_ tagPath: String) -> Int? {
@@ -41,7 +41,12 @@ public final class DicomFile {
     public var transferSyntaxUID: String {
         var buf = [CChar](repeating: 0, count: 128)
         buf.withUnsafeMutableBufferPointer { pdcm_file_transfer_syntax(handle, $0.baseAddress!, $0.count) }
-        return String(cString: buf)
+        return Self.text(buf)
+    }
+
+    /// A C buffer's text up to its terminating NUL.
+    private static func text(_ buf: [CChar]) -> String {
+        String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// The largest Rows or Columns accepted (the SCP refuses larger images at C-STORE).

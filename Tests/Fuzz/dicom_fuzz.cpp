@@ -6,6 +6,8 @@
 #include "pdcm.h"
 #include "pdcm_internal.h"
 
+#include "dcmtk/oflog/oflog.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -16,6 +18,7 @@ static std::string g_path;
 
 extern "C" int LLVMFuzzerInitialize(int *, char ***) {
     pdcm_init();
+    OFLog::configure(OFLogger::FATAL_LOG_LEVEL);   // codec complaints about fuzzed data would flood the log
     const char *dir = getenv("TMPDIR");
     g_path = std::string(dir && *dir ? dir : "/tmp") + "/perfd-fuzz-" + std::to_string(getpid()) + ".dcm";
     return 0;
