@@ -15,12 +15,12 @@
 #include "dcmtk/dcmdata/dcpixseq.h"
 #include "dcmtk/dcmdata/dcpxitem.h"
 
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <fcntl.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include <memory>
 #include <vector>
 
 namespace pdcm {
@@ -51,9 +51,43 @@ bool known_vr(const char *v, bool &longLength) {
     return false;
 }
 
+// The bytes scanned: a buffer, or a file read through a window with pread (a received
+// file is in the page cache; headers are read, values skipped, so a 512 KiB slice costs
+// one or two 8 KiB reads).
+class Source {
+public:
+    Source(const uint8_t *data, size_t size) : mem_(data), size_(size) {}
+    Source(int fd, size_t size) : fd_(fd), size_(size), window_(new uint8_t[kWindow]) {}
+    size_t size() const { return size_; }
+    bool failed() const { return failed_; }
+    // `n` (at most 16) bytes at `pos`, which the caller has checked lie within size().
+    const uint8_t *at(size_t pos, size_t n) {
+        if (mem_) return mem_ + pos;
+        if (pos >= start_ && pos + n <= start_ + len_) return window_.get() + (pos - start_);
+        ssize_t got = pread(fd_, window_.get(), kWindow, off_t(pos));
+        if (got < ssize_t(n)) {
+            failed_ = true;
+            static const uint8_t zeros[16] = {};
+            return zeros;
+        }
+        start_ = pos;
+        len_ = size_t(got);
+        return window_.get();
+    }
+
+private:
+    static constexpr size_t kWindow = 8 << 10;   // a CT header fits; pixel data is never read
+    const uint8_t *mem_ = nullptr;
+    int fd_ = -1;
+    size_t size_;
+    std::unique_ptr<uint8_t[]> window_;
+    size_t start_ = 0, len_ = 0;
+    bool failed_ = false;
+};
+
 class Scanner {
 public:
-    Scanner(const uint8_t *data, size_t size, const ScanLimits &limits) : p_(data), size_(size), limits_(limits) {}
+    Scanner(Source &src, const ScanLimits &limits) : src_(src), size_(src.size()), limits_(limits) {}
 
     // Walks the data set from `start` to the end of the buffer in encoding `enc`.
     bool run(size_t start, Encoding enc, std::string &reason) {
@@ -61,6 +95,7 @@ public:
         stack_[0] = Frame{Frame::Dataset, enc, size_};
         size_t pos = start;
         for (;;) {
+            if (src_.failed()) return fail(reason, "cannot read the received file at byte " + std::to_string(pos));
             Frame &top = stack_[sp_];
             if (top.end != kNoEnd && pos == top.end) {
                 if (sp_ == 0) return true;
@@ -112,8 +147,9 @@ public:
                 len = read32(pos + 4, top.enc);
                 pos += 8;
             } else {
-                vr[0] = char(p_[pos + 4]);
-                vr[1] = char(p_[pos + 5]);
+                const uint8_t *h = src_.at(pos + 4, 2);
+                vr[0] = char(h[0]);
+                vr[1] = char(h[1]);
                 bool longLength = false;
                 if (!known_vr(vr, longLength))
                     return fail(reason, "element " + hex_tag(tag) + " at byte " + std::to_string(at) + " has no valid value representation");
@@ -161,12 +197,11 @@ private:
         size_t end;   // kNoEnd: undefined length, ends at its delimiter
     };
 
-    const uint8_t *p_;
+    Source &src_;
     size_t size_;
     const ScanLimits &limits_;
     Frame stack_[kMaxFrames];
     int sp_ = 0;
-    int sequences_ = 0;
     uint64_t elements_ = 0;
 
     // Where the innermost container of defined length (or the file) ends.
@@ -207,14 +242,15 @@ private:
         reason = why;
         return false;
     }
-    uint16_t read16(size_t at, Encoding enc) const {
-        return enc == ExplicitBE ? uint16_t(p_[at] << 8 | p_[at + 1]) : uint16_t(p_[at] | p_[at + 1] << 8);
+    uint16_t read16(size_t at, Encoding enc) {
+        const uint8_t *p = src_.at(at, 2);
+        return enc == ExplicitBE ? uint16_t(p[0] << 8 | p[1]) : uint16_t(p[0] | p[1] << 8);
     }
-    uint32_t read32(size_t at, Encoding enc) const {
+    uint32_t read32(size_t at, Encoding enc) {
         return enc == ExplicitBE ? uint32_t(read16(at, enc)) << 16 | read16(at + 2, enc)
                                  : uint32_t(read16(at, enc)) | uint32_t(read16(at + 2, enc)) << 16;
     }
-    uint32_t readTag(size_t at, Encoding enc) const { return uint32_t(read16(at, enc)) << 16 | read16(at + 2, enc); }
+    uint32_t readTag(size_t at, Encoding enc) { return uint32_t(read16(at, enc)) << 16 | read16(at + 2, enc); }
 };
 
 bool starts_with(const std::string &s, const char *prefix) { return s.compare(0, strlen(prefix), prefix) == 0; }
@@ -257,37 +293,46 @@ bool inflate_bounded(const uint8_t *in, size_t n, size_t cap, std::vector<uint8_
 
 }  // namespace
 
-bool scan_dataset(const uint8_t *data, size_t size, const ScanLimits &limits, std::string &reason) {
+namespace {
+
+// The file meta group (explicit little endian after "DICM"), then the data set in the
+// transfer syntax it names.
+bool scan_source(Source &src, const ScanLimits &limits, std::string &reason) {
     // A Part 10 file: 128-byte preamble, "DICM", the file meta group in explicit little
     // endian. perfd writes one in front of every data set it receives, so anything else is
     // not a received instance.
-    if (size < 132 || memcmp(data + 128, "DICM", 4) != 0) return reason = "not a DICOM Part 10 file (no DICM prefix)", false;
+    const size_t size = src.size();
+    if (size < 132 || memcmp(src.at(128, 4), "DICM", 4) != 0 || src.failed())
+        return reason = "not a DICOM Part 10 file (no DICM prefix)", false;
     size_t pos = 132;
     std::string xfer;
     size_t metaEnd = 0;
-    while (size - pos >= 8 && (data[pos] | data[pos + 1] << 8) == 0x0002) {
-        const uint32_t tag = uint32_t(0x0002) << 16 | uint32_t(data[pos + 2] | data[pos + 3] << 8);
-        char vr[2] = {char(data[pos + 4]), char(data[pos + 5])};
+    auto le32 = [](const uint8_t *p) { return uint32_t(p[0] | p[1] << 8 | p[2] << 16) | uint32_t(p[3]) << 24; };
+    while (size - pos >= 8) {
+        const uint8_t *h = src.at(pos, 8);
+        if ((h[0] | h[1] << 8) != 0x0002) break;
+        const uint32_t tag = uint32_t(0x0002) << 16 | uint32_t(h[2] | h[3] << 8);
+        char vr[2] = {char(h[4]), char(h[5])};
         bool longLength = false;
         if (!known_vr(vr, longLength)) return reason = "file meta element " + hex_tag(tag) + " has no valid value representation", false;
         uint32_t len;
         if (longLength) {
             if (size - pos < 12) return reason = "the file meta information is cut short", false;
-            len = uint32_t(data[pos + 8] | data[pos + 9] << 8 | data[pos + 10] << 16) | uint32_t(data[pos + 11]) << 24;
+            len = le32(src.at(pos + 8, 4));
             pos += 12;
         } else {
-            len = uint32_t(data[pos + 6] | data[pos + 7] << 8);
+            len = uint32_t(h[6] | h[7] << 8);
             pos += 8;
         }
         if (len > size - pos) return reason = "file meta element " + hex_tag(tag) + " declares more bytes than were received", false;
-        if (tag == 0x00020000 && len == 4)
-            metaEnd = pos + 4 + (uint32_t(data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16) | uint32_t(data[pos + 3]) << 24);
+        if (tag == 0x00020000 && len == 4) metaEnd = pos + 4 + le32(src.at(pos, 4));
         if (tag == 0x00020010) {
-            xfer.assign(reinterpret_cast<const char *>(data + pos), len);
+            for (uint32_t k = 0; k < len && k < 64; k++) xfer += char(*src.at(pos + k, 1));
             while (!xfer.empty() && (xfer.back() == '\0' || xfer.back() == ' ')) xfer.pop_back();
         }
         pos += len;
     }
+    if (src.failed()) return reason = "cannot read the received file", false;
     // DCMTK ends the meta group where its group length says; both readings must agree or
     // the data set DCMTK parses is not the one scanned here.
     if (metaEnd != 0 && metaEnd != pos) return reason = "the file meta group length disagrees with its elements", false;
@@ -299,10 +344,25 @@ bool scan_dataset(const uint8_t *data, size_t size, const ScanLimits &limits, st
     else if (xfer == "1.2.840.10008.1.2.1.99") enc = ExplicitLE, deflated = true;
     else if (starts_with(xfer, "1.2.840.10008.1.2.4.") || xfer == "1.2.840.10008.1.2.5") enc = ExplicitLE;   // encapsulated
     else return reason = "transfer syntax \"" + xfer + "\" is not one perfd accepts", false;
-    if (!deflated) return Scanner(data, size, limits).run(pos, enc, reason);
+    if (!deflated) return Scanner(src, limits).run(pos, enc, reason);
+    // Deflated: the rest is inflated (bounded) and scanned from memory.
+    std::vector<uint8_t> compressed(size - pos);
+    for (size_t k = 0; k < compressed.size(); k += 16) {
+        const size_t n = std::min<size_t>(16, compressed.size() - k);
+        memcpy(compressed.data() + k, src.at(pos + k, n), n);
+    }
+    if (src.failed()) return reason = "cannot read the received file", false;
     std::vector<uint8_t> inflated;
-    if (!inflate_bounded(data + pos, size - pos, limits.max_inflated_bytes, inflated, reason)) return false;
-    return Scanner(inflated.data(), inflated.size(), limits).run(0, enc, reason);
+    if (!inflate_bounded(compressed.data(), compressed.size(), limits.max_inflated_bytes, inflated, reason)) return false;
+    Source mem(inflated.data(), inflated.size());
+    return Scanner(mem, limits).run(0, enc, reason);
+}
+
+}  // namespace
+
+bool scan_dataset(const uint8_t *data, size_t size, const ScanLimits &limits, std::string &reason) {
+    Source src(data, size);
+    return scan_source(src, limits, reason);
 }
 
 bool scan_file(const std::string &path, const ScanLimits &limits, std::string &reason) {
@@ -314,18 +374,9 @@ bool scan_file(const std::string &path, const ScanLimits &limits, std::string &r
         close(fd);
         return false;
     }
-    const size_t size = size_t(st.st_size);
-    if (size < 132) {
-        close(fd);
-        return reason = "not a DICOM Part 10 file (" + std::to_string(size) + " bytes)", false;
-    }
-    // Mapped: the file was just written and sits in the page cache; pixel data is skipped
-    // by its length, so its pages are never touched.
-    void *m = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    Source src(fd, size_t(st.st_size));
+    bool ok = scan_source(src, limits, reason);
     close(fd);
-    if (m == MAP_FAILED) return reason = "cannot map " + path + ": " + strerror(errno), false;
-    bool ok = scan_dataset(static_cast<const uint8_t *>(m), size, limits, reason);
-    munmap(m, size);
     return ok;
 }
 
