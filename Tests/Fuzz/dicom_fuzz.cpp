@@ -21,6 +21,7 @@ extern "C" int LLVMFuzzerInitialize(int *, char ***) {
     OFLog::configure(OFLogger::FATAL_LOG_LEVEL);   // codec complaints about fuzzed data would flood the log
     const char *dir = getenv("TMPDIR");
     g_path = std::string(dir && *dir ? dir : "/tmp") + "/perfd-fuzz-" + std::to_string(getpid()) + ".dcm";
+    atexit([] { unlink(g_path.c_str()); });
     return 0;
 }
 
