@@ -73,6 +73,16 @@ extern "C" int pdcm_file_decode_pixels(pdcm_file *f, float *out, size_t count, c
     ds->findAndGetUint16(DCM_SamplesPerPixel, spp);
     long frames = pdcm::get_long(ds, DCM_NumberOfFrames);
     if (frames < 1) frames = 1;
+    // Bounded before a codec sizes its buffer from the same header (a 15 KB RLE file
+    // declaring 65535×65535 made DCMTK allocate 8 GiB): files in the spool may predate the
+    // SCP's checks.
+    if (rows > PDCM_MAX_IMAGE_SIDE || cols > PDCM_MAX_IMAGE_SIDE || spp < 1 || spp > 4 ||
+        uint64_t(frames) > PDCM_MAX_INSTANCE_BYTES / (uint64_t(rows) * cols * spp * 2 + 1)) {
+        pdcm::set_text(err, errlen, "declares " + std::to_string(cols) + "×" + std::to_string(rows) + "×" + std::to_string(spp) +
+                                        " samples × " + std::to_string(frames) + " frames; at most " +
+                                        std::to_string(PDCM_MAX_IMAGE_SIDE) + "×" + std::to_string(PDCM_MAX_IMAGE_SIDE) + " is decoded");
+        return 1;
+    }
     size_t n = size_t(rows) * cols * spp * size_t(frames);
     if (n > count) {
         pdcm::set_text(err, errlen, "output buffer too small for " + std::to_string(n) + " pixel values");

@@ -58,6 +58,33 @@ int fsync_path(const std::string &path, bool directory);
 // when a file is missing or unusable. The caller owns the layer.
 DcmTransportLayer *make_tls_layer(bool acceptor, const pdcm_tls_config *cfg, std::string &err);
 
+// Bounds on the structure of one received data set (pdcm_scan.cpp). CT needs a few
+// levels of sequences (Enhanced CT's functional groups: 2, private vendor data: 3-4); 16
+// leaves room for any scanner and costs DCMTK's recursive parser well under 1 MiB of
+// stack. A single-frame CT slice has a few hundred elements, an Enhanced CT with a few
+// hundred frames some tens of thousands; DCMTK spends about 300 bytes on each.
+struct ScanLimits {
+    int max_depth = 16;
+    uint64_t max_elements = 100000;
+    size_t max_inflated_bytes = size_t(256) << 20;   // a deflated data set, once inflated
+};
+// Walks a Part 10 file's element stream without recursion or allocation (a deflated data
+// set is inflated first, up to max_inflated_bytes) and refuses nesting, element counts and
+// declared lengths past the limits or past the bytes present. false with `reason` set.
+bool scan_dataset(const uint8_t *data, size_t size, const ScanLimits &limits, std::string &reason);
+bool scan_file(const std::string &path, const ScanLimits &limits, std::string &reason);
+
+// Bounds on the image one instance declares: CT is 512×512 (1024 or 2048 on high-resolution
+// scanners); 4096 per side is 64 MiB as floats per slice.
+struct ImageLimits {
+    unsigned max_side = PDCM_MAX_IMAGE_SIDE;
+    uint64_t max_pixel_bytes = PDCM_MAX_INSTANCE_BYTES;
+};
+// Checks a parsed instance's image attributes against what perfd decodes and against its
+// pixel data (native: long enough; encapsulated: fragments that can hold the image).
+// Returns 0, or a failure status (0xA900) with `reason` completing "instance X ...".
+Uint16 check_instance(DcmDataset *ds, const ImageLimits &limits, std::string &reason);
+
 }  // namespace pdcm
 
 #endif

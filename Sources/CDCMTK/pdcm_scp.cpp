@@ -488,7 +488,42 @@ private:
         return decision_;
     }
 
+    // What is decided on the received file before DCMTK reads it: the room it leaves on the
+    // disk (the guard before receiving cannot know an instance's size), its size, and the
+    // bounds of its structure (pdcm_scan.cpp). 0, or the status to answer.
+    Uint16 precheck(const std::string &tmp, std::string &reason) {
+        struct stat st;
+        if (stat(tmp.c_str(), &st) != 0) {
+            reason = "cannot stat " + tmp + ": " + strerror(errno);
+            return STATUS_STORE_Refused_OutOfResources;
+        }
+        const uint64_t size = uint64_t(st.st_size);
+        if (size > PDCM_MAX_INSTANCE_BYTES) {
+            reason = "the instance is " + std::to_string(size >> 20) + " MiB; perfd keeps instances of up to " +
+                     std::to_string(PDCM_MAX_INSTANCE_BYTES >> 20) + " MiB";
+            return STATUS_STORE_Refused_OutOfResources;
+        }
+        // The file is written, so its blocks are already counted as used.
+        struct statvfs vfs;
+        if (statvfs(owner_->spool_dir.c_str(), &vfs) == 0) {
+            const uint64_t freeBytes = uint64_t(vfs.f_bavail) * vfs.f_frsize;
+            if (freeBytes < owner_->min_free_bytes) {
+                reason = "keeping this " + std::to_string(size >> 20) + " MiB instance would leave spool " + owner_->spool_dir +
+                         " " + std::to_string(freeBytes >> 20) + " MiB free, below min_free_disk_gb (" +
+                         std::to_string(owner_->min_free_bytes >> 20) + " MiB); free disk space or lower the limit";
+                return STATUS_STORE_Refused_OutOfResources;
+            }
+        }
+        std::string why;
+        if (!pdcm::scan_file(tmp, pdcm::ScanLimits(), why)) {
+            reason = "the received data set is refused unparsed: " + why;
+            return STATUS_STORE_Error_CannotUnderstand;
+        }
+        return STATUS_Success;
+    }
+
     Uint16 store(T_DIMSE_C_StoreRQ &req, const std::string &tmp, std::string &reason) {
+        if (Uint16 refused = precheck(tmp, reason)) return refused;
         // Parse what arrived; values over 4 KiB (pixel data) stay on disk, unread.
         DcmFileFormat ff;
         OFCondition lc = ff.loadFile(tmp.c_str(), EXS_Unknown, EGL_noChange, 4096, ERM_autoDetect);
@@ -521,24 +556,10 @@ private:
             reason = "SOP class " + sopClass + " is not CT Image Storage or Enhanced CT Image Storage";
             return STATUS_STORE_Error_DataSetDoesNotMatchSOPClass;
         }
-        Uint16 rows = 0, cols = 0, bits = 0;
-        if (ds->findAndGetUint16(DCM_Rows, rows).bad() || ds->findAndGetUint16(DCM_Columns, cols).bad() ||
-            ds->findAndGetUint16(DCM_BitsAllocated, bits).bad() || rows == 0 || cols == 0 ||
-            !ds->tagExistsWithValue(DCM_PixelData)) {
-            reason = "instance " + sop + " lacks Rows, Columns, BitsAllocated or Pixel Data";
-            return STATUS_STORE_Error_DataSetDoesNotMatchSOPClass;
-        }
-        if (!DcmXfer(ds->getOriginalXfer()).isEncapsulated()) {
-            // Native pixel data must hold every frame; a short element means a cut-off sender.
-            DcmElement *px = nullptr;
-            long frames = pdcm::get_long(ds, DCM_NumberOfFrames);
-            long spp = pdcm::get_long(ds, DCM_SamplesPerPixel);
-            unsigned long need = (unsigned long)rows * cols * (spp > 0 ? spp : 1) * (frames > 0 ? frames : 1) * ((bits + 7) / 8);
-            if (ds->findAndGetElement(DCM_PixelData, px).bad() || !px || px->getLength() < need) {
-                reason = "instance " + sop + " has " + std::to_string(px ? px->getLength() : 0) + " bytes of Pixel Data, " +
-                         std::to_string(need) + " expected; the file was cut short";
-                return STATUS_STORE_Error_DataSetDoesNotMatchSOPClass;
-            }
+        // Image size, bit depth and pixel data against what perfd decodes, for every syntax.
+        if (Uint16 refused = pdcm::check_instance(ds, pdcm::ImageLimits(), reason)) {
+            reason = "instance " + sop + " " + reason;
+            return refused;
         }
 
         // The file's own fdatasync (started when the transfer ended) must be done before it

@@ -21,7 +21,7 @@ public final class DicomFile {
     public func string(_ tagPath: String) -> String? {
         var buf = [CChar](repeating: 0, count: 4096)
         let found = buf.withUnsafeMutableBufferPointer { pdcm_file_get_string(handle, tagPath, $0.baseAddress!, $0.count) }
-        return found == 1 ? String(cString: buf).trimmingSpaces() : nil
+        return found == 1 ? Self.text(buf).trimmingSpaces() : nil
     }
 
     public func int(_ tagPath: String) -> Int? {
@@ -41,15 +41,33 @@ public final class DicomFile {
     public var transferSyntaxUID: String {
         var buf = [CChar](repeating: 0, count: 128)
         buf.withUnsafeMutableBufferPointer { pdcm_file_transfer_syntax(handle, $0.baseAddress!, $0.count) }
-        return String(cString: buf)
+        return Self.text(buf)
     }
+
+    /// A C buffer's text up to its terminating NUL.
+    private static func text(_ buf: [CChar]) -> String {
+        String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The largest Rows or Columns accepted (the SCP refuses larger images at C-STORE).
+    public static let maxImageSide = Int(PDCM_MAX_IMAGE_SIDE)
+    /// The most pixel values one file may declare (all frames and samples).
+    public static let maxPixelValues = Int(PDCM_MAX_INSTANCE_BYTES) / 2
 
     /// Stored pixel values (no rescale), all frames, row-major, as Float.
     public func storedPixels() throws -> [Float] {
         let rows = int("Rows") ?? 0, cols = int("Columns") ?? 0
         let spp = int("SamplesPerPixel") ?? 1, frames = max(int("NumberOfFrames") ?? 1, 1)
+        // Checked before allocating: a header is not trusted with the size of the buffer
+        // (files may predate the SCP's bounds, or come from elsewhere).
+        guard rows <= Self.maxImageSide, cols <= Self.maxImageSide, (1...4).contains(spp), (1...Self.maxPixelValues).contains(frames) else {
+            throw DICOMError(.decodeFailed, "\(path): declares \(cols)×\(rows)×\(spp) samples × \(frames) frames; at most \(Self.maxImageSide)×\(Self.maxImageSide) is read")
+        }
         let n = rows * cols * spp * frames
         guard n > 0 else { throw DICOMError(.decodeFailed, "\(path): Rows or Columns missing") }
+        guard n <= Self.maxPixelValues else {
+            throw DICOMError(.decodeFailed, "\(path): declares \(n) pixel values, more than the \(Self.maxPixelValues) read from one file")
+        }
         var out = [Float](repeating: 0, count: n)
         let (rc, err) = out.withUnsafeMutableBufferPointer { o in
             withErrorBuffer { pdcm_file_decode_pixels(handle, o.baseAddress!, n, $0, $1) }

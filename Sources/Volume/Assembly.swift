@@ -35,6 +35,9 @@ public struct SliceHeader: Sendable {
     public init(file f: DicomFile) throws {
         path = f.path
         guard let r = f.int("Rows"), let c = f.int("Columns") else { throw AssemblyError("\(f.path): Rows/Columns missing") }
+        guard (1...DicomFile.maxImageSide).contains(r), (1...DicomFile.maxImageSide).contains(c) else {
+            throw AssemblyError("\(f.path): declares a \(c)×\(r) image; perfd reads images of at most \(DicomFile.maxImageSide)×\(DicomFile.maxImageSide)")
+        }
         rows = r; columns = c
         frames = f.int("NumberOfFrames") ?? 1
         guard frames == 1 else {
@@ -91,9 +94,19 @@ public func parseDicomTime(_ s: String) -> Double? {
 public enum Assembler {
     /// Longest acquisition accepted (s): CTP runs 40–90 s, delayed protocols a few minutes.
     public static let maxSpanSeconds = 600.0
+    /// The most voxels a 4D series may have: its floats may take a quarter of the machine's
+    /// memory (the pipelines hold a few more volumes of its size: the registered series,
+    /// the maps) and never more than 8 GiB. A 512×512 CTP of 320 slices × 19 time points
+    /// (1.6 G voxels, 6.4 GB) needs 26 GB of memory; the usual 16-64 slices, far less.
+    public static let maxSeriesVoxels: Int = {
+        let quarter = Int(ProcessInfo.processInfo.physicalMemory / 4 / 4)
+        return min(quarter > 0 ? quarter : 1 << 28, 1 << 31)
+    }()
+
     /// Builds the 4D series from the files of one series. Throws `AssemblyError` naming
-    /// what is wrong when the files do not make one.
-    public static func assemble(paths: [String]) throws -> Series4D {
+    /// what is wrong when the files do not make one, or when it would take more than
+    /// `maxVoxels` voxels (checked before any pixel is decoded).
+    public static func assemble(paths: [String], maxVoxels: Int = maxSeriesVoxels) throws -> Series4D {
         guard !paths.isEmpty else { throw AssemblyError("the series has no instances") }
         var headers: [SliceHeader] = []
         var files: [String: DicomFile] = [:]
@@ -105,6 +118,10 @@ public enum Assembler {
         let layout = try plan(headers)
         let (T, D) = (layout.grid.count, layout.grid[0].count)
         let H = headers[0].rows, W = headers[0].columns
+        let (need, overflow) = (T * D).multipliedReportingOverflow(by: H * W)
+        guard !overflow, need <= maxVoxels else {
+            throw AssemblyError("the series is \(T) time points × \(D) slices × \(W)×\(H) = \(T * D * H * W) voxels, more than the \(maxVoxels) this machine's memory allows (a quarter of it as floats); send fewer slices or time points")
+        }
         var voxels = [Float](repeating: 0, count: T * D * H * W)
         for t in 0..<T {
             for z in 0..<D {

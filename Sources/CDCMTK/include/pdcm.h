@@ -25,6 +25,13 @@ void pdcm_init(void);
 /* A new globally unique UID under DCMTK's site root, or under `root` if not NULL. */
 void pdcm_generate_uid(const char *root, char *out, size_t outlen);
 
+/* ---- bounds ------------------------------------------------------------------------ */
+
+/* The largest Rows or Columns perfd accepts (refused at C-STORE, checked again before decoding). */
+#define PDCM_MAX_IMAGE_SIDE 4096
+/* The largest instance perfd keeps, and the most pixel bytes one may declare (1 GiB). */
+#define PDCM_MAX_INSTANCE_BYTES 1073741824ull
+
 /* ---- reading files ----------------------------------------------------------------- */
 
 typedef struct pdcm_file pdcm_file;

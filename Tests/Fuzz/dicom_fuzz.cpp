@@ -1,0 +1,68 @@
+// libFuzzer target: the path a received instance takes through perfd, minus the network.
+// The bytes are the file the SCP writes (file meta + data set as sent); they go through the
+// structural scan, DCMTK's parse as store() does it, store()'s image checks, and then the
+// decode assembly would run (pdcm_file_open + pdcm_file_decode_pixels), so every file the
+// daemon would acknowledge is also decoded. Built and run by scripts/fuzz.
+#include "pdcm.h"
+#include "pdcm_internal.h"
+
+#include "dcmtk/oflog/oflog.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+static std::string g_path;
+
+extern "C" int LLVMFuzzerInitialize(int *, char ***) {
+    pdcm_init();
+    OFLog::configure(OFLogger::FATAL_LOG_LEVEL);   // codec complaints about fuzzed data would flood the log
+    const char *dir = getenv("TMPDIR");
+    g_path = std::string(dir && *dir ? dir : "/tmp") + "/perfd-fuzz-" + std::to_string(getpid()) + ".dcm";
+    atexit([] { unlink(g_path.c_str()); });
+    return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    std::string reason;
+    if (!pdcm::scan_dataset(data, size, pdcm::ScanLimits(), reason)) return 0;
+    // DCMTK reads files; the input goes to one (tmpfs when TMPDIR is /dev/shm).
+    int fd = open(g_path.c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0600);
+    if (fd < 0) abort();
+    for (size_t off = 0; off < size;) {
+        ssize_t n = write(fd, data + off, size - off);
+        if (n <= 0) abort();
+        off += size_t(n);
+    }
+    close(fd);
+    {
+        DcmFileFormat ff;
+        if (ff.loadFile(g_path.c_str(), EXS_Unknown, EGL_noChange, 4096, ERM_autoDetect).bad()) return 0;
+        if (pdcm::check_instance(ff.getDataset(), pdcm::ImageLimits(), reason) != 0) return 0;
+    }
+    char err[512];
+    pdcm_file *f = pdcm_file_open(g_path.c_str(), err, sizeof err);
+    if (!f) return 0;
+    char buf[64];
+    long rows = pdcm_file_get_string(f, "Rows", buf, sizeof buf) ? atol(buf) : 0;
+    long cols = pdcm_file_get_string(f, "Columns", buf, sizeof buf) ? atol(buf) : 0;
+    long frames = pdcm_file_get_string(f, "NumberOfFrames", buf, sizeof buf) ? atol(buf) : 1;
+    long spp = pdcm_file_get_string(f, "SamplesPerPixel", buf, sizeof buf) ? atol(buf) : 1;
+    if (frames < 1) frames = 1;
+    if (spp < 1) spp = 1;
+    // As assembly sizes its buffer; the decoder must refuse, never overrun, when the
+    // buffer is smaller than what the header claims (one slice of the declared size).
+    size_t n = size_t(rows > 0 ? rows : 0) * size_t(cols > 0 ? cols : 0);
+    if (n <= (size_t(16) << 20)) {
+        std::vector<float> out(n + 1);
+        (void)pdcm_file_decode_pixels(f, out.data(), n, err, sizeof err);
+        if (frames * spp <= 64 && n * frames * spp <= (size_t(16) << 20)) {
+            std::vector<float> all(n * frames * spp + 1);
+            (void)pdcm_file_decode_pixels(f, all.data(), n * frames * spp, err, sizeof err);
+        }
+    }
+    pdcm_file_close(f);
+    return 0;
+}
