@@ -6,9 +6,19 @@ import Testing
 /// connect and say nothing, trickle a request, send a refused request and then hold the
 /// connection, or open TLS and stall, against `perfd serve` as a process.
 @Suite(.serialized) struct HostileNetworkTests {
-    /// A connected TCP socket to 127.0.0.1:port (closed by the caller).
-    func connectTo(_ port: Int) throws -> Int32 {
+    /// A connected TCP socket to 127.0.0.1:port from `source` (another loopback address
+    /// stands for another host), closed by the caller.
+    func connectTo(_ port: Int, from source: String? = nil) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = inet_addr(source)
+            let rc = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard rc == 0 else { close(fd); throw TestFailure("cannot bind to \(source): errno \(errno)") }
+        }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -185,6 +195,34 @@ import Testing
         #expect(closedByServer(a, within: 6).closed && closedByServer(b, within: 2).closed)
         let echo = try runTool("echoscu", ["-to", "10", "-ta", "10", "-aet", "SCANNER", "-aec", "PERFD", "127.0.0.1", String(port)])
         #expect(echo.status == 0, "\(echo.output)")
+    }
+
+    /// The stated worst case: hostile peers on two addresses hold all 32 handshake threads
+    /// of the listener (16 each, max_connections_per_host; the first address's 24 further
+    /// connections are closed at once). A scanner on a third address then waits at most one
+    /// handshake deadline (3 s) for a thread.
+    @Test func scannerWaitsAtMostOneDeadlineWhenEveryHandshakeThreadIsHeld() throws {
+        let dir = TempDir()
+        let port = freePort(), metricsPort = freePort()
+        let config = writeConfig(in: dir, port: port, quietSeconds: 30, extra: "metrics_port: \(metricsPort)")
+        let server = try PerfdServer(configPath: config, port: port, logPath: dir.path + "/serve.log")
+        defer { server.stop() }
+        var hostile: [Int32] = []
+        defer { hostile.forEach { close($0) } }
+        for _ in 0..<40 { hostile.append(try connectTo(port, from: "127.0.0.2")) }
+        for _ in 0..<16 { hostile.append(try connectTo(port, from: "127.0.0.3")) }
+        let start = Date()
+        let echo = try runTool("echoscu", ["-to", "20", "-ta", "20", "-aet", "SCANNER", "-aec", "PERFD", "127.0.0.1", String(port)])
+        let seconds = Date().timeIntervalSince(start)
+        print(String(format: "with all 32 handshake threads held by 2 hostile addresses: C-ECHO %.3f s", seconds))
+        #expect(echo.status == 0, "\(echo.output)")
+        #expect(seconds < 5, "C-ECHO took \(seconds) s")
+        var text = ""
+        try waitFor(5, "the per-host refusals in /metrics") {
+            text = try httpGet(port: metricsPort, "/metrics").body
+            return metric(text, "perfd_associations_refused_by_reason_total{reason=\"host_limit\"}") >= 24
+        }
+        #expect(metric(text, "perfd_associations_refused_by_reason_total{reason=\"host_limit\"}") == 24, "\(text)")
     }
 }
 
