@@ -706,7 +706,6 @@ constexpr int kHandshakeSeconds = 3;
 // One connection in the hands of one acceptor thread, from accept() to hand-over.
 struct Handshake {
     bool accepted = false;     // createConnection ran: a socket exists
-    bool counted = false;      // counted in perHost
     bool expired = false;      // the deadline cut it off
     int watchFd = -1;          // our dup() of the socket, for the watchdog
     std::chrono::steady_clock::time_point deadline;
@@ -749,7 +748,6 @@ bool admit(pdcm_scp *scp, Handshake *h, int sock) {
         return false;
     }
     open++;
-    h->counted = true;
     h->watchFd = fcntl(sock, F_DUPFD_CLOEXEC, 0);
     h->deadline = std::chrono::steady_clock::now() + std::chrono::seconds(kHandshakeSeconds);
     scp->handshakes.insert(h);
@@ -803,11 +801,9 @@ void drop(T_ASC_Association *&assoc) {
 void settle(pdcm_scp *scp, Handshake &h, T_ASC_Association *assoc, OFCondition cond, DcmSharedSCPConfig &shared) {
     if (!h.accepted) {
         // No connection: the wait for one timed out, or accept() failed (EMFILE...): nothing
-        // to refuse; pause so a persistent failure does not spin.
-        const bool idle = cond == DUL_NOASSOCIATIONREQUEST;
-        if (!idle) scp->log(2, std::string("cannot accept a connection: ") + cond.text());
+        // to refuse.
+        if (cond != DUL_NOASSOCIATIONREQUEST) scp->log(2, std::string("cannot accept a connection: ") + cond.text());
         if (assoc) ASC_destroyAssociation(&assoc);
-        if (!idle) std::this_thread::sleep_for(std::chrono::milliseconds(100));
         return;
     }
     if (h.refusedKind) {
@@ -924,6 +920,9 @@ void acceptor(pdcm_scp *scp, DcmSharedSCPConfig &shared) {
                                                   scp->secure ? OFTrue : OFFalse, DUL_NOBLOCK, 1);
         tl_handshake = nullptr;
         if (!h.accepted) {
+            // A failed accept() (out of descriptors...) pauses the listening thread, so a
+            // persistent failure neither spins nor floods the log.
+            if (cond != DUL_NOASSOCIATIONREQUEST) std::this_thread::sleep_for(std::chrono::milliseconds(100));
             std::lock_guard<std::mutex> g(scp->netMutex);
             scp->listening = false;
             scp->netCv.notify_all();

@@ -224,6 +224,40 @@ import Testing
         }
         #expect(metric(text, "perfd_associations_refused_by_reason_total{reason=\"host_limit\"}") == 24, "\(text)")
     }
+
+    /// An allowed peer that associates and then idles holds its slot (it is trusted); the
+    /// next association over max_associations is refused as a local limit and counted, and
+    /// the slot is free again as soon as the idle peer goes away.
+    @Test func associationLimitRefusalsAreCounted() throws {
+        let dir = TempDir()
+        let port = freePort(), metricsPort = freePort()
+        let config = writeConfig(in: dir, port: port, quietSeconds: 30, extra: """
+            max_associations: 1
+            metrics_port: \(metricsPort)
+            """)
+        let server = try PerfdServer(configPath: config, port: port, logPath: dir.path + "/serve.log")
+        defer { server.stop() }
+        let idle = try connectTo(port)
+        var open = true
+        defer { if open { close(idle) } }
+        sendAll(idle, associateRQ(calling: "SCANNER"))
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(idle, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var pdu = [UInt8](repeating: 0, count: 1024)
+        #expect(recv(idle, &pdu, pdu.count, 0) > 0 && pdu[0] == 0x02, "no A-ASSOCIATE-AC for the allowed peer")
+        let echo = ["-to", "10", "-ta", "10", "-aet", "SCANNER", "-aec", "PERFD", "127.0.0.1", String(port)]
+        let refused = try runTool("echoscu", echo)
+        #expect(refused.status != 0)
+        var text = ""
+        try waitFor(5, "the limit refusal in /metrics") {
+            text = try httpGet(port: metricsPort, "/metrics").body
+            return metric(text, "perfd_associations_refused_by_reason_total{reason=\"association_limit\"}") == 1
+        }
+        #expect(metric(text, "perfd_associations_refused_total") == 1, "\(text)")
+        close(idle)
+        open = false
+        try waitFor(5, "the slot to come back") { try runTool("echoscu", echo).status == 0 }
+    }
 }
 
 /// A one-shot signal a background thread can wait on with a timeout.
