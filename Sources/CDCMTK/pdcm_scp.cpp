@@ -12,6 +12,8 @@
 #include "dcmtk/dcmnet/dulstruc.h"
 #include "dcmtk/dcmnet/diutil.h"
 #include "dcmtk/dcmnet/dimse.h"
+#include "dcmtk/dcmnet/dcmlayer.h"
+#include "dcmtk/dcmnet/dcmtrans.h"
 #include "dcmtk/dcmdata/dcostrmf.h"
 
 #include <algorithm>
@@ -26,6 +28,7 @@
 #include <set>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -254,6 +257,8 @@ private:
 };
 std::atomic<unsigned long> BlankPool::counter_{0};
 
+struct Handshake;
+
 struct pdcm_scp {
     DirSyncer dirSyncer;
     // Series directories whose entry in spool_dir is known to be on disk (spool_dir
@@ -277,14 +282,30 @@ struct pdcm_scp {
     std::condition_variable idle;
     int active = 0;
 
+    // Connections before they become associations (see pdcm_scp_run): guarded by netMutex.
+    int max_per_host = 16;
+    std::mutex netMutex;
+    std::condition_variable netCv;
+    bool listening = false;                 // an acceptor thread is waiting in accept()
+    std::set<Handshake *> handshakes;       // under the deadline watch
+    std::map<std::string, int> perHost;     // open connections by peer address (pending + established)
+
     void log(int level, const std::string &msg) {
         if (cb.log) cb.log(cb.ctx, level, msg.c_str());
+    }
+    // A connection or association refused for `kind` (a label for the refusal counters).
+    void refused(const std::string &host, const char *kind, const std::string &why) {
+        if (cb.refused_kind) cb.refused_kind(cb.ctx, host.c_str(), kind, why.c_str());
+        else if (cb.refused) cb.refused(cb.ctx, host.c_str(), why.c_str());
+    }
+    void releaseHost(const std::string &host) {
+        std::lock_guard<std::mutex> g(netMutex);
+        auto it = perHost.find(host);
+        if (it != perHost.end() && --it->second <= 0) perHost.erase(it);
     }
 };
 
 namespace {
-
-const int kRequestTimeoutSeconds = 3;
 
 const char *kStorageClasses[] = {UID_CTImageStorage, UID_EnhancedCTImageStorage};
 
@@ -312,6 +333,9 @@ bool safe_uid(const std::string &uid) {
 class PerfdSCP : public DcmThreadSCP {
 public:
     explicit PerfdSCP(pdcm_scp *owner) : owner_(owner) {}
+    // The acceptor thread asked the owner already (before the association took a slot);
+    // DcmSCP's checks during negotiation then see that answer instead of asking again.
+    void setDecision(int decision) { decision_ = decision; }
 
 protected:
     OFBool checkCallingAETitleAccepted(const OFString &) override { return decide() != PDCM_REFUSE_CALLING_AE; }
@@ -655,6 +679,281 @@ private:
 
 }  // namespace
 
+// ---- Accepting connections -------------------------------------------------------------
+//
+// DCMTK's ASC_receiveAssociation does three things on the calling thread: accept() on the
+// listening socket, the TLS handshake, and reading the whole A-ASSOCIATE-RQ. With one
+// accept thread, every connection that stalls in the second or third step holds all others
+// back (a trickling sender for as long as it trickles: each byte restarts DCMTK's read
+// timeout). DCMTK 3.6.7 offers no way to hand it a socket accepted elsewhere except the
+// process-wide dcmExternalSocketHandle (one value for all threads, so not usable from
+// several), and its DUL state machine is private. What it does offer is the transport
+// layer: right after accept() it calls the network's DcmTransportLayer::createConnection
+// with the new socket, before the handshake and before reading anything. So:
+//
+// - A fixed pool of kAcceptorThreads threads per listener all run ASC_receiveAssociation on
+//   the one network, leader/followers style: one of them (the leader) waits in accept();
+//   as soon as it has a socket (createConnection) it hands the listening role to an idle
+//   thread and goes on with its own handshake. Only the leader touches the listening socket,
+//   so accept() is never raced; the rest of a receive works on its own association key
+//   (DcmSCPPool already runs DUL receives beside DUL work on other threads).
+// - createConnection (GuardedLayer) admits the connection: at most max_per_host open
+//   connections from one address (pending and established; over it, the socket is closed at
+//   once), then puts it under a whole-handshake deadline: a watchdog thread shutdown()s the
+//   socket of any handshake not finished within kHandshakeSeconds of its accept, which makes
+//   DCMTK's (and OpenSSL's) blocked read return at once. The watchdog shuts down its own
+//   dup() of the socket, so a socket DCMTK already closed (and whose number accept() may have
+//   reused) is never touched.
+// - With the A-ASSOCIATE-RQ read, the same thread asks the owner about the calling AE and
+//   host; a refusal is answered (A-ASSOCIATE-RJ) and the socket closed at once. Only then does
+//   the association take one of max_associations slots and get a worker thread.
+//
+// Worst case for a scanner: kAcceptorThreads handshakes can be pending per listener. While
+// fewer are, a scanner's connection is accepted at once and its handshake does not wait for
+// anyone else's. Hostile sockets from one address hold at most max_connections_per_host
+// (default 16 < 32) of them. Only when hostile peers hold all 32 (which takes at least 2
+// addresses) does a new connection wait in the kernel's backlog, and each of those threads
+// is free again within kHandshakeSeconds: a scanner with Q connections queued ahead of it
+// waits at most kHandshakeSeconds * ceil((Q + 1) / 32). Under N <= 31 hostile sockets it
+// waits for none of them (N = 16: measured in HostileNetworkTests); under N = 64 from
+// several hosts, at most 2 x 3 s = 6 s.
+namespace {
+
+constexpr int kAcceptorThreads = 32;
+constexpr int kHandshakeSeconds = 3;
+
+}  // namespace
+
+// One connection in the hands of one acceptor thread, from accept() to hand-over.
+struct Handshake {
+    bool accepted = false;     // createConnection ran: a socket exists
+    bool expired = false;      // the deadline cut it off
+    int watchFd = -1;          // our dup() of the socket, for the watchdog
+    std::chrono::steady_clock::time_point deadline;
+    std::string host;
+    const char *refusedKind = nullptr;
+    std::string refusedWhy;
+};
+
+namespace {
+
+thread_local pdcm_scp *tl_scp = nullptr;
+thread_local Handshake *tl_handshake = nullptr;
+
+std::string peer_address(int sock) {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    char buf[INET6_ADDRSTRLEN] = {0};
+    if (getpeername(sock, (sockaddr *)&addr, &len) != 0) return "";
+    if (addr.ss_family == AF_INET) inet_ntop(AF_INET, &((sockaddr_in *)&addr)->sin_addr, buf, sizeof buf);
+    else if (addr.ss_family == AF_INET6) inet_ntop(AF_INET6, &((sockaddr_in6 *)&addr)->sin6_addr, buf, sizeof buf);
+    return buf;
+}
+
+// Called by the acceptor thread inside DCMTK right after accept(): passes the listening role
+// on, then admits the connection (per-host limit) and arms its deadline. False: refused, and
+// DCMTK closes the socket.
+bool admit(pdcm_scp *scp, Handshake *h, int sock) {
+    std::string host = peer_address(sock);
+    std::lock_guard<std::mutex> g(scp->netMutex);
+    scp->listening = false;
+    scp->netCv.notify_all();
+    h->accepted = true;
+    h->host = host;
+    int &open = scp->perHost[host];
+    if (open >= scp->max_per_host) {
+        if (open == 0) scp->perHost.erase(host);
+        h->refusedKind = "host_limit";
+        h->refusedWhy = std::to_string(scp->max_per_host) + " connections from " + host +
+                        " already open (raise max_connections_per_host if one host runs that many scanners)";
+        return false;
+    }
+    open++;
+    h->watchFd = fcntl(sock, F_DUPFD_CLOEXEC, 0);
+    h->deadline = std::chrono::steady_clock::now() + std::chrono::seconds(kHandshakeSeconds);
+    scp->handshakes.insert(h);
+    return true;
+}
+
+// Takes the connection off the deadline watch; true when the deadline had already cut it off.
+bool disarm(pdcm_scp *scp, Handshake *h) {
+    std::lock_guard<std::mutex> g(scp->netMutex);
+    scp->handshakes.erase(h);
+    if (h->watchFd >= 0) close(h->watchFd);
+    h->watchFd = -1;
+    return h->expired;
+}
+
+void watchdog(pdcm_scp *scp, const std::atomic<bool> &running) {
+    std::unique_lock<std::mutex> g(scp->netMutex);
+    while (running.load()) {
+        scp->netCv.wait_for(g, std::chrono::milliseconds(100));
+        const auto now = std::chrono::steady_clock::now();
+        for (Handshake *h : scp->handshakes)
+            if (!h->expired && now >= h->deadline) {
+                h->expired = true;
+                if (h->watchFd >= 0) shutdown(h->watchFd, SHUT_RDWR);
+            }
+    }
+}
+
+// The network's transport layer: DCMTK's own (plain, or the TLS one it wraps), with the
+// admission above in front of every connection an acceptor thread receives.
+class GuardedLayer : public DcmTransportLayer {
+public:
+    explicit GuardedLayer(DcmTransportLayer *inner) : inner_(inner) {}
+    ~GuardedLayer() override { delete inner_; }
+    DcmTransportConnection *createConnection(DcmNativeSocketType sock, OFBool secure) override {
+        if (tl_scp && tl_handshake && !admit(tl_scp, tl_handshake, sock)) return nullptr;
+        return inner_ ? inner_->createConnection(sock, secure) : DcmTransportLayer::createConnection(sock, secure);
+    }
+
+private:
+    DcmTransportLayer *inner_;
+};
+
+void drop(T_ASC_Association *&assoc) {
+    if (!assoc) return;
+    ASC_dropAssociation(assoc);
+    ASC_destroyAssociation(&assoc);
+}
+
+// After ASC_receiveAssociation returned: refuse, or hand the association to a worker.
+void settle(pdcm_scp *scp, Handshake &h, T_ASC_Association *assoc, OFCondition cond, DcmSharedSCPConfig &shared) {
+    if (!h.accepted) {
+        // No connection: the wait for one timed out, or accept() failed (EMFILE...): nothing
+        // to refuse.
+        if (cond != DUL_NOASSOCIATIONREQUEST) scp->log(2, std::string("cannot accept a connection: ") + cond.text());
+        if (assoc) ASC_destroyAssociation(&assoc);
+        return;
+    }
+    if (h.refusedKind) {
+        scp->log(2, "refused a connection from " + h.host + ": " + h.refusedWhy);
+        scp->refused(h.host, h.refusedKind, h.refusedWhy);
+        drop(assoc);
+        return;
+    }
+    const std::string host = h.host;
+    auto finish = [&] {
+        drop(assoc);
+        disarm(scp, &h);
+        scp->releaseHost(host);
+    };
+    bool expired;
+    {
+        std::lock_guard<std::mutex> g(scp->netMutex);
+        expired = h.expired;
+    }
+    if (cond.bad() || expired) {
+        // A stalled or garbage handshake, a port scan, a failed TLS handshake, a peer that
+        // vanished: log, report, keep serving.
+        const bool late = disarm(scp, &h) || cond == DUL_READTIMEOUT;
+        const char *kind = late ? "handshake_timeout" : scp->secure ? "tls" : "not_dicom";
+        std::string why = late ? "no complete " + std::string(scp->secure ? "TLS handshake and " : "") + "A-ASSOCIATE-RQ within " +
+                                     std::to_string(kHandshakeSeconds) + " s of connecting"
+                          : scp->secure ? std::string("TLS connection failed (no trusted client certificate, or not TLS): ") + cond.text()
+                                        : std::string("connection did not open a DICOM association: ") + cond.text();
+        scp->log(2, "refused a connection from " + host + ": " + why);
+        scp->refused(host, kind, why);
+        finish();
+        return;
+    }
+    if (!assoc->params->DULparams.applicationContextName[0]) {
+        // DCMTK reports a peer that closed before sending anything (a port probe) as a
+        // received request with every field empty: nothing was asked, nothing is refused.
+        scp->log(0, "a connection from " + host + " closed without an A-ASSOCIATE-RQ");
+        finish();
+        return;
+    }
+    // The calling AE and host are decided before the association takes a slot, so refused
+    // peers never hold one; the refusal goes out and the socket is closed at once.
+    T_ASC_Parameters *params = assoc->params;
+    pdcm_assoc_info info{params->DULparams.callingAPTitle, params->DULparams.calledAPTitle,
+                         params->DULparams.callingPresentationAddress};
+    char reason[512] = {0};
+    const int decision = scp->cb.accept ? scp->cb.accept(scp->cb.ctx, &info, reason, sizeof reason) : PDCM_ACCEPT;
+    if (decision != PDCM_ACCEPT) {
+        T_ASC_RejectParameters rej{ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER,
+                                   decision == PDCM_REFUSE_CALLING_AE ? ASC_REASON_SU_CALLINGAETITLENOTRECOGNIZED
+                                                                      : ASC_REASON_SU_NOREASON};
+        ASC_rejectAssociation(assoc, &rej);
+        finish();
+        return;
+    }
+    {
+        std::lock_guard<std::mutex> g(scp->mutex);
+        if (scp->active >= scp->max_associations) {
+            T_ASC_RejectParameters rej{ASC_RESULT_REJECTEDTRANSIENT, ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
+                                       ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED};
+            ASC_rejectAssociation(assoc, &rej);
+            const std::string why = std::to_string(scp->max_associations) + " associations already running (raise max_associations in the config)";
+            scp->log(2, "refused an association from " + std::string(info.calling_ae) + " at " + host + ": " + why);
+            scp->refused(host, "association_limit", why);
+            finish();
+            return;
+        }
+        scp->active++;
+    }
+    if (disarm(scp, &h)) {
+        // Cut off by the deadline just as the request completed: the socket is shut down.
+        {
+            std::lock_guard<std::mutex> g(scp->mutex);
+            scp->active--;
+            scp->idle.notify_all();
+        }
+        scp->refused(host, "handshake_timeout", "A-ASSOCIATE-RQ completed after the handshake deadline");
+        drop(assoc);
+        scp->releaseHost(host);
+        return;
+    }
+    std::thread([scp, assoc, host, decision, &shared] {
+        pdcm::set_established_receive_timeout(assoc);
+        {
+            PerfdSCP worker(scp);
+            worker.setSharedConfig(shared);
+            worker.setAssociation(assoc);
+            worker.setDecision(decision);
+            OFCondition r = worker.run(assoc);
+            if (r.bad()) scp->log(1, std::string("association ended with: ") + r.text());
+        }
+        scp->releaseHost(host);
+        std::lock_guard<std::mutex> g(scp->mutex);
+        scp->active--;
+        scp->idle.notify_all();
+    }).detach();
+}
+
+void acceptor(pdcm_scp *scp, DcmSharedSCPConfig &shared) {
+    tl_scp = scp;
+    for (;;) {
+        {
+            std::unique_lock<std::mutex> g(scp->netMutex);
+            while (scp->listening && !scp->stop.load()) scp->netCv.wait_for(g, std::chrono::milliseconds(200));
+            if (scp->stop.load()) return;
+            scp->listening = true;
+        }
+        Handshake h;
+        tl_handshake = &h;
+        T_ASC_Association *assoc = nullptr;
+        // The largest PDU DCMTK handles (128 KiB, not the 16 KiB default): a 512×512 slice
+        // arrives in 5 PDUs instead of 33, each read, written and polled once.
+        OFCondition cond = ASC_receiveAssociation(scp->net, &assoc, ASC_MAXIMUMPDUSIZE, nullptr, nullptr,
+                                                  scp->secure ? OFTrue : OFFalse, DUL_NOBLOCK, 1);
+        tl_handshake = nullptr;
+        if (!h.accepted) {
+            // A failed accept() (out of descriptors...) pauses the listening thread, so a
+            // persistent failure neither spins nor floods the log.
+            if (cond != DUL_NOASSOCIATIONREQUEST) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            std::lock_guard<std::mutex> g(scp->netMutex);
+            scp->listening = false;
+            scp->netCv.notify_all();
+        }
+        settle(scp, h, assoc, cond, shared);
+    }
+}
+
+}  // namespace
+
 extern "C" pdcm_scp *pdcm_scp_create(const pdcm_scp_config *cfg, const pdcm_scp_callbacks *cb, char *err, size_t errlen) {
     pdcm_init();
     auto *scp = new pdcm_scp();
@@ -662,6 +961,7 @@ extern "C" pdcm_scp *pdcm_scp_create(const pdcm_scp_config *cfg, const pdcm_scp_
     scp->spool_dir = cfg->spool_dir ? cfg->spool_dir : ".";
     scp->min_free_bytes = cfg->min_free_bytes;
     scp->max_associations = cfg->max_associations > 0 ? cfg->max_associations : 8;
+    scp->max_per_host = cfg->max_connections_per_host > 0 ? cfg->max_connections_per_host : 16;
     scp->cb = *cb;
     scp->incoming_dir = scp->spool_dir + "/.incoming";
     if (mkdir(scp->incoming_dir.c_str(), 0700) != 0 && errno != EEXIST) {
@@ -695,21 +995,23 @@ extern "C" pdcm_scp *pdcm_scp_create(const pdcm_scp_config *cfg, const pdcm_scp_
         delete scp;
         return nullptr;
     }
-    // The accept loop reads each peer's A-ASSOCIATE-RQ (and does the TLS handshake) itself,
-    // so a client that connects and stays silent holds every other scanner back until this
-    // timeout: a few seconds, not the association's ACSE timeout (a scanner sends its
-    // request at once).
-    cond = ASC_initializeNetwork(NET_ACCEPTOR, cfg->port, std::min<int>(c.getACSETimeout(), kRequestTimeoutSeconds), &scp->net);
+    // Reverse DNS on the accept path (DCMTK looks the peer up unless told not to) would let a
+    // slow resolver hold the listening thread; allowed_peers compares addresses anyway.
+    dcmDisableGethostbyaddr.set(OFTrue);
+    // The timeout is DCMTK's wait for the first PDU; the whole-handshake deadline
+    // (kHandshakeSeconds, see above) is shorter and is what ends a stalled connection.
+    cond = ASC_initializeNetwork(NET_ACCEPTOR, cfg->port, kHandshakeSeconds + 2, &scp->net);
     if (cond.bad()) {
         pdcm::set_text(err, errlen, "cannot listen on port " + std::to_string(cfg->port) + ": " + cond.text() +
                                         " (is another DICOM service using it? change `port` in the config)");
         delete scp;
         return nullptr;
     }
+    DcmTransportLayer *layer = nullptr;
     if (cfg->tls) {
         std::string why;
-        DcmTransportLayer *layer = pdcm::make_tls_layer(true, cfg->tls, why);
-        if (!layer || ASC_setTransportLayer(scp->net, layer, 1).bad()) {
+        layer = pdcm::make_tls_layer(true, cfg->tls, why);
+        if (!layer) {
             pdcm::set_text(err, errlen, "TLS listener on port " + std::to_string(cfg->port) + ": " +
                                             (why.empty() ? "cannot attach the TLS layer" : why));
             ASC_dropNetwork(&scp->net);
@@ -717,6 +1019,12 @@ extern "C" pdcm_scp *pdcm_scp_create(const pdcm_scp_config *cfg, const pdcm_scp_
             return nullptr;
         }
         scp->secure = true;
+    }
+    if (ASC_setTransportLayer(scp->net, new GuardedLayer(layer), 1).bad()) {
+        pdcm::set_text(err, errlen, "listener on port " + std::to_string(cfg->port) + ": cannot attach the transport layer");
+        ASC_dropNetwork(&scp->net);
+        delete scp;
+        return nullptr;
     }
     // Read back the port the kernel gave us (matters when 0 was asked for).
     auto *key = reinterpret_cast<PRIVATE_NETWORKKEY *>(scp->net->network);
@@ -740,58 +1048,15 @@ extern "C" int pdcm_scp_active_associations(const pdcm_scp *scp) {
 
 extern "C" int pdcm_scp_run(pdcm_scp *scp) {
     DcmSharedSCPConfig shared(scp->config);
-    while (!scp->stop.load()) {
-        T_ASC_Association *assoc = nullptr;
-        // The largest PDU DCMTK handles (128 KiB, not the 16 KiB default): a 512×512 slice
-        // arrives in 5 PDUs instead of 33, each read, written and polled once.
-        OFCondition cond = ASC_receiveAssociation(scp->net, &assoc, ASC_MAXIMUMPDUSIZE, nullptr, nullptr,
-                                                  scp->secure ? OFTrue : OFFalse, DUL_NOBLOCK, 1);
-        if (cond == DUL_NOASSOCIATIONREQUEST) {
-            ASC_destroyAssociation(&assoc);
-            continue;
-        }
-        if (cond.bad()) {
-            // A garbage PDU, a port scan, a failed TLS handshake, a peer that vanished: log,
-            // report, keep serving.
-            std::string host = assoc && assoc->params ? assoc->params->DULparams.callingPresentationAddress : "";
-            std::string why = scp->secure ? std::string("TLS connection failed (no trusted client certificate, or not TLS): ") + cond.text()
-                                          : std::string("connection did not open a DICOM association: ") + cond.text();
-            scp->log(2, "refused a connection" + (host.empty() ? std::string() : " from " + host) + ": " + why);
-            if (scp->cb.refused) scp->cb.refused(scp->cb.ctx, host.c_str(), why.c_str());
-            if (assoc) {
-                ASC_dropAssociation(assoc);
-                ASC_destroyAssociation(&assoc);
-            }
-            continue;
-        }
-        {
-            std::lock_guard<std::mutex> g(scp->mutex);
-            if (scp->active >= scp->max_associations) {
-                T_ASC_RejectParameters rej{ASC_RESULT_REJECTEDTRANSIENT, ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
-                                           ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED};
-                ASC_rejectAssociation(assoc, &rej);
-                ASC_dropAssociation(assoc);
-                ASC_destroyAssociation(&assoc);
-                scp->log(2, "refused an association: " + std::to_string(scp->max_associations) +
-                                " already running (raise max_associations in the config)");
-                continue;
-            }
-            scp->active++;
-        }
-        std::thread([scp, assoc, &shared] {
-            pdcm::set_established_receive_timeout(assoc);
-            {
-                PerfdSCP worker(scp);
-                worker.setSharedConfig(shared);
-                worker.setAssociation(assoc);
-                OFCondition r = worker.run(assoc);
-                if (r.bad()) scp->log(1, std::string("association ended with: ") + r.text());
-            }
-            std::lock_guard<std::mutex> g(scp->mutex);
-            scp->active--;
-            scp->idle.notify_all();
-        }).detach();
-    }
+    std::atomic<bool> watching{true};
+    std::thread watch(watchdog, scp, std::cref(watching));
+    std::vector<std::thread> acceptors;
+    for (int i = 0; i < kAcceptorThreads; i++) acceptors.emplace_back(acceptor, scp, std::ref(shared));
+    // Each returns once stop is set: the listening one within a second, the others when
+    // their handshake is settled (the deadline still runs).
+    for (auto &t : acceptors) t.join();
+    watching.store(false);
+    watch.join();
     // Drain: the associations already running finish their transfers.
     std::unique_lock<std::mutex> g(scp->mutex);
     scp->idle.wait(g, [scp] { return scp->active == 0; });

@@ -55,11 +55,17 @@ public protocol StorageSCPDelegate: AnyObject, Sendable {
     /// A connection refused before an association was negotiated (failed TLS handshake,
     /// not DICOM); `host` is "" when unknown.
     func connectionRefused(host: String, reason: String)
+    /// The same with the kind of refusal, for counters: "handshake_timeout", "not_dicom",
+    /// "tls", "host_limit" (max_connections_per_host) or "association_limit" (max_associations).
+    func connectionRefused(host: String, kind: String, reason: String)
 }
 
 extension StorageSCPDelegate {
     public func connectionRefused(host: String, reason: String) {
         log(level: 2, "connection\(host.isEmpty ? "" : " from \(host)") refused: \(reason)")
+    }
+    public func connectionRefused(host: String, kind: String, reason: String) {
+        connectionRefused(host: host, reason: reason)
     }
 }
 
@@ -67,6 +73,8 @@ public struct StorageSCPConfig: Sendable {
     public var aeTitle: String
     public var port: UInt16
     public var maxAssociations: Int
+    /// Open connections (pending handshakes and associations) from one peer address.
+    public var maxConnectionsPerHost: Int
     public var spoolDirectory: String
     public var minFreeBytes: UInt64
     /// Bytes of pre-written spool files kept ready (filled while no instance arrives); 0: none.
@@ -78,10 +86,11 @@ public struct StorageSCPConfig: Sendable {
     /// Every association on this listener is DICOM over TLS; nil: plain TCP.
     public var tls: TLSSettings?
 
-    public init(aeTitle: String, port: UInt16, maxAssociations: Int = 8, spoolDirectory: String,
+    public init(aeTitle: String, port: UInt16, maxAssociations: Int = 8, maxConnectionsPerHost: Int = 16, spoolDirectory: String,
                 minFreeBytes: UInt64 = 0, spoolReserveBytes: UInt64 = 0, acseTimeoutSeconds: Int = 10,
                 dimseTimeoutSeconds: Int = 60, tls: TLSSettings? = nil) {
         self.tls = tls
+        self.maxConnectionsPerHost = maxConnectionsPerHost
         self.spoolReserveBytes = spoolReserveBytes
         self.aeTitle = aeTitle
         self.port = port
@@ -130,9 +139,9 @@ public final class StorageSCP: @unchecked Sendable {
             let d = Unmanaged<DelegateBox>.fromOpaque(ctx!).takeUnretainedValue().delegate
             d.log(level: Int(level), string(message))
         }
-        callbacks.refused = { ctx, host, reason in
+        callbacks.refused_kind = { ctx, host, kind, reason in
             let d = Unmanaged<DelegateBox>.fromOpaque(ctx!).takeUnretainedValue().delegate
-            d.connectionRefused(host: string(host), reason: string(reason))
+            d.connectionRefused(host: string(host), kind: string(kind), reason: string(reason))
         }
         let (h, err): (OpaquePointer?, String) = config.aeTitle.withCString { ae in
             config.spoolDirectory.withCString { spool in withTLSConfig(config.tls) { tls in
@@ -140,6 +149,7 @@ public final class StorageSCP: @unchecked Sendable {
                 c.ae_title = ae
                 c.port = config.port
                 c.max_associations = Int32(config.maxAssociations)
+                c.max_connections_per_host = Int32(config.maxConnectionsPerHost)
                 c.spool_dir = spool
                 c.min_free_bytes = config.minFreeBytes
                 c.spool_reserve_bytes = config.spoolReserveBytes

@@ -86,6 +86,17 @@ import Testing
         }
     }
 
+    /// max_connections_per_host: 16 unless set, a whole number 1-1024 otherwise.
+    @Test func connectionsPerHostKey() throws {
+        #expect(try Config.parse(yaml: "allowed_peers: []\n").maxConnectionsPerHost == 16)
+        #expect(try Config.parse(yaml: "allowed_peers: []\nmax_connections_per_host: 40\n").maxConnectionsPerHost == 40)
+        for bad in ["0", "5000", "lots"] {
+            #expect { try Config.parse(yaml: "allowed_peers: []\nmax_connections_per_host: \(bad)\n") } throws: {
+                "\($0)".contains("max_connections_per_host")
+            }
+        }
+    }
+
     @Test func missingAllowedPeersIsAnError() {
         #expect { try Config.parse(yaml: "ae_title: PERFD\n") } throws: { "\($0)".contains("allowed_peers is missing") }
     }

@@ -153,6 +153,10 @@ typedef void (*pdcm_log_fn)(void *ctx, int level, const char *message);
 /* A connection refused before any association was negotiated (failed TLS handshake,
  * garbage instead of an A-ASSOCIATE-RQ): the peer's address ("" when unknown) and why. */
 typedef void (*pdcm_refused_fn)(void *ctx, const char *peer_host, const char *reason);
+/* The same with what kind of refusal it was, for counters: "handshake_timeout" (no complete
+ * A-ASSOCIATE-RQ or TLS handshake within the deadline), "not_dicom", "tls", "host_limit"
+ * (max_connections_per_host), "association_limit" (max_associations). */
+typedef void (*pdcm_refused_kind_fn)(void *ctx, const char *peer_host, const char *kind, const char *reason);
 
 typedef struct {
     const char *ae_title;
@@ -165,6 +169,7 @@ typedef struct {
     int dimse_timeout_s;
     const pdcm_tls_config *tls; /* NULL: plain TCP; otherwise every association is TLS */
     uint64_t spool_reserve_bytes; /* pre-written spool files kept ready (filled while idle); 0: none */
+    int max_connections_per_host; /* open connections from one peer address, this listener; <= 0: 16 */
 } pdcm_scp_config;
 
 typedef struct {
@@ -174,6 +179,7 @@ typedef struct {
     pdcm_reject_fn reject;
     pdcm_log_fn log;
     pdcm_refused_fn refused;    /* may be NULL */
+    pdcm_refused_kind_fn refused_kind; /* may be NULL; when set, called instead of `refused` */
 } pdcm_scp_callbacks;
 
 /* Binds the listening socket (so "port in use" is reported here) and returns the SCP. */

@@ -49,6 +49,8 @@ public struct Config: Sendable, Equatable {
     public var workers = 1
     public var threads = 2
     public var maxAssociations = 8
+    /// Open connections (pending handshakes and associations) from one address, per listener.
+    public var maxConnectionsPerHost = 16
     public var logLevel = "info"
     /// Registration QC: a displacement beyond this (mm) flags the job "motion".
     public var motionThresholdMM = 3.0
@@ -64,7 +66,7 @@ public struct Config: Sendable, Equatable {
     public static let knownKeys: Set<String> = [
         "ae_title", "port", "allowed_peers", "spool_dir", "database", "series_quiet_seconds", "pipelines",
         "default_pipeline", "destinations", "export_retry", "retention_days", "min_free_disk_gb", "spool_reserve_mb", "workers",
-        "threads", "max_associations", "log_level", "motion_threshold_mm", "tls", "plain_listener", "metrics_port",
+        "threads", "max_associations", "max_connections_per_host", "log_level", "motion_threshold_mm", "tls", "plain_listener", "metrics_port",
         "metrics_address",
     ]
 
@@ -176,6 +178,7 @@ extension Config {
             case "workers": c.workers = p.int(v, key, 1...64) ?? c.workers
             case "threads": c.threads = p.int(v, key, 1...256) ?? c.threads
             case "max_associations": c.maxAssociations = p.int(v, key, 1...256) ?? c.maxAssociations
+            case "max_connections_per_host": c.maxConnectionsPerHost = p.int(v, key, 1...1024) ?? c.maxConnectionsPerHost
             case "tls":
                 guard let settings = p.tls(v, key, listener: true) else { continue }
                 guard let port = v.mapping?["port"].flatMap({ p.int($0, "tls.port", 0...65535) }) else {

@@ -35,6 +35,8 @@ public final class IngestHandler: StorageSCPDelegate {
             logger.warning("association refused: \(why)")
             metrics.add("perfd_associations_total{outcome=\"refused\"}")
             metrics.add("perfd_associations_refused_total")
+            if case .refuseHost = decision { metrics.add(#"perfd_associations_refused_by_reason_total{reason="host"}"#) }
+            else { metrics.add(#"perfd_associations_refused_by_reason_total{reason="calling_ae"}"#) }
             try? store.logEvent(kind: "association_refused", why)
             try? store.audit(AuditEntry(kind: .association, outcome: "refused", actor: r.callingAE, host: r.host,
                                         detail: "\(why); \(listener) listener"))
@@ -42,10 +44,11 @@ public final class IngestHandler: StorageSCPDelegate {
         return decision
     }
 
-    public func connectionRefused(host: String, reason: String) {
+    public func connectionRefused(host: String, kind: String, reason: String) {
         logger.warning("connection\(host.isEmpty ? "" : " from \(host)") refused on the \(listener) listener: \(reason)")
         metrics.add("perfd_associations_total{outcome=\"refused\"}")
         metrics.add("perfd_associations_refused_total")
+        metrics.add("perfd_associations_refused_by_reason_total{reason=\"\(kind)\"}")
         try? store.logEvent(kind: "association_refused", "\(host.isEmpty ? "a peer" : host): \(reason)")
         try? store.audit(AuditEntry(kind: .association, outcome: "refused", host: host, detail: "\(reason); \(listener) listener"))
     }
@@ -150,6 +153,7 @@ public final class IngestService: Service, @unchecked Sendable {
                                         listener: tls == nil ? "plain" : "TLS")
             return try StorageSCP(config: StorageSCPConfig(
                 aeTitle: config.aeTitle, port: UInt16(port), maxAssociations: config.maxAssociations,
+                maxConnectionsPerHost: config.maxConnectionsPerHost,
                 spoolDirectory: config.spoolDir, minFreeBytes: UInt64(config.minFreeDiskGB * 1_073_741_824),
                 spoolReserveBytes: reserve ? UInt64(config.spoolReserveMB * 1_048_576) : 0, tls: tls), delegate: handler)
         }
