@@ -22,7 +22,7 @@ public final class DicomFile {
     public func string(_ tagPath: String) -> String? {
         var buf = [CChar](repeating: 0, count: 4096)
         let found = buf.withUnsafeMutableBufferPointer { pdcm_file_get_string(handle, tagPath, $0.baseAddress!, $0.count) }
-        return found == 1 ? String(cString: buf).trimmingSpaces() : nil
+        return found == 1 ? String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).trimmingSpaces() : nil
     }
 
     public func int(_ tagPath: String) -> Int? {
@@ -42,7 +42,7 @@ public final class DicomFile {
     public var transferSyntaxUID: String {
         var buf = [CChar](repeating: 0, count: 128)
         buf.withUnsafeMutableBufferPointer { pdcm_file_transfer_syntax(handle, $0.baseAddress!, $0.count) }
-        return String(cString: buf)
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// Stored pixel values (no rescale), all frames, row-major, as Float.
