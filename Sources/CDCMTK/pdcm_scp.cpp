@@ -604,11 +604,25 @@ private:
             reason = "cannot create " + dir + ": " + strerror(errno);
             return STATUS_STORE_Refused_OutOfResources;
         }
-        const std::string finalPath = dir + "/" + sop + ".dcm";
+        // A SOP instance already in the spool keeps its file: the new copy takes a name of
+        // its own beside it (never over it), and the store callback decides — an identical
+        // re-send is kept once, other content is refused. '-' is in no UID, so the other
+        // names cannot be another instance's.
+        std::string finalPath = dir + "/" + sop + ".dcm";
         E_TransferSyntax xfer = ds->getOriginalXfer();
-        const bool replacing = access(finalPath.c_str(), F_OK) == 0;
+        auto renameNew = [&tmp](const std::string &to) -> int {
+            if (renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return 0;
+            if (errno != EINVAL && errno != ENOSYS) return errno;
+            // A file system without RENAME_NOREPLACE: check, then rename.
+            if (access(to.c_str(), F_OK) == 0) return EEXIST;
+            return rename(tmp.c_str(), to.c_str()) == 0 ? 0 : errno;
+        };
         int e = side_.wait();
-        if (e == 0 && rename(tmp.c_str(), finalPath.c_str()) != 0) e = errno;
+        if (e == 0) e = renameNew(finalPath);
+        for (int n = 1; e == EEXIST && n < 1000; n++) {
+            finalPath = dir + "/" + sop + "-" + std::to_string(n) + ".dcm";
+            e = renameNew(finalPath);
+        }
         if (e != 0) {
             reason = "cannot make " + finalPath + " durable: " + strerror(e);
             return STATUS_STORE_Refused_OutOfResources;
@@ -669,9 +683,9 @@ private:
         }
         if (status != STATUS_Success) {
             reason = buf;
-            // Not acknowledged, so not kept (the sender will retry) — unless it replaced
-            // an earlier, acknowledged copy of the same instance, which must stay.
-            if (!replacing) unlink(finalPath.c_str());
+            // Not acknowledged, so not kept (the sender will retry). The name is this
+            // store's own: an earlier, acknowledged copy of the instance is never under it.
+            unlink(finalPath.c_str());
         }
         return status;
     }

@@ -25,6 +25,11 @@ public:
 
 extern "C" int pdcm_store_files(const pdcm_scu_config *cfg, const char *const *paths, size_t count, uint16_t *statuses,
                                 char *err, size_t errlen) {
+    return pdcm_store_files_each(cfg, paths, count, statuses, nullptr, err, errlen);
+}
+
+extern "C" int pdcm_store_files_each(const pdcm_scu_config *cfg, const char *const *paths, size_t count, uint16_t *statuses,
+                                     const pdcm_scu_hooks *hooks, char *err, size_t errlen) {
     pdcm_init();
     for (size_t i = 0; i < count; i++) statuses[i] = 0xFFFF;
     // The SOP class and transfer syntax of each file decide the presentation contexts.
@@ -97,6 +102,7 @@ extern "C" int pdcm_store_files(const pdcm_scu_config *cfg, const char *const *p
             statuses[i] = 0x0122;  // SOP class not supported by the peer
             continue;
         }
+        if (hooks && hooks->send && !hooks->send(hooks->ctx, i)) continue;
         Uint16 status = 0xFFFF;
         c = scu.sendSTORERequest(pc, paths[i], nullptr, status);
         if (c.bad()) {
@@ -105,6 +111,7 @@ extern "C" int pdcm_store_files(const pdcm_scu_config *cfg, const char *const *p
             return 1;
         }
         statuses[i] = status;
+        if (hooks && hooks->answered) hooks->answered(hooks->ctx, i, status);
     }
     scu.releaseAssociation();
     return 0;

@@ -15,14 +15,64 @@ public final class JobStore: Sendable {
         public var isNew: Bool
         /// A job that was running on this series and is now superseded by the late instance.
         public var supersededJob: Int?
+        /// Why the instance was refused: nothing of it was recorded but an audit row.
+        public var refused: String? = nil
+        /// An identical re-send: the file kept from the first time (the new copy is redundant).
+        public var keptPath: String? = nil
     }
 
-    /// Commits one received instance. The same SOP instance stored twice is kept once.
-    /// An instance arriving after its series' job started supersedes that job and sends
-    /// the series back to "receiving", so a new job covers the whole series.
+    /// Commits one received instance. An instance arriving after its series' job started
+    /// supersedes that job and sends the series back to "receiving", so a new job covers the
+    /// whole series.
+    ///
+    /// A SOP instance is stored once and never silently changed: a re-send whose data set
+    /// `sameContent` (called with the stored copy's path, only when the UID is known) finds
+    /// identical is kept once; other content under a known SOP Instance UID, a known one under
+    /// another series, and an instance of a known series that names another study or patient
+    /// are refused with an audit row. (`sameContent` nil: the content is taken as the same;
+    /// it returning nil: the stored copy is unreadable, and the new one takes its place.)
     @discardableResult
-    public func recordInstance(_ i: InstanceRecord, now: Double = Clock.now()) throws -> RecordOutcome {
+    public func recordInstance(_ i: InstanceRecord, sameContent: ((String) -> Bool?)? = nil, now: Double = Clock.now()) throws -> RecordOutcome {
         try db.write { tx in
+            func refuse(_ why: String) throws -> RecordOutcome {
+                try Self.audit(tx, AuditEntry(kind: .series, outcome: "refused", actor: i.callingAE, seriesUID: i.seriesUID,
+                                              detail: why), now)
+                return RecordOutcome(isNew: false, supersededJob: nil, refused: why)
+            }
+            if let s = try tx.query("SELECT study_uid, patient_id, purged_at FROM series WHERE series_uid = ?", i.seriesUID).first {
+                // A series belongs to one study and one patient (a purged series has forgotten
+                // its patient, not its study).
+                if let study = s["study_uid"].text, study != i.studyUID {
+                    return try refuse("instance \(i.sopInstanceUID) names study \(i.studyUID), but series \(i.seriesUID) belongs to study \(study); a Series Instance UID is bound to one study and patient")
+                }
+                if s["purged_at"].double == nil, let patient = s["patient_id"].text, patient != i.patientID {
+                    return try refuse("instance \(i.sopInstanceUID) names patient ID \"\(i.patientID)\", but series \(i.seriesUID) belongs to patient ID \"\(patient)\"; a Series Instance UID is bound to one study and patient")
+                }
+            }
+            let existing = try tx.query("SELECT series_uid, path, file_size FROM instances WHERE sop_instance_uid = ?", i.sopInstanceUID)
+            if let old = existing.first {
+                let oldSeries = old["series_uid"].text ?? ""
+                guard oldSeries == i.seriesUID else {
+                    return try refuse("SOP instance \(i.sopInstanceUID) is stored already, in series \(oldSeries); this one names series \(i.seriesUID): a SOP Instance UID identifies one object")
+                }
+                let oldPath = old["path"].text ?? ""
+                let same: Bool? = oldPath == i.path ? nil : (sameContent.map { $0(oldPath) } ?? true)
+                if same == false {
+                    return try refuse("SOP instance \(i.sopInstanceUID) of series \(i.seriesUID) was stored before with different content; the stored copy is kept (a changed image needs a new SOP Instance UID)")
+                }
+                if same == true {
+                    // An identical re-send: acknowledged, kept once.
+                    try tx.execute("UPDATE series SET last_received = ? WHERE series_uid = ?", now, i.seriesUID)
+                    return RecordOutcome(isNew: false, supersededJob: nil, keptPath: oldPath)
+                }
+                // The stored copy is gone or unreadable (or the new one is at its path): the
+                // new one takes its place; keep one row.
+                try tx.execute("UPDATE instances SET path = ?, file_size = ?, transfer_syntax = ?, received_at = ? WHERE sop_instance_uid = ?",
+                               i.path, i.fileSize, i.transferSyntax, now, i.sopInstanceUID)
+                try tx.execute("UPDATE series SET last_received = ?, bytes = bytes - ? + ? WHERE series_uid = ?",
+                               now, old["file_size"].int ?? 0, i.fileSize, i.seriesUID)
+                return RecordOutcome(isNew: false, supersededJob: nil)
+            }
             try tx.execute("""
                 INSERT INTO series (series_uid, study_uid, patient_id, patient_name, study_description,
                     series_description, modality, calling_ae, first_received, last_received, state)
@@ -39,15 +89,6 @@ public final class JobStore: Sendable {
                 WHERE series_uid = ? AND purged_at IS NOT NULL
                 """, i.patientID, i.patientName, now, i.seriesUID)
             let position = i.position.map { $0.map { String($0) }.joined(separator: "\\") }
-            let existing = try tx.query("SELECT path, file_size FROM instances WHERE sop_instance_uid = ?", i.sopInstanceUID)
-            if let old = existing.first {
-                // Stored again: the file was replaced atomically at the same path; keep one row.
-                try tx.execute("UPDATE instances SET path = ?, file_size = ?, transfer_syntax = ?, received_at = ? WHERE sop_instance_uid = ?",
-                               i.path, i.fileSize, i.transferSyntax, now, i.sopInstanceUID)
-                try tx.execute("UPDATE series SET last_received = ?, bytes = bytes - ? + ? WHERE series_uid = ?",
-                               now, old["file_size"].int ?? 0, i.fileSize, i.seriesUID)
-                return RecordOutcome(isNew: false, supersededJob: nil)
-            }
             try tx.execute("""
                 INSERT INTO instances (sop_instance_uid, series_uid, sop_class_uid, path, file_size, transfer_syntax,
                     temporal_position, acquisition_number, instance_number, acquisition_time, content_time, position, received_at)

@@ -108,6 +108,12 @@ extension JobStore {
         }
     }
 
+    /// Whether an outbox row is still waiting to be sent (false once it was withdrawn,
+    /// sent or failed).
+    public func isPending(outbox id: Int) throws -> Bool {
+        try db.read { tx in try tx.query("SELECT state FROM outbox WHERE id = ?", id).first?["state"].text == "pending" }
+    }
+
     public func markSent(_ ids: [Int], now: Double = Clock.now()) throws {
         try db.write { tx in
             for id in ids {

@@ -163,6 +163,28 @@ import Testing
         #expect(SeriesCompletion.expectedCount(snap(count: 0, iia: nil, positions: 8, timepoints: 18)) == nil)
     }
 
+    @Test func aDeclaredSeriesShortOfItsCountIsWarnedAboutThenStalls() {
+        // 40 of 152 and quiet for 20 s: a warning, not a completion; stalled after 600 s.
+        #expect(SeriesCompletion.decide(snap(count: 40), now: 120, quietSeconds: 10, stalledSeconds: 600) == .quiet(shortfall: "40 of 152 instances"))
+        #expect(SeriesCompletion.decide(snap(count: 40), now: 700, quietSeconds: 10, stalledSeconds: 600)
+                == .stalled(reason: "stalled: 40 of 152 instances, none for 600 s"))
+        // NumberOfTemporalPositions alone, not every time point seen yet: still short.
+        #expect(SeriesCompletion.decide(snap(count: 20, iia: nil, positions: 8, timepoints: 3), now: 120, quietSeconds: 10, stalledSeconds: 600)
+                == .quiet(shortfall: "20 instances in 3 of 19 time points"))
+    }
+
+    @Test func imagesInAcquisitionCountingTheWholeAcquisitionIsRecognised() {
+        #expect(SeriesCompletion.decide(snap(count: 152, iia: 152), now: 100.1, quietSeconds: 10, stalledSeconds: 600)
+                == .complete(reason: "expected count 152 reached"))
+    }
+
+    @Test func stalledMustOutlastQuiet() throws {
+        let bad = #expect(throws: ConfigError.self) {
+            try Config.parse(yaml: "allowed_peers: []\nseries_quiet_seconds: 30\nseries_stalled_seconds: 20\n")
+        }
+        #expect(bad?.description.contains("series_stalled_seconds (20.0) must be longer than series_quiet_seconds (30.0)") == true, "\(String(describing: bad))")
+    }
+
     @Test func quietTimerCompletesWhenNothingIsKnown() {
         #expect(SeriesCompletion.decide(snap(count: 10, tp: nil, iia: nil), now: 109.9, quietSeconds: 10) == .waiting)
         #expect(SeriesCompletion.decide(snap(count: 10, tp: nil, iia: nil), now: 110, quietSeconds: 10) == .complete(reason: "no new instance for 10 s"))

@@ -183,3 +183,35 @@ func exportingJob(_ store: JobStore, files: [String], to destination: String) th
         #expect(try store.job(j)?.state == .exporting)
     }
 }
+
+@Suite struct WithdrawnExportTests {
+    /// The job is superseded while its batch is going out to a PACS that takes a second per
+    /// file: the rows withdrawn from the outbox are not sent. Before, the exporter sent the
+    /// whole batch it had read, so the superseded results reached the PACS.
+    @Test func resultsWithdrawnDuringABatchAreNotSent() throws {
+        let dir = TempDir()
+        let port = freePort()
+        let received = dir.sub("pacs")
+        let pacs = try StoreSCPPeer(port: port, received: received, options: ["--exec-sync", "-xcr", "sleep 1"])
+        defer { withExtendedLifetime(pacs) {} }
+
+        let store = try JobStore(path: dir.path + "/db.sqlite")
+        let ph = try makePhantom(in: dir.sub("ph"), size: 8, slices: 1, timepoints: 5)
+        let j = try exportingJob(store, files: ph.files, to: "PACS@127.0.0.1:\(port)")
+        var config = Config()
+        config.destinations = [Config.Destination(aeTitle: "PACS", host: "127.0.0.1", port: port)]
+        let exporter = ExporterService(store: store, config: config, logger: Logger(label: "test"))
+        let done = DispatchSemaphore(value: 0)
+        Thread { _ = try? exporter.sendNextBatch(); done.signal() }.start()
+        try waitFor(10, "the first file at the PACS") { try FileManager.default.contentsOfDirectory(atPath: received).count >= 1 }
+        // A late instance supersedes the job: its pending results are withdrawn.
+        let late = try store.recordInstance(InstanceRecord(sopInstanceUID: "1.2.3.2", sopClassUID: "1.2.840.10008.5.1.4.1.1.2",
+                                                           seriesUID: "1.2.3", studyUID: "1.2", path: "/y", fileSize: 1))
+        #expect(late.supersededJob == j)
+        done.wait()
+        // The file in flight when the rows went may still arrive; nothing after it.
+        let at = try FileManager.default.contentsOfDirectory(atPath: received).count
+        #expect(at <= 2, "withdrawn results reached the PACS: \(at) of 5 files")
+        #expect(try store.outbox(job: j).allSatisfy { $0.state == "sent" })
+    }
+}

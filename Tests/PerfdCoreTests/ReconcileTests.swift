@@ -1,3 +1,4 @@
+import DICOM
 import Foundation
 import JobStore
 import Logging
@@ -30,5 +31,35 @@ import Testing
         // A second run finds nothing left to do.
         let again = try SpoolReconciler.run(spoolDir: spool, store: store, logger: Logger(label: "test"))
         #expect(again.droppedRows == 0 && again.removedTemporary == 0)
+    }
+
+    /// Unindexed spool files under a known SOP Instance UID (a crash between the SCP's rename
+    /// and the commit): an identical copy and one with other content are both removed, the
+    /// indexed files and rows stay as they were.
+    @Test func unindexedCopiesOfKnownInstancesAreRemovedNotIndexed() throws {
+        let dir = TempDir()
+        let ph = try makePhantom(in: dir.sub("ph"), size: 8, slices: 1, timepoints: 2)
+        let spool = dir.path + "/spool", seriesDir = spool + "/" + ph.seriesUID
+        try FileManager.default.createDirectory(atPath: seriesDir, withIntermediateDirectories: true)
+        let store = try JobStore(path: dir.path + "/db.sqlite")
+        var sops: [String] = []
+        for f in ph.files {
+            let d = try DicomFile(path: f)
+            let sop = try #require(d.string("SOPInstanceUID"))
+            let path = "\(seriesDir)/\(sop).dcm"
+            try FileManager.default.copyItem(atPath: f, toPath: path)
+            try store.recordInstance(InstanceRecord(sopInstanceUID: sop, sopClassUID: d.string("SOPClassUID") ?? "", seriesUID: ph.seriesUID,
+                                                    studyUID: ph.studyUID, path: path, fileSize: 1, patientID: d.string("PatientID") ?? ""))
+            sops.append(sop)
+        }
+        let identical = "\(seriesDir)/\(sops[0])-1.dcm", changed = "\(seriesDir)/\(sops[1])-1.dcm"
+        try FileManager.default.copyItem(atPath: ph.files[0], toPath: identical)
+        try FileManager.default.copyItem(atPath: ph.files[1], toPath: changed)
+        #expect(try runTool("dcmodify", ["-nb", "-i", "(0020,4000)=changed", changed]).status == 0)
+        let out = try SpoolReconciler.run(spoolDir: spool, store: store, logger: Logger(label: "test"))
+        #expect(out.reindexed == 0)
+        #expect(!FileManager.default.fileExists(atPath: identical) && !FileManager.default.fileExists(atPath: changed))
+        #expect(try store.instances(ofSeries: ph.seriesUID).map(\.path).sorted() == sops.map { "\(seriesDir)/\($0).dcm" }.sorted())
+        #expect(try store.auditTrail().filter { $0.outcome == "refused" }.count == 1)
     }
 }

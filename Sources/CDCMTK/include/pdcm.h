@@ -211,6 +211,20 @@ typedef struct {
 int pdcm_store_files(const pdcm_scu_config *cfg, const char *const *paths, size_t count, uint16_t *statuses,
                      char *err, size_t errlen);
 
+/* Per-file hooks of pdcm_store_files_each (either may be NULL). `send` is asked right before
+ * file i goes: non-zero sends it, zero skips it (its status stays 0xFFFF). `answered` is told
+ * the peer's status for file i as soon as it arrives, before the next file is sent, so the
+ * caller can record it. */
+typedef struct {
+    void *ctx;
+    int (*send)(void *ctx, size_t index);
+    void (*answered)(void *ctx, size_t index, uint16_t status);
+} pdcm_scu_hooks;
+
+/* pdcm_store_files with per-file hooks. */
+int pdcm_store_files_each(const pdcm_scu_config *cfg, const char *const *paths, size_t count, uint16_t *statuses,
+                          const pdcm_scu_hooks *hooks, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

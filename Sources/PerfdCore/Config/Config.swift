@@ -38,6 +38,9 @@ public struct Config: Sendable, Equatable {
     public var spoolDir = "/var/lib/perfd/spool"
     public var database = "/var/lib/perfd/perfd.sqlite"
     public var seriesQuietSeconds: Double = 10
+    /// A series that declares its instance count and is still short of it after this long
+    /// without a new instance fails as incomplete (the quiet timer only warns about it).
+    public var seriesStalledSeconds: Double = 600
     public var pipelines: [PipelineRule] = []
     public var defaultPipeline = "baseline-mean03"
     public var destinations: [Destination] = []
@@ -64,7 +67,7 @@ public struct Config: Sendable, Equatable {
     public init() {}
 
     public static let knownKeys: Set<String> = [
-        "ae_title", "port", "allowed_peers", "spool_dir", "database", "series_quiet_seconds", "pipelines",
+        "ae_title", "port", "allowed_peers", "spool_dir", "database", "series_quiet_seconds", "series_stalled_seconds", "pipelines",
         "default_pipeline", "destinations", "export_retry", "retention_days", "min_free_disk_gb", "spool_reserve_mb", "workers",
         "threads", "max_associations", "max_connections_per_host", "log_level", "motion_threshold_mm", "tls", "plain_listener", "metrics_port",
         "metrics_address",
@@ -134,6 +137,7 @@ extension Config {
             case "spool_dir": c.spoolDir = p.string(v, key) ?? c.spoolDir
             case "database": c.database = p.string(v, key) ?? c.database
             case "series_quiet_seconds": c.seriesQuietSeconds = p.double(v, key, 0.1...86400) ?? c.seriesQuietSeconds
+            case "series_stalled_seconds": c.seriesStalledSeconds = p.double(v, key, 1...604800) ?? c.seriesStalledSeconds
             case "default_pipeline": c.defaultPipeline = p.pipeline(v, key) ?? c.defaultPipeline
             case "pipelines":
                 guard let seq = v.sequence else { p.add("pipelines must be a list of rules ({pipeline, modality, series_description, min_timepoints})"); continue }
@@ -204,6 +208,9 @@ extension Config {
         }
         if let t = c.tls, c.plainListener, t.port == c.port, t.port != 0 {
             p.add("tls.port \(t.port) is the same as port; give the TLS listener its own port (2762 is DICOM's TLS port)")
+        }
+        if c.seriesStalledSeconds <= c.seriesQuietSeconds {
+            p.add("series_stalled_seconds (\(c.seriesStalledSeconds)) must be longer than series_quiet_seconds (\(c.seriesQuietSeconds)): a series short of its declared count is first warned about, then failed")
         }
         if c.allowedPeers.isEmpty && map["allowed_peers"] == nil {
             p.add("allowed_peers is missing: with no list every sender is refused; add the scanner's AE title (and host)")

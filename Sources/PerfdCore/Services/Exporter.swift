@@ -58,28 +58,53 @@ public struct ExporterService: Service {
         let configured = config.destinations.first { $0.aeTitle == peer.ae && $0.host == peer.host && $0.port == peer.port }
         let target = DICOMPeer(aeTitle: peer.ae, host: peer.host, port: peer.port, tls: configured?.tls)
         var sent: [Int] = [], refused: [(Int, String)] = []
+        var withdrawn: Set<Int> = []
         var associationError: String?
         // Success, or a warning (0x0001, 0xB000–0xBFFF): the PACS has the object.
         func accepted(_ status: UInt16) -> Bool { status == 0 || status == 1 || (status & 0xF000) == 0xB000 }
+        // Each file is looked up right before it goes (a superseded or cancelled job's rows
+        // are withdrawn while its batch is on the wire), and marked sent as soon as the PACS
+        // has accepted it, so a crash mid-batch resends only what the PACS did not answer.
+        var statuses = [UInt16](repeating: 0xFFFF, count: batch.count)
         do {
-            let statuses = try StorageSCU.send(batch.map(\.path), to: target, callingAE: config.aeTitle)
-            for (item, status) in zip(batch, statuses) {
-                if accepted(status) { sent.append(item.id) }
-                else { refused.append((item.id, String(format: "%@ answered 0x%04X for %@", target.description, status, item.sopInstanceUID))) }
+            statuses = try StorageSCU.send(batch.map(\.path), to: target, callingAE: config.aeTitle, shouldSend: { i in
+                // A row that cannot be read is not sent now: it stays pending for the retry.
+                guard (try? store.isPending(outbox: batch[i].id)) == true else { withdrawn.insert(batch[i].id); return false }
+                return true
+            }, answered: { i, status in
+                guard accepted(status) else { return }
+                do {
+                    try store.markSent([batch[i].id])
+                    sent.append(batch[i].id)
+                } catch {
+                    logger.error("cannot record that \(batch[i].sopInstanceUID) reached \(first.destination): \(error)")
+                }
+            })
+            for (item, status) in zip(batch, statuses) where !accepted(status) && !withdrawn.contains(item.id) {
+                refused.append((item.id, String(format: "%@ answered 0x%04X for %@", target.description, status, item.sopInstanceUID)))
             }
         } catch let partial as StorageSCU.PartialFailure {
             // Files the PACS accepted before the association failed are sent; the rest retry.
-            sent = zip(batch, partial.statuses).filter { accepted($1) }.map { $0.0.id }
+            statuses = partial.statuses
             associationError = "\(partial)"
         } catch {
             associationError = "\(error)"
         }
+        // Accepted files whose row could not be marked at once: marked now (or the error ends
+        // the batch, and they are sent again).
+        let unmarked = zip(batch, statuses).filter { accepted($1) && !sent.contains($0.id) }.map { $0.0.id }
+        if !unmarked.isEmpty {
+            try store.markSent(unmarked)
+            sent += unmarked
+        }
         if !sent.isEmpty {
-            try store.markSent(sent)
             metrics.add("perfd_exported_instances_total", Double(sent.count))
             logger.info("exported \(sent.count) files of job \(first.jobID) to \(first.destination)")
         }
-        let failed = associationError.map { e in batch.filter { !sent.contains($0.id) }.map { ($0.id, e) } } ?? refused
+        if !withdrawn.isEmpty {
+            logger.notice("\(withdrawn.count) files of job \(first.jobID) not sent to \(first.destination): withdrawn while the batch was going out")
+        }
+        let failed = associationError.map { e in batch.filter { !sent.contains($0.id) && !withdrawn.contains($0.id) }.map { ($0.id, e) } } ?? refused
         var gaveUp: Set<Int> = []
         for (id, error) in failed {
             guard let item = batch.first(where: { $0.id == id }) else { continue }
@@ -90,7 +115,7 @@ public struct ExporterService: Service {
                 try store.markRetry([id], error: error, nextAttemptAt: now + backoff.delay(afterAttempt: item.attempts + 1))
             }
         }
-        audit(batch: batch, failed: Dictionary(failed, uniquingKeysWith: { a, _ in a }), gaveUp: gaveUp, target: target, now: now)
+        audit(batch: batch.filter { !withdrawn.contains($0.id) }, failed: Dictionary(failed, uniquingKeysWith: { a, _ in a }), gaveUp: gaveUp, target: target, now: now)
         if !failed.isEmpty { metrics.add("perfd_export_retries_total", 1) }
         if let e = associationError {
             let next = backoff.delay(afterAttempt: first.attempts + 1)

@@ -85,7 +85,17 @@ public final class IngestHandler: StorageSCPDelegate {
 
     public func store(_ i: ReceivedInstance) -> (status: UInt16, reason: String) {
         do {
-            let outcome = try store.recordInstance(InstanceRecord(i))
+            // The content is compared only when the SOP Instance UID is known already.
+            let outcome = try store.recordInstance(InstanceRecord(i), sameContent: { DicomFile.sameDataset($0, i.path) })
+            if let why = outcome.refused {
+                // Answered with a failure, so the sender does not count it as stored; the
+                // SCP removes the new copy, the stored one is untouched.
+                return (DIMSEStatus.dataSetMismatch, why)
+            }
+            if let kept = outcome.keptPath, kept != i.path {
+                unlink(i.path)
+                logger.info("instance \(i.sopInstanceUID) received again, identical: acknowledged, the copy stored before is kept")
+            }
             metrics.add("perfd_instances_received_total")
             metrics.add("perfd_received_bytes_total", Double(i.fileSize))
             if let job = outcome.supersededJob {

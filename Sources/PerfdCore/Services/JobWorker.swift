@@ -64,6 +64,14 @@ public struct JobWorkerService: Service {
             try FileManager.default.createDirectory(atPath: workDir, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
             let paths = try store.instances(ofSeries: job.seriesUID).map(\.path)
+            if let short = try shortfall(job, instances: paths.count) {
+                // A partial series gives a wrong result that looks like a right one (a core
+                // of 0 ml): it is failed, never processed.
+                let reason = "incomplete series: received \(short) the series declares (NumberOfTemporalPositions × ImagesInAcquisition); the scanner stopped sending — send the whole series again"
+                logger.error("job \(job.id): \(reason)")
+                fail(job, stage: "assemble", reason: reason, notice: "incomplete series: received \(short)", workDir: workDir)
+                return
+            }
             let processing = Processing(pipelineName: job.pipeline, rerun: job.rerun, outputDirectory: workDir, job: job.id,
                                         motionThresholdMM: config.motionThresholdMM,
                                         modelDirectory: config.pipelines.first { $0.pipeline == job.pipeline && $0.model != nil }?.model)
@@ -95,6 +103,16 @@ public struct JobWorkerService: Service {
             logger.error("job \(job.id) failed at \(stage): \(reason)")
             fail(job, stage: stage, reason: reason, notice: reason, workDir: workDir)
         }
+    }
+
+    /// What the job's series lacks of the count it declares, or nil when it is all there
+    /// (or declares nothing).
+    func shortfall(_ job: JobRecord, instances: Int) throws -> String? {
+        guard let s = try store.series(job.seriesUID) else { return nil }
+        let shape = try store.seriesShape(job.seriesUID)
+        return SeriesCompletion.shortfall(SeriesCompletion.Snapshot(
+            instanceCount: instances, temporalPositions: s.temporalPositions, imagesInAcquisition: s.imagesInAcquisition,
+            distinctPositions: shape.positions, distinctTimepoints: shape.timepoints, lastReceived: s.lastReceived))
     }
 
     /// Fails the job and sends the failure notice (`notice` is the reason it shows). A job

@@ -51,7 +51,7 @@ public enum SpoolReconciler {
                     guard let sop = f.string("SOPInstanceUID"), let series = f.string("SeriesInstanceUID"),
                           let study = f.string("StudyInstanceUID") else { throw DICOMError(.readFailed, "UIDs missing") }
                     let size = (try? fm.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-                    try store.recordInstance(InstanceRecord(
+                    let outcome = try store.recordInstance(InstanceRecord(
                         sopInstanceUID: sop, sopClassUID: f.string("SOPClassUID") ?? "", seriesUID: series, studyUID: study,
                         path: path, fileSize: size, transferSyntax: f.transferSyntaxUID,
                         temporalPosition: f.int("TemporalPositionIdentifier"), temporalPositions: f.int("NumberOfTemporalPositions"),
@@ -60,7 +60,17 @@ public enum SpoolReconciler {
                         contentTime: f.string("ContentTime"), position: f.doubles("ImagePositionPatient"),
                         patientID: f.string("PatientID") ?? "", patientName: f.string("PatientName") ?? "",
                         studyDescription: f.string("StudyDescription") ?? "", seriesDescription: f.string("SeriesDescription") ?? "",
-                        modality: f.string("Modality") ?? "", callingAE: "(recovered)"))
+                        modality: f.string("Modality") ?? "", callingAE: "(recovered)"), sameContent: { DicomFile.sameDataset($0, path) })
+                    if let why = outcome.refused {
+                        // Never acknowledged (it has no row), and in conflict with what is.
+                        try? fm.removeItem(atPath: path)
+                        logger.warning("spool file \(path) removed: \(why)")
+                        continue
+                    }
+                    if let kept = outcome.keptPath, kept != path {
+                        try? fm.removeItem(atPath: path)
+                        continue
+                    }
                     out.reindexed += 1
                 } catch {
                     out.unreadable.append(path)

@@ -8,6 +8,10 @@ public enum SeriesCompletion {
     public enum Decision: Equatable, Sendable {
         case waiting
         case complete(reason: String)
+        /// Quiet for series_quiet_seconds but short of the count it declares: a warning only.
+        case quiet(shortfall: String)
+        /// Short of its declared count for series_stalled_seconds: it fails as incomplete.
+        case stalled(reason: String)
     }
 
     public struct Snapshot: Sendable {
@@ -27,33 +31,60 @@ public enum SeriesCompletion {
 
     /// Expected count = NumberOfTemporalPositions × slices, slices from ImagesInAcquisition
     /// or, failing that, the distinct slice positions seen; else the quiet timer decides.
+    /// A scanner that counts every image of the acquisition in ImagesInAcquisition is
+    /// recognised once every time point and position is in: then that count is the total.
     public static func expectedCount(_ s: Snapshot) -> Int? {
         guard let t = s.temporalPositions, t > 0 else { return nil }
-        if let n = s.imagesInAcquisition, n > 0 { return t * n }
-        guard s.distinctTimepoints == t, s.distinctPositions > 0 else { return nil }
+        let seenAll = s.distinctTimepoints == t && s.distinctPositions > 0
+        if let n = s.imagesInAcquisition, n > 0 {
+            return seenAll && n == t * s.distinctPositions ? n : t * n
+        }
+        guard seenAll else { return nil }
         return t * s.distinctPositions
     }
 
-    public static func decide(_ s: Snapshot, now: Double, quietSeconds: Double) -> Decision {
+    /// What a series that declares its size (NumberOfTemporalPositions) still lacks, e.g.
+    /// "5 of 12 instances"; nil when it is complete or declares nothing.
+    public static func shortfall(_ s: Snapshot) -> String? {
+        guard let t = s.temporalPositions, t > 0 else { return nil }
+        if let e = expectedCount(s) { return s.instanceCount >= e ? nil : "\(s.instanceCount) of \(e) instances" }
+        return "\(s.instanceCount) instances in \(s.distinctTimepoints) of \(t) time points"
+    }
+
+    /// A series that declares its size completes only when it is all in: a pause longer
+    /// than `quietSeconds` is a warning, and one of `stalledSeconds` fails it as incomplete.
+    /// A series that declares nothing completes after `quietSeconds` without a new instance.
+    public static func decide(_ s: Snapshot, now: Double, quietSeconds: Double, stalledSeconds: Double = .infinity) -> Decision {
         if let e = expectedCount(s), s.instanceCount >= e {
             return .complete(reason: "expected count \(e) reached")
         }
-        if now - s.lastReceived >= quietSeconds {
+        let idle = now - s.lastReceived
+        if let short = shortfall(s) {
+            if idle >= stalledSeconds { return .stalled(reason: "stalled: \(short), none for \(Int(stalledSeconds)) s") }
+            if idle >= quietSeconds { return .quiet(shortfall: short) }
+            return .waiting
+        }
+        if idle >= quietSeconds {
             return .complete(reason: "no new instance for \(Int(quietSeconds)) s")
         }
         return .waiting
     }
 }
 
-/// Watches receiving series and queues a job when one completes.
+/// Watches receiving series and queues a job when one completes. A stalled series is
+/// queued too: the worker fails it as incomplete (it never processes a partial series).
 public struct SeriesTrackerService: Service {
     let store: JobStore
     let config: Config
     let logger: Logger
     let interval: Duration
+    /// Silence is counted from the later of the last instance and this service's start: a
+    /// scanner cannot send while perfd is down, so a restart is no pause of the scanner's.
+    let startedAt: Double
+    let warned = QuietWarnings()
 
-    public init(store: JobStore, config: Config, logger: Logger, interval: Duration = .milliseconds(250)) {
-        self.store = store; self.config = config; self.logger = logger; self.interval = interval
+    public init(store: JobStore, config: Config, logger: Logger, interval: Duration = .milliseconds(250), startedAt: Double = Clock.now()) {
+        self.store = store; self.config = config; self.logger = logger; self.interval = interval; self.startedAt = startedAt
     }
 
     public func run() async throws {
@@ -71,8 +102,23 @@ public struct SeriesTrackerService: Service {
             let shape = try store.seriesShape(s.seriesUID)
             let snap = SeriesCompletion.Snapshot(instanceCount: s.instanceCount, temporalPositions: s.temporalPositions,
                                                  imagesInAcquisition: s.imagesInAcquisition, distinctPositions: shape.positions,
-                                                 distinctTimepoints: shape.timepoints, lastReceived: s.lastReceived)
-            guard case .complete(let reason) = SeriesCompletion.decide(snap, now: now, quietSeconds: config.seriesQuietSeconds) else { continue }
+                                                 distinctTimepoints: shape.timepoints, lastReceived: max(s.lastReceived, startedAt))
+            let reason: String
+            switch SeriesCompletion.decide(snap, now: now, quietSeconds: config.seriesQuietSeconds, stalledSeconds: config.seriesStalledSeconds) {
+            case .waiting: continue
+            case .quiet(let short):
+                // Once per pause: the next instance (a new last_received) re-arms it.
+                guard warned.first(s.seriesUID, at: s.lastReceived) else { continue }
+                let msg = "series \(s.seriesUID) paused: \(short) after \(Int(config.seriesQuietSeconds)) s without a new instance; waiting for the rest (it fails as incomplete after series_stalled_seconds, \(Int(config.seriesStalledSeconds)) s)"
+                logger.warning("\(msg)")
+                try? store.logEvent(kind: "series_quiet", msg)
+                continue
+            case .complete(let r): reason = r
+            case .stalled(let r):
+                reason = r
+                logger.warning("series \(s.seriesUID) \(r): it fails as incomplete")
+            }
+            warned.forget(s.seriesUID)
             let pipeline = config.pipeline(modality: s.modality, seriesDescription: s.seriesDescription, timepoints: s.temporalPositions ?? shape.timepoints)
             if let job = try store.completeSeries(s.seriesUID, reason: reason, pipeline: pipeline, now: now) {
                 logger.info("job \(job.id) queued: series \(s.seriesUID) complete (\(reason)), \(job.instances) instances, pipeline \(pipeline)")
@@ -81,4 +127,22 @@ public struct SeriesTrackerService: Service {
         }
         return queued
     }
+}
+
+/// The series whose current pause was already warned about, by the last_received it had.
+final class QuietWarnings: @unchecked Sendable {
+    // @unchecked Sendable: `seen` is guarded by `lock`.
+    private let lock = NSLock()
+    private var seen: [String: Double] = [:]
+
+    /// Whether this pause of `series` is new (and remembers it).
+    func first(_ series: String, at lastReceived: Double) -> Bool {
+        lock.withLock {
+            guard seen[series] != lastReceived else { return false }
+            seen[series] = lastReceived
+            return true
+        }
+    }
+
+    func forget(_ series: String) { lock.withLock { _ = seen.removeValue(forKey: series) } }
 }
