@@ -77,7 +77,7 @@ struct Show: ParsableCommand {
         if json { try printJSON(detail); return }
         print("job \(j.id): \(j.state.rawValue)\(j.stage.map { " at \($0)" } ?? "")  pipeline \(j.pipeline)  re-run \(j.rerun)")
         print("series \(j.seriesUID) (study \(j.studyUID)), \(j.instances) instances")
-        if let e = j.error { print("error: \(e)") }
+        if let e = j.error { print("error: \(PeerText.escaped(e))") }
         if let qc = j.qc { print("registration QC: \(qc)") }
         if !detail.stages.isEmpty {
             print("stages:")
@@ -97,7 +97,7 @@ struct Show: ParsableCommand {
         }
         print("events:")
         let f = ISO8601DateFormatter()
-        for e in detail.events { print("  \(f.string(from: Date(timeIntervalSince1970: e.at)))  \(e.level.padding(8)) \(e.message)") }
+        for e in detail.events { print("  \(f.string(from: Date(timeIntervalSince1970: e.at)))  \(e.level.padding(8)) \(PeerText.escaped(e.message))") }
     }
 }
 
