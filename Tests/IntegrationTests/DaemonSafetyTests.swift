@@ -238,8 +238,9 @@ import Testing
         defer { server.stop() }
         #expect(Self.associate(port: port, calling: evil) == 0x03, "the association was not rejected")
         let escaped = "EV\\x0d\\x0aIL\\x1b[2J"
-        try waitFor(5, "the refusal in the log") { server.log.contains(escaped) }
+        try waitFor(5, "the refusal in the log") { server.log.contains("association refused") }
         let log = server.log
+        #expect(log.contains(escaped), "\(log)")
         #expect(!log.contains("\u{1b}") && !log.contains("\r"), "raw control characters in the log")
         #expect(!log.contains("\nIL"), "a forged log line")
         let status = try server.cli(["status"])
@@ -339,5 +340,32 @@ import Testing
         for f in try outputs(dir.path + "/ph", "baseline-mean03") {
             #expect(!(try runTool("dcmdump", ["+P", "0028,2110", f]).stdout.contains("[01]")), "\(f)")
         }
+    }
+
+    /// A job on a lossy series that fails: its "processing failed" notice says so too.
+    @Test func theFailureNoticeOfALossySeriesCarriesLossyImageCompression() throws {
+        let dir = TempDir()
+        let port = freePort()
+        let server = try PerfdServer(configPath: writeConfig(in: dir, port: port, quietSeconds: 1), port: port,
+                                     logPath: dir.path + "/serve.log")
+        defer { server.stop() }
+        // Time points 100 s apart: a 700 s acquisition, which assembly refuses.
+        let ph = try makePhantom(in: dir.sub("ph"), size: 16, slices: 1, timepoints: 8, interval: 100)
+        let lossy = dir.sub("lossy")
+        var files: [String] = []
+        for (i, f) in ph.files.enumerated() {
+            files.append(lossy + String(format: "/%04d.dcm", i))
+            #expect(try runTool("dcmcjpls", ["+en", "+md", "1", f, files[i]]).status == 0)
+            try runTool("dcmodify", ["-nb", "-ea", "(0028,2110)", "-ea", "(0028,2112)", "-ea", "(0028,2114)", files[i]])
+        }
+        let sent = try runTool("storescu", ["-xu", "-aet", "SCANNER", "-aec", "PERFD", "127.0.0.1", String(port)] + files)
+        #expect(sent.status == 0, "\(sent.output)")
+        #expect(try databaseInt(dir, "SELECT COUNT(*) FROM instances WHERE transfer_syntax = '1.2.840.10008.1.2.4.81'") == files.count)
+        try waitFor(20, "the job to fail") { try server.jobs().first?.state == "failed" }
+        let job = try #require(try server.jobs().first)
+        let notice = dir.path + "/state/work/job-\(job.id)/dicom/failure-notice/0001.dcm"
+        try waitFor(10, "the failure notice") { FileManager.default.fileExists(atPath: notice) }
+        let d = try runTool("dcmdump", ["+P", "0028,2110", "+P", "0028,2114", notice]).stdout
+        #expect(d.contains("[01]") && d.contains("ISO_14495_1"), "\(d)")
     }
 }

@@ -48,8 +48,8 @@ public final class IngestHandler: StorageSCPDelegate {
         case .refuseCallingAE(let why), .refuseHost(let why):
             metrics.add("perfd_associations_total{outcome=\"refused\"}")
             metrics.add("perfd_associations_refused_total")
-            refusals.refused(host: r.host, actor: r.callingAE, reason: why, detail: "\(why); \(listener) listener",
-                             logLine: "association refused: \(why)")
+            refusals.refused(host: r.host, actor: r.callingAE, reason: why, logLine: "association refused: \(why)", event: why,
+                             detail: "\(why); \(listener) listener")
         }
         return decision
     }
@@ -57,8 +57,9 @@ public final class IngestHandler: StorageSCPDelegate {
     public func connectionRefused(host: String, reason: String) {
         metrics.add("perfd_associations_total{outcome=\"refused\"}")
         metrics.add("perfd_associations_refused_total")
-        refusals.refused(host: host, actor: "", reason: reason, detail: "\(reason); \(listener) listener",
-                         logLine: "connection\(host.isEmpty ? "" : " from \(host)") refused on the \(listener) listener: \(reason)")
+        refusals.refused(host: host, actor: "", reason: reason,
+                         logLine: "connection\(host.isEmpty ? "" : " from \(host)") refused on the \(listener) listener: \(reason)",
+                         event: "\(host.isEmpty ? "a peer" : host): \(reason)", detail: "\(reason); \(listener) listener")
     }
 
     /// Pure policy: an empty list refuses everyone; a peer entry without host matches any host.

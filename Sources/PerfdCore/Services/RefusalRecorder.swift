@@ -81,12 +81,12 @@ public final class RefusalRecorder: Sendable {
         }
     }
 
-    /// One refusal. `reason` names why (it is the grouping key); `detail` is what the log
-    /// and audit row say in full.
-    public func refused(host: String, actor: String, reason: String, detail: String, logLine: String) {
+    /// One refusal. `reason` names why (with `host` and `actor`, the grouping key); the
+    /// log line, the event and the audit row's detail say it in full.
+    public func refused(host: String, actor: String, reason: String, logLine: String, event: String, detail: String) {
         guard window.note(Key(host: host, actor: actor, reason: reason), detail) else { return }
         logger.warning("\(logLine)")
-        try? store.logEvent(kind: "association_refused", logLine)
+        try? store.logEvent(kind: "association_refused", event)
         try? store.audit(AuditEntry(kind: .association, outcome: "refused", actor: actor, host: host, detail: detail))
     }
 
