@@ -1,7 +1,8 @@
 import Foundation
 
 /// One row of the audit trail: who talked to perfd, what it stored, what it sent, and
-/// what an admin did. Rows are never updated or deleted by perfd (retention keeps them).
+/// what an admin did. Rows are never updated; they are deleted after `audit_retention_days`.
+/// A burst of identical refusals is one row with a count (see `RefusalRecorder`).
 public struct AuditEntry: Sendable, Equatable, Codable {
     public enum Kind: String, Sendable, Codable, CaseIterable { case association, series, export, admin }
     public var id: Int = 0
@@ -16,15 +17,17 @@ public struct AuditEntry: Sendable, Equatable, Codable {
     public var seriesUID: String?
     public var jobID: Int?
     public var detail: String
+    /// How many events of the same kind this row stands for (repeated refusals: 1 or more).
+    public var count: Int = 1
 
     public init(kind: Kind, outcome: String, actor: String = "", host: String = "", seriesUID: String? = nil,
-                jobID: Int? = nil, detail: String = "") {
+                jobID: Int? = nil, detail: String = "", count: Int = 1) {
         self.kind = kind; self.outcome = outcome; self.actor = actor; self.host = host
-        self.seriesUID = seriesUID; self.jobID = jobID; self.detail = detail
+        self.seriesUID = seriesUID; self.jobID = jobID; self.detail = detail; self.count = max(1, count)
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, at, kind, outcome, actor, host, seriesUID = "series_uid", jobID = "job_id", detail
+        case id, at, kind, outcome, actor, host, seriesUID = "series_uid", jobID = "job_id", detail, count
     }
 }
 
@@ -34,9 +37,20 @@ extension JobStore {
     }
 
     static func audit(_ tx: Transaction, _ e: AuditEntry, _ now: Double) throws {
+        // Peer-supplied text (AE titles above all) is stored escaped: `perfd audit` prints it.
         try tx.execute("""
-            INSERT INTO audit (at, kind, outcome, actor, host, series_uid, job_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-            """, now, e.kind.rawValue, e.outcome, e.actor, e.host, e.seriesUID, e.jobID, e.detail)
+            INSERT INTO audit (at, kind, outcome, actor, host, series_uid, job_id, detail, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, now, e.kind.rawValue, e.outcome, PeerText.escaped(e.actor), PeerText.escaped(e.host), e.seriesUID.map(PeerText.escaped),
+            e.jobID, PeerText.escaped(e.detail), max(1, e.count))
+    }
+
+    /// Deletes audit rows older than `cutoff` (seconds since 1970); returns how many went.
+    @discardableResult
+    public func pruneAudit(before cutoff: Double) throws -> Int {
+        try db.write { tx in
+            try tx.execute("DELETE FROM audit WHERE at < ?", cutoff)
+            return tx.changes
+        }
     }
 
     /// Audit rows at or after `since` (seconds since 1970), oldest first.
@@ -48,6 +62,7 @@ extension JobStore {
                                    jobID: r["job_id"].int, detail: r["detail"].text ?? "")
                 e.id = r["id"].int ?? 0
                 e.at = r["at"].double ?? 0
+                e.count = r["count"].int ?? 1
                 return e
             }
         }

@@ -207,6 +207,13 @@ public final class JobStore: Sendable {
         }
     }
 
+    /// The transfer syntaxes the series' instances were received in.
+    public func transferSyntaxes(ofSeries uid: String) throws -> [String] {
+        try db.read { tx in
+            try tx.query("SELECT DISTINCT transfer_syntax FROM instances WHERE series_uid = ? ORDER BY transfer_syntax", uid).compactMap { $0["transfer_syntax"].text }
+        }
+    }
+
     // MARK: jobs
 
     public func jobs(state: JobState? = nil, limit: Int = 1000) throws -> [JobRecord] {
@@ -418,14 +425,14 @@ public final class JobStore: Sendable {
     }
 
     static func addEvent(_ tx: Transaction, _ id: Int, _ level: EventLevel, _ message: String, _ now: Double) throws {
-        try tx.execute("INSERT INTO job_events (job_id, at, level, message) VALUES (?, ?, ?, ?)", id, now, level.rawValue, message)
+        try tx.execute("INSERT INTO job_events (job_id, at, level, message) VALUES (?, ?, ?, ?)", id, now, level.rawValue, PeerText.escaped(message))
     }
 
     // MARK: daemon and global events
 
     public func logEvent(kind: String, _ message: String, now: Double = Clock.now()) throws {
         try db.write { tx in
-            try tx.execute("INSERT INTO events (at, kind, message) VALUES (?, ?, ?)", now, kind, message)
+            try tx.execute("INSERT INTO events (at, kind, message) VALUES (?, ?, ?)", now, kind, PeerText.escaped(message))
             // Keep the table bounded: the log file has the full history.
             try tx.execute("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - 10000")
         }

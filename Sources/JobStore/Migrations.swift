@@ -126,6 +126,14 @@ enum Migrations {
         CREATE INDEX audit_by_time ON audit(at);
         ALTER TABLE series ADD COLUMN purged_at REAL;
         """),
+        ("004_health_audit_count", """
+        CREATE TABLE health (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            at REAL NOT NULL,
+            pid INTEGER NOT NULL
+        );
+        ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1 CHECK (count >= 1);
+        """),
     ]
 
     static func apply(to db: Database) throws {

@@ -44,7 +44,7 @@ private let SQLITE_TRANSIENT = unsafeBitCast(-1, to: sqlite3_destructor_type.sel
 final class Connection {
     let handle: OpaquePointer
 
-    init(path: String, readOnly: Bool = false) throws {
+    init(path: String, readOnly: Bool = false, busyTimeoutMS: Int32 = 10_000) throws {
         var db: OpaquePointer?
         let flags = readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
         let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
@@ -54,7 +54,7 @@ final class Connection {
             throw StoreError(code: rc, message: "cannot open \(path): \(msg)", sql: "")
         }
         handle = db
-        sqlite3_busy_timeout(db, 10_000)
+        sqlite3_busy_timeout(db, busyTimeoutMS)
     }
 
     /// Prepared statements by SQL text, reused (reset and rebound) instead of parsed again:
@@ -158,21 +158,122 @@ public final class Database: @unchecked Sendable {
         // Spool files are fsync'd before acknowledgement and are the durable record; a
         // commit survives a crash of perfd at synchronous=NORMAL, and the startup
         // reconciliation re-indexes any spool file whose row a power cut took.
-        try connection.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+        // secure_delete: a purged patient's name and ID are overwritten with zeros where
+        // they were instead of lingering in free space (on every connection: `perfd purge`
+        // deletes in its own process). Ingest mostly inserts, so it costs little there.
+        try connection.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;")
         try Migrations.apply(to: self)
     }
+
+    /// Why the last write failed for a reason the database itself gave (corrupt pages, I/O
+    /// error, disk full, locked beyond the busy timeout), until a write succeeds again.
+    private var lastFailure: (at: Double, message: String)?
+    private let failureLock = NSLock()
+
+    public var lastWriteFailure: (at: Double, message: String)? { failureLock.withLock { lastFailure } }
+
+    private func noteWrite(_ error: Error?) {
+        if let e = error as? StoreError {
+            guard Self.fatalCodes.contains(e.code & 0xff) else { return }
+            failureLock.withLock { lastFailure = (Clock.now(), e.message) }
+        } else if error == nil {
+            failureLock.withLock { if lastFailure != nil { lastFailure = nil } }
+        }
+    }
+
+    static let fatalCodes: Set<Int32> = [SQLITE_BUSY, SQLITE_LOCKED, SQLITE_NOMEM, SQLITE_READONLY, SQLITE_IOERR, SQLITE_CORRUPT,
+                                         SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_PROTOCOL, SQLITE_NOTADB]
+
+    /// Moves the WAL into the database file and truncates it to zero bytes, so old page
+    /// images (a purged patient's name among them) do not stay in it. Returns false when
+    /// a reader kept part of it (the next checkpoint finishes the job).
+    @discardableResult
+    public func checkpointTruncate() throws -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        let rows = try connection.query("PRAGMA wal_checkpoint(TRUNCATE)")
+        return rows.first?["busy"].int == 0
+    }
+
+    /// /health's probe, on a connection of its own (never queued behind the daemon's
+    /// writers on `lock`), with a short busy timeout and a deadline on every statement: a
+    /// committed write to the `health` row, then, rolled back, the inserts one received
+    /// instance makes (series, instances and their indexes) and a read of the job queue.
+    /// nil when all of it worked within `timeout` seconds and the last write did not fail,
+    /// else why not.
+    public func probe(timeout: Double) -> String? {
+        guard probeLock.try() else { return "the previous health probe is still waiting for the database" }
+        defer { probeLock.unlock() }
+        let started = Clock.now()
+        do {
+            if probeConnection == nil { probeConnection = try Connection(path: path, busyTimeoutMS: Int32(timeout * 1000)) }
+            let c = probeConnection!
+            let box = Unmanaged.passRetained(DeadlineBox(started + timeout)).toOpaque()
+            sqlite3_progress_handler(c.handle, 1000, { ctx in
+                Unmanaged<DeadlineBox>.fromOpaque(ctx!).takeUnretainedValue().deadline < Clock.now() ? 1 : 0
+            }, box)
+            defer {
+                sqlite3_progress_handler(c.handle, 0, nil, nil)
+                Unmanaged<DeadlineBox>.fromOpaque(box).release()
+            }
+            try c.execute("BEGIN IMMEDIATE")
+            do {
+                let now = SQLValue.double(Clock.now())
+                try c.execute("INSERT INTO health (id, at, pid) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET at = excluded.at, pid = excluded.pid",
+                              [now, .int(Int64(getpid()))])
+                try c.execute("SAVEPOINT probe")
+                let uid = SQLValue.text("perfd-health-probe")
+                try c.execute("INSERT INTO series (series_uid, study_uid, first_received, last_received, state) VALUES (?, '', ?, ?, 'receiving')",
+                              [uid, now, now])
+                try c.execute("INSERT INTO instances (sop_instance_uid, series_uid, sop_class_uid, path, file_size, received_at) VALUES (?, ?, '', '', 0, ?)",
+                              [uid, uid, now])
+                _ = try c.query("SELECT id, state FROM jobs WHERE state IN ('running', 'queued') ORDER BY id LIMIT 1")
+                try c.execute("ROLLBACK TO probe")
+                try c.execute("RELEASE probe")
+                try c.execute("COMMIT")
+            } catch {
+                try? c.execute("ROLLBACK")
+                throw error
+            }
+        } catch let e as StoreError {
+            switch e.code & 0xff {
+            case SQLITE_BUSY, SQLITE_LOCKED:
+                return String(format: "locked: no write possible within %.1f s (another process holds the database)", Clock.now() - started)
+            case SQLITE_INTERRUPT:
+                return String(format: "not answering within %.1f s", timeout)
+            default:
+                return e.message
+            }
+        } catch {
+            return "\(error)"
+        }
+        if let f = lastWriteFailure {
+            return "the last write failed \(Int(max(0, Clock.now() - f.at))) s ago: \(f.message)"
+        }
+        return nil
+    }
+
+    private let probeLock = NSLock()
+    // Used only under probeLock.
+    private var probeConnection: Connection?
 
     /// Runs `body` inside one transaction (BEGIN IMMEDIATE: writers queue, never deadlock).
     @discardableResult
     public func write<T>(_ body: (Transaction) throws -> T) throws -> T {
         lock.lock(); defer { lock.unlock() }
-        try connection.execute("BEGIN IMMEDIATE")
+        do {
+            try connection.execute("BEGIN IMMEDIATE")
+        } catch {
+            noteWrite(error)
+            throw error
+        }
         do {
             let r = try body(Transaction(connection: connection))
             try connection.execute("COMMIT")
+            noteWrite(nil)
             return r
         } catch {
             try? connection.execute("ROLLBACK")
+            noteWrite(error)
             throw error
         }
     }
@@ -184,6 +285,11 @@ public final class Database: @unchecked Sendable {
         defer { try? connection.execute("COMMIT") }
         return try body(Transaction(connection: connection))
     }
+}
+
+private final class DeadlineBox {
+    let deadline: Double
+    init(_ d: Double) { deadline = d }
 }
 
 /// Statements inside a transaction.

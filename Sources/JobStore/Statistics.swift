@@ -33,8 +33,9 @@ extension JobStore {
         }
     }
 
-    /// Whether the database answers a query (for /health).
-    public func isUsable() -> Bool {
-        (try? db.read { tx in try tx.query("SELECT 1 AS ok").first?["ok"].int }) == 1
+    /// Whether the database takes a write as ingest makes them, within `timeout` seconds
+    /// (for /health): nil when it does, else why not.
+    public func healthProblem(timeout: Double = 1.5) -> String? {
+        db.probe(timeout: timeout)
     }
 }

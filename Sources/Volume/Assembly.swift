@@ -135,9 +135,11 @@ public enum Assembler {
                 }
             }
         }
-        return Series4D(timepoints: T, depth: D, height: H, width: W, voxels: voxels, geometry: layout.geometry,
-                        frameTimes: layout.frameTimes, temporalSource: layout.temporalSource,
-                        files: layout.grid.map { $0.map(\.path) })
+        var series = Series4D(timepoints: T, depth: D, height: H, width: W, voxels: voxels, geometry: layout.geometry,
+                              frameTimes: layout.frameTimes, temporalSource: layout.temporalSource,
+                              files: layout.grid.map { $0.map(\.path) })
+        series.lossyCompressionMethods = files.values.reduce(nil) { LossyCompression.merge($0, LossyCompression.methods(of: $1)) }
+        return series
     }
 
     public struct Layout {

@@ -53,6 +53,9 @@ public struct Series4D: Sendable {
     public var temporalSource: String
     /// Source files per time point and slice, [t][z].
     public var files: [[String]]
+    /// nil when every source instance was stored losslessly; else the lossy compression
+    /// methods they went through (empty when unknown): the outputs must say so.
+    public var lossyCompressionMethods: [String]? = nil
 
     public init(timepoints: Int, depth: Int, height: Int, width: Int, voxels: [Float], geometry: Geometry,
                 frameTimes: [Double], temporalSource: String, files: [[String]]) {

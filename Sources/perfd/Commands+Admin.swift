@@ -38,8 +38,9 @@ struct Jobs: ParsableCommand {
         if jobs.isEmpty { print("no jobs"); return }
         print("ID".padding(6) + "STATE".padding(11) + "STAGE".padding(10) + "PIPELINE".padding(18) + "INST".padding(6) + "SERIES")
         for j in jobs {
-            print("\(j.id)".padding(6) + j.state.rawValue.padding(11) + (j.stage ?? "-").padding(10) + j.pipeline.padding(18)
-                  + "\(j.instances)".padding(6) + j.seriesUID + (j.error.map { "  error: \($0)" } ?? ""))
+            // UIDs and errors quote what peers sent.
+            print(PeerText.escaped("\(j.id)".padding(6) + j.state.rawValue.padding(11) + (j.stage ?? "-").padding(10) + j.pipeline.padding(18)
+                  + "\(j.instances)".padding(6) + j.seriesUID + (j.error.map { "  error: \($0)" } ?? "")))
         }
     }
 }
@@ -76,8 +77,8 @@ struct Show: ParsableCommand {
                                report: try store.report(job: job))
         if json { try printJSON(detail); return }
         print("job \(j.id): \(j.state.rawValue)\(j.stage.map { " at \($0)" } ?? "")  pipeline \(j.pipeline)  re-run \(j.rerun)")
-        print("series \(j.seriesUID) (study \(j.studyUID)), \(j.instances) instances")
-        if let e = j.error { print("error: \(e)") }
+        print(PeerText.escaped("series \(j.seriesUID) (study \(j.studyUID)), \(j.instances) instances"))
+        if let e = j.error { print("error: \(PeerText.escaped(e))") }
         if let qc = j.qc { print("registration QC: \(qc)") }
         if !detail.stages.isEmpty {
             print("stages:")
@@ -97,7 +98,7 @@ struct Show: ParsableCommand {
         }
         print("events:")
         let f = ISO8601DateFormatter()
-        for e in detail.events { print("  \(f.string(from: Date(timeIntervalSince1970: e.at)))  \(e.level.padding(8)) \(e.message)") }
+        for e in detail.events { print("  \(f.string(from: Date(timeIntervalSince1970: e.at)))  \(e.level.padding(8)) \(PeerText.escaped(e.message))") }
     }
 }
 

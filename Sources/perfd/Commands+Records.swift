@@ -31,6 +31,7 @@ struct Purge: ParsableCommand {
             outcome = try Retention(store: store, config: config, logger: logger).run(dryRun: dryRun, actor: adminActor())
         } catch { throw CLIError("\(error)") }
         if json { try printJSON(outcome); return }
+        if outcome.auditRows > 0 { print("deleted \(outcome.auditRows) audit rows older than \(Self.days(config.auditRetentionDays)) (audit_retention_days)") }
         if config.retentionDays <= 0 { print("retention_days is 0: spool files are kept until you delete them"); return }
         let verb = dryRun ? "would delete" : "deleted"
         if outcome.series.isEmpty {
@@ -67,8 +68,10 @@ struct Audit: ParsableCommand {
         for r in rows {
             var detail = r.detail
             if let j = r.jobID { detail = "job \(j): " + detail }
-            print(f.string(from: Date(timeIntervalSince1970: r.at)).padding(21) + r.kind.rawValue.padding(12) + r.outcome.padding(10)
-                  + (r.actor.isEmpty ? "-" : r.actor).padding(17) + (r.host.isEmpty ? "-" : r.host).padding(16) + detail)
+            if r.count > 1 { detail = "\(r.count)× " + detail }
+            // Rows written before peer text was escaped on the way in are escaped here.
+            print(PeerText.escaped(f.string(from: Date(timeIntervalSince1970: r.at)).padding(21) + r.kind.rawValue.padding(12) + r.outcome.padding(10)
+                  + (r.actor.isEmpty ? "-" : r.actor).padding(17) + (r.host.isEmpty ? "-" : r.host).padding(16) + detail))
         }
     }
 

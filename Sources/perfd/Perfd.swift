@@ -77,7 +77,7 @@ func printJSON<T: Encodable>(_ value: T) throws {
 }
 
 func makeLogger(level: String) -> Logger {
-    LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+    LoggingSystem.bootstrap { EscapingLogHandler(StreamLogHandler.standardError(label: $0)) }
     var logger = Logger(label: "perfd")
     logger.logLevel = Logger.Level(rawValue: level) ?? .info
     return logger

@@ -46,6 +46,8 @@ public struct Config: Sendable, Equatable {
     public var destinations: [Destination] = []
     public var exportRetry = ExportRetry()
     public var retentionDays: Double = 7
+    /// Audit rows older than this (days) are deleted; 0 keeps them for ever.
+    public var auditRetentionDays: Double = 365
     public var minFreeDiskGB: Double = 2
     /// Pre-written spool files kept ready for incoming instances (MB; 0: none). See pdcm_scp.cpp.
     public var spoolReserveMB: Double = 512
@@ -68,7 +70,7 @@ public struct Config: Sendable, Equatable {
 
     public static let knownKeys: Set<String> = [
         "ae_title", "port", "allowed_peers", "spool_dir", "database", "series_quiet_seconds", "series_stalled_seconds", "pipelines",
-        "default_pipeline", "destinations", "export_retry", "retention_days", "min_free_disk_gb", "spool_reserve_mb", "workers",
+        "default_pipeline", "destinations", "export_retry", "retention_days", "audit_retention_days", "min_free_disk_gb", "spool_reserve_mb", "workers",
         "threads", "max_associations", "max_connections_per_host", "log_level", "motion_threshold_mm", "tls", "plain_listener", "metrics_port",
         "metrics_address",
     ]
@@ -177,6 +179,7 @@ extension Config {
                 if let x = m["max_seconds"].flatMap({ p.double($0, "export_retry.max_seconds", 0.01...86400) }) { c.exportRetry.maxSeconds = x }
                 if let x = m["give_up_hours"].flatMap({ p.double($0, "export_retry.give_up_hours", 0.001...10000) }) { c.exportRetry.giveUpHours = x }
             case "retention_days": c.retentionDays = p.double(v, key, 0...36500) ?? c.retentionDays
+            case "audit_retention_days": c.auditRetentionDays = p.double(v, key, 0...36500) ?? c.auditRetentionDays
             case "min_free_disk_gb": c.minFreeDiskGB = p.double(v, key, 0...1_000_000) ?? c.minFreeDiskGB
             case "spool_reserve_mb": c.spoolReserveMB = p.double(v, key, 0...1_000_000) ?? c.spoolReserveMB
             case "workers": c.workers = p.int(v, key, 1...64) ?? c.workers

@@ -6,11 +6,12 @@ import ServiceLifecycle
 /// What /health checks, each a closure so tests and the daemon wire their own.
 public struct HealthChecks: Sendable {
     public var listener: @Sendable () -> Bool
-    public var database: @Sendable () -> Bool
+    /// nil when the database takes a write within a short limit, else why not.
+    public var database: @Sendable () -> String?
     /// nil when the spool is usable, else why not.
     public var spool: @Sendable () -> String?
 
-    public init(listener: @escaping @Sendable () -> Bool, database: @escaping @Sendable () -> Bool,
+    public init(listener: @escaping @Sendable () -> Bool, database: @escaping @Sendable () -> String?,
                 spool: @escaping @Sendable () -> String?) {
         self.listener = listener; self.database = database; self.spool = spool
     }
@@ -18,7 +19,8 @@ public struct HealthChecks: Sendable {
     /// (healthy, one line per check).
     func evaluate() -> (Bool, String) {
         let spoolProblem = spool()
-        let checks = [("listener", listener(), "not accepting associations"), ("database", database(), "not answering"),
+        let databaseProblem = database()
+        let checks = [("listener", listener(), "not accepting associations"), ("database", databaseProblem == nil, databaseProblem ?? ""),
                       ("spool", spoolProblem == nil, spoolProblem ?? "")]
         let text = checks.map { "\($0.0): \($0.1 ? "ok" : $0.2)" }.joined(separator: "\n") + "\n"
         return (checks.allSatisfy(\.1), text)
@@ -39,9 +41,9 @@ public struct HealthChecks: Sendable {
 
 /// A small HTTP/1.1 server for Prometheus (`GET /metrics`) and load balancers or systemd
 /// checks (`GET /health`: 200 when listener, database and spool are usable, else 503).
-/// One request per connection, served on its own thread; loopback by default.
+/// One request per connection, each served on its own thread; loopback by default.
 public final class MetricsServer: Service, @unchecked Sendable {
-    // @unchecked Sendable: `fd` and `port` are fixed in init; `stopping` is guarded by `lock`.
+    // @unchecked Sendable: `fd` and `port` are fixed in init; `stopping` and `inFlight` are guarded by `lock`.
     private let fd: Int32
     public let port: Int
     let metrics: @Sendable () -> String
@@ -103,12 +105,38 @@ public final class MetricsServer: Service, @unchecked Sendable {
             guard c >= 0 else { continue }
             var tv = timeval(tv_sec: 2, tv_usec: 0)
             setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            let request = Self.readHead(c)
-            let (status, body) = respond(to: request)
-            let head = "HTTP/1.1 \(status)\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n"
-            Self.writeAll(c, head + body)
-            close(c)
+            setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            // Each request on its own thread: a /metrics waiting for a busy database must
+            // not hold up /health, which answers within its own limit.
+            let admitted: Bool = lock.withLock {
+                guard inFlight < Self.maxInFlight else { return false }
+                inFlight += 1
+                return true
+            }
+            guard admitted else {
+                Self.answer(c, "503 Service Unavailable", "too many requests in progress\n")
+                close(c)
+                continue
+            }
+            let t = Thread {
+                let request = Self.readHead(c)
+                let (status, body) = self.respond(to: request)
+                Self.answer(c, status, body)
+                close(c)
+                self.lock.withLock { self.inFlight -= 1 }
+            }
+            t.name = "perfd-http"
+            t.start()
         }
+    }
+
+    static let maxInFlight = 8
+    // Guarded by `lock`.
+    private var inFlight = 0
+
+    static func answer(_ c: Int32, _ status: String, _ body: String) {
+        let head = "HTTP/1.1 \(status)\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n"
+        writeAll(c, head + body)
     }
 
     func respond(to request: String) -> (String, String) {

@@ -76,6 +76,11 @@ public struct SecondaryCaptureWriter: Sendable {
             ("RelatedSeriesSequence[0].SeriesInstanceUID", source.seriesUID),
         ]
         for (k, v) in attrs { try ds.set(k, v) }
+        // Pixels derived from lossily compressed ones carry that loss (PS3.3 C.7.6.1.1.5).
+        if let methods = source.lossyCompressionMethods {
+            try ds.set("LossyImageCompression", "01")
+            if !methods.isEmpty { try ds.set("LossyImageCompressionMethod", methods.joined(separator: "\\")) }
+        }
         // Purpose of reference: "Source image for image processing operation" (DCM 121322).
         try ds.set("RelatedSeriesSequence[0].PurposeOfReferenceCodeSequence[0].CodeValue", "121322")
         try ds.set("RelatedSeriesSequence[0].PurposeOfReferenceCodeSequence[0].CodingSchemeDesignator", "DCM")

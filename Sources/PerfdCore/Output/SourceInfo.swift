@@ -10,6 +10,9 @@ public struct SourceInfo: Sendable, Codable {
     public var specificCharacterSet = "ISO_IR 100"
     public var frameOfReferenceUID = ""
     public var sopClassUID = ""
+    /// nil when the source's pixels were stored losslessly; else the lossy compression
+    /// methods (LossyImageCompressionMethod terms, empty when unknown) they went through.
+    public var lossyCompressionMethods: [String]?
 
     public init() {}
 
@@ -34,6 +37,7 @@ public struct SourceInfo: Sendable, Codable {
         s.specificCharacterSet = f.string("SpecificCharacterSet") ?? "ISO_IR 100"
         s.frameOfReferenceUID = f.string("FrameOfReferenceUID") ?? ""
         s.sopClassUID = f.string("SOPClassUID") ?? ""
+        s.lossyCompressionMethods = LossyCompression.methods(of: f)
         return s
     }
 }

@@ -47,7 +47,8 @@ public struct Processing: Sendable {
         let assembled = try Assembler.assemble(paths: paths)
         timings["assemble"] = Date().timeIntervalSince(t0)
         let sourceFirst = assembled.files[0][0]
-        let source = try SourceInfo.read(path: sourceFirst)
+        var source = try SourceInfo.read(path: sourceFirst)
+        source.lossyCompressionMethods = LossyCompression.merge(source.lossyCompressionMethods, assembled.lossyCompressionMethods)
         let input = Report.Input(seriesUID: source.seriesUID, timepoints: assembled.timepoints,
                                  shape: [assembled.timepoints, assembled.depth, assembled.height, assembled.width],
                                  spacingMM: [assembled.geometry.spacing.x, assembled.geometry.spacing.y, assembled.geometry.spacing.z],

@@ -10,8 +10,12 @@ public struct Daemon {
     public let metrics = PerfdMetrics()
     public let metricsServer: MetricsServer?
     public let services: [Service]
+    /// Held while the daemon lives: no second daemon on this database or spool.
+    public let lock: DaemonLock
 
     public init(config: Config, logger: Logger) throws {
+        // Before anything is opened, reconciled or resumed.
+        lock = try DaemonLock(database: config.database, spoolDir: config.spoolDir)
         DICOMInit.once
         let store = try JobStore(path: config.database)
         self.store = store
@@ -23,7 +27,7 @@ public struct Daemon {
             try MetricsServer(
                 address: config.metricsAddress, port: port,
                 metrics: { metrics.render(store: store, spoolDir: config.spoolDir, minFreeBytes: minFree) },
-                health: HealthChecks(listener: { ingest.isListening }, database: { store.isUsable() },
+                health: HealthChecks(listener: { ingest.isListening }, database: { store.healthProblem() },
                                      spool: { HealthChecks.spool(config.spoolDir, minFreeBytes: minFree) }),
                 logger: logger)
         }

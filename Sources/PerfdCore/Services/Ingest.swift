@@ -13,14 +13,28 @@ public final class IngestHandler: StorageSCPDelegate {
     let metrics: PerfdMetrics
     /// "TLS" or "plain": which listener this handler serves, for the audit trail.
     let listener: String
+    /// Refusals are logged, evented and audited once per peer, AE and reason per window.
+    let refusals: RefusalRecorder
+    /// The SCP's own warnings (refused connections, a full house) alike, by text.
+    let warnings: RepeatWindow<String, Int>
 
     public init(store: JobStore, allowedPeers: [Config.Peer], logger: Logger, metrics: PerfdMetrics = PerfdMetrics(),
-                listener: String = "plain") {
+                listener: String = "plain", refusals: RefusalRecorder? = nil) {
         self.store = store
         self.allowedPeers = allowedPeers
         self.logger = logger
         self.metrics = metrics
         self.listener = listener
+        let refusals = refusals ?? RefusalRecorder(store: store, logger: logger)
+        self.refusals = refusals
+        let seconds = RefusalRecorder.grouped(Int(refusals.interval.rounded()))
+        warnings = RepeatWindow(interval: refusals.interval, overflow: "") { due in
+            for d in due {
+                let what = d.key.isEmpty ? "other warnings" : "the same warning"
+                let line = "... and \(RefusalRecorder.grouped(d.repeats)) more of \(what) in the last \(seconds) s\(d.key.isEmpty ? "" : ": " + d.key)"
+                if d.sample >= 3 { logger.error("\(line)") } else { logger.warning("\(line)") }
+            }
+        }
     }
 
     public func decide(_ r: AssociationRequest) -> AssociationDecision {
@@ -32,29 +46,32 @@ public final class IngestHandler: StorageSCPDelegate {
             try? store.audit(AuditEntry(kind: .association, outcome: "accepted", actor: r.callingAE, host: r.host,
                                         detail: "called AE \(r.calledAE), \(listener) listener"))
         case .refuseCallingAE(let why), .refuseHost(let why):
-            logger.warning("association refused: \(why)")
             metrics.add("perfd_associations_total{outcome=\"refused\"}")
             metrics.add("perfd_associations_refused_total")
             if case .refuseHost = decision { metrics.add(#"perfd_associations_refused_by_reason_total{reason="host"}"#) }
             else { metrics.add(#"perfd_associations_refused_by_reason_total{reason="calling_ae"}"#) }
-            try? store.logEvent(kind: "association_refused", why)
-            try? store.audit(AuditEntry(kind: .association, outcome: "refused", actor: r.callingAE, host: r.host,
-                                        detail: "\(why); \(listener) listener"))
+            refusals.refused(host: r.host, actor: r.callingAE, reason: why, logLine: "association refused: \(why)", event: why,
+                             detail: "\(why); \(listener) listener")
         }
         return decision
     }
 
     public func connectionRefused(host: String, kind: String, reason: String) {
-        logger.warning("connection\(host.isEmpty ? "" : " from \(host)") refused on the \(listener) listener: \(reason)")
         metrics.add("perfd_associations_total{outcome=\"refused\"}")
         metrics.add("perfd_associations_refused_total")
         metrics.add("perfd_associations_refused_by_reason_total{reason=\"\(kind)\"}")
-        try? store.logEvent(kind: "association_refused", "\(host.isEmpty ? "a peer" : host): \(reason)")
-        try? store.audit(AuditEntry(kind: .association, outcome: "refused", host: host, detail: "\(reason); \(listener) listener"))
+        refusals.refused(host: host, actor: "", reason: reason,
+                         logLine: "connection\(host.isEmpty ? "" : " from \(host)") refused on the \(listener) listener: \(reason)",
+                         event: "\(host.isEmpty ? "a peer" : host): \(reason)", detail: "\(reason); \(listener) listener")
     }
 
     /// Pure policy: an empty list refuses everyone; a peer entry without host matches any host.
+    /// A calling AE title with control characters or a backslash is not one (PS3.5 6.2: AE
+    /// titles are the default repertoire without either) and is refused whatever the list says.
     public static func decide(_ r: AssociationRequest, allowedPeers: [Config.Peer]) -> AssociationDecision {
+        if PeerText.hasControlCharacters(r.callingAE) || r.callingAE.contains("\\") {
+            return .refuseCallingAE("calling AE \"\(PeerText.escaped(r.callingAE))\" from \(r.host) is not a valid AE title (control characters or a backslash)")
+        }
         let byAE = allowedPeers.filter { $0.aeTitle == r.callingAE }
         guard !byAE.isEmpty else {
             return .refuseCallingAE("calling AE \"\(r.callingAE)\" from \(r.host) is not in allowed_peers")
@@ -116,6 +133,9 @@ public final class IngestHandler: StorageSCPDelegate {
     }
 
     public func log(level: Int, _ message: String) {
+        // A warning the SCP repeats for every hostile connection is written once per window
+        // with a count.
+        if level >= 2, !warnings.note(message, level) { return }
         switch level {
         case 0: logger.debug("\(message)")
         case 1: logger.info("\(message)")
@@ -148,6 +168,7 @@ public final class IngestService: Service, @unchecked Sendable {
     let store: JobStore
     let config: Config
     let logger: Logger
+    let refusals: RefusalRecorder
     private let lock = NSLock()
     private var serving = 0
 
@@ -157,10 +178,12 @@ public final class IngestService: Service, @unchecked Sendable {
         self.logger = logger
         try FileManager.default.createDirectory(atPath: config.spoolDir, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
+        let refusals = RefusalRecorder(store: store, logger: logger)
+        self.refusals = refusals
         // One reserve of pre-written spool files per daemon: the first listener fills it.
         func listener(port: Int, tls: TLSSettings?, reserve: Bool) throws -> StorageSCP {
             let handler = IngestHandler(store: store, allowedPeers: config.allowedPeers, logger: logger, metrics: metrics,
-                                        listener: tls == nil ? "plain" : "TLS")
+                                        listener: tls == nil ? "plain" : "TLS", refusals: refusals)
             return try StorageSCP(config: StorageSCPConfig(
                 aeTitle: config.aeTitle, port: UInt16(port), maxAssociations: config.maxAssociations,
                 maxConnectionsPerHost: config.maxConnectionsPerHost,
@@ -213,6 +236,7 @@ public final class IngestService: Service, @unchecked Sendable {
         } onCancel: {
             listeners.forEach { $0.stop() }
         }
+        refusals.flush()
         try? store.daemonStopped()
         logger.info("listener stopped")
     }

@@ -1,3 +1,4 @@
+import DICOM
 import Foundation
 import JobStore
 import Logging
@@ -133,6 +134,11 @@ public struct JobWorkerService: Service {
             } else {
                 source.studyUID = job.studyUID
                 source.seriesUID = job.seriesUID
+            }
+            // Any instance of the series received in a lossy transfer syntax marks the notice too.
+            for ts in (try? store.transferSyntaxes(ofSeries: job.seriesUID)) ?? [] {
+                source.lossyCompressionMethods = LossyCompression.merge(source.lossyCompressionMethods,
+                                                                         LossyCompression.method(transferSyntax: ts).map { [$0] })
             }
             let writer = SecondaryCaptureWriter(source: source, key: [job.seriesUID, job.pipeline, "failure", String(job.id), String(job.rerun)],
                                                 directory: workDir + "/dicom")

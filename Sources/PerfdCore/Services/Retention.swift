@@ -6,8 +6,8 @@ import ServiceLifecycle
 /// Patient data is kept only as long as it is needed: once every job on a series has been
 /// finished for `retention_days`, its spool files, its jobs' work directories (rendered
 /// outputs) and its instance rows go. Job rows, their events and the audit trail stay,
-/// without the patient's name or ID. A series with a queued, running or exporting job, or
-/// still receiving, is never touched.
+/// without the patient's name or ID; audit rows go after `audit_retention_days`. A series
+/// with a queued, running or exporting job, or still receiving, is never touched.
 public struct Retention: Sendable {
     let store: JobStore
     let config: Config
@@ -22,7 +22,9 @@ public struct Retention: Sendable {
         public var files: Int
         public var bytes: Int
         public var dryRun: Bool
-        enum CodingKeys: String, CodingKey { case series, files, bytes, dryRun = "dry_run" }
+        /// Audit rows deleted for being older than audit_retention_days.
+        public var auditRows = 0
+        enum CodingKeys: String, CodingKey { case series, files, bytes, dryRun = "dry_run", auditRows = "audit_rows" }
     }
 
     /// The series past the window at `now` (none when retention_days is 0: keep forever).
@@ -58,7 +60,24 @@ public struct Retention: Sendable {
             try store.markPurged(c, actor: actor, now: now)
             logger.info("retention: purged series \(c.seriesUID) (\(c.paths.count) files, jobs \(c.jobIDs.map(String.init).joined(separator: ",")))")
         }
+        if !dryRun && config.auditRetentionDays > 0 {
+            out.auditRows = try store.pruneAudit(before: now - config.auditRetentionDays * 86_400)
+            if out.auditRows > 0 { logger.info("retention: \(out.auditRows) audit rows older than \(config.auditRetentionDays) days deleted (audit_retention_days)") }
+        }
+        if !dryRun && (!out.series.isEmpty || out.auditRows > 0) { scrubWAL() }
         return out
+    }
+
+    /// secure_delete zeroed the purged names in the database's pages; the WAL still holds
+    /// older images of those pages until it is checkpointed and truncated.
+    func scrubWAL() {
+        do {
+            if try !store.db.checkpointTruncate() {
+                logger.notice("retention: a reader kept part of the WAL; purged names leave it at the next checkpoint")
+            }
+        } catch {
+            logger.warning("retention: cannot checkpoint the WAL after the purge: \(error)")
+        }
     }
 }
 

@@ -148,7 +148,9 @@ public struct StatusReport: Codable, Sendable {
         let freeText = disk.freeBytes.map { "\(Self.bytes($0)) free" } ?? "free space unknown"
         out.append("spool      \(disk.spoolDir): \(Self.bytes(disk.spoolBytes)) in use, \(Self.bytes(disk.reserveBytes)) written ahead, "
                    + "\(freeText) (refuses below \(Self.bytes(disk.minFreeBytes)))")
-        return out.joined(separator: "\n")
+        // AE titles, events and errors quote what peers sent: one line stays one line, and
+        // nothing reaches the admin's terminal as a control sequence.
+        return out.map(PeerText.escaped).joined(separator: "\n")
     }
 
     static func iso(_ t: Double) -> String {
