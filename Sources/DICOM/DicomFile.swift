@@ -1,3 +1,4 @@
+import Foundation
 internal import CDCMTK
 
 /// A parsed DICOM file: attributes by tag path, pixels decoded by DCMTK.
@@ -74,6 +75,45 @@ public final class DicomFile {
         }
         guard rc == 0 else { throw DICOMError(.decodeFailed, "\(path): \(err)") }
         return out
+    }
+
+    /// Where the data set starts in a Part 10 file: after the 128-byte preamble, "DICM" and
+    /// the file meta group (0002,xxxx, explicit VR little endian). nil when `bytes` is not a
+    /// Part 10 file.
+    public static func datasetOffset(_ bytes: Data) -> Int? {
+        let b = [UInt8](bytes.prefix(64 * 1024))
+        guard b.count >= 132, b[128] == 0x44, b[129] == 0x49, b[130] == 0x43, b[131] == 0x4D else { return nil }
+        func u16(_ i: Int) -> Int { Int(b[i]) | Int(b[i + 1]) << 8 }
+        func u32(_ i: Int) -> Int { u16(i) | u16(i + 2) << 16 }
+        var at = 132
+        while at + 8 <= b.count, u16(at) == 0x0002 {
+            let vr = String(decoding: b[(at + 4)..<(at + 6)], as: UTF8.self)
+            if ["OB", "OW", "OF", "SQ", "UT", "UN"].contains(vr) {
+                guard at + 12 <= b.count else { return nil }
+                at += 12 + u32(at + 8)
+            } else {
+                at += 8 + u16(at + 6)
+            }
+        }
+        return at <= b.count ? at : nil
+    }
+
+    /// Whether two Part 10 files hold the same data set, byte for byte (their file meta
+    /// headers may differ: they say who wrote the file, not what it holds). nil when either
+    /// cannot be read.
+    public static func sameDataset(_ a: String, _ b: String) -> Bool? {
+        guard let ha = FileHandle(forReadingAtPath: a), let hb = FileHandle(forReadingAtPath: b) else { return nil }
+        defer { try? ha.close(); try? hb.close() }
+        guard let headA = try? ha.read(upToCount: 64 * 1024), let headB = try? hb.read(upToCount: 64 * 1024),
+              let oa = datasetOffset(headA), let ob = datasetOffset(headB) else { return nil }
+        guard (try? ha.seek(toOffset: UInt64(oa))) != nil, (try? hb.seek(toOffset: UInt64(ob))) != nil else { return nil }
+        do {
+            while true {
+                let ca = try ha.read(upToCount: 1 << 20) ?? Data(), cb = try hb.read(upToCount: 1 << 20) ?? Data()
+                if ca != cb { return false }
+                if ca.isEmpty { return true }
+            }
+        } catch { return nil }
     }
 }
 
