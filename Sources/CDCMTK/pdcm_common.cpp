@@ -58,11 +58,10 @@ extern "C" void pdcm_init(void) {
         // accepts; Debian's build leaves Nagle on unless it is set (docs/ARCHITECTURE.md §4).
         setenv("TCP_NODELAY", "1", 1);
         // DCMTK gives every socket it opens or accepts this receive timeout (SO_RCVTIMEO,
-        // 60 s by default), and the listener reads each peer's A-ASSOCIATE-RQ on its one
-        // accept thread: a client that sent a PDU header and went quiet held every scanner
-        // back for 60 s. Sockets start with a short timeout for the association request
-        // (or response); once an association is accepted, set_established_receive_timeout()
-        // gives it the long one back.
+        // 60 s by default). Sockets start with a short timeout for the association request
+        // (or response: an SCU waiting on a silent peer); once an association is accepted,
+        // set_established_receive_timeout() gives it the long one back. The listener's
+        // whole-handshake deadline is shorter still (pdcm_scp.cpp, kHandshakeSeconds).
         dcmSocketReceiveTimeout.set(pdcm::kAssociationRequestTimeoutSeconds);
         OFLog::configure(OFLogger::ERROR_LOG_LEVEL);
         DJDecoderRegistration::registerCodecs();

@@ -1,9 +1,11 @@
 // perfd's storage SCP: DCMTK's DcmThreadSCP per association, our own accept loop.
 //
 // Why not DcmSCPPool: its workers are created by a default constructor (no way to hand
-// them our callbacks without a global), and it cannot report the port it bound. The loop
-// below is the same shape (accept with a one-second timeout, a thread per association,
-// refuse past the limit) with a stop flag and a drain that waits for running associations.
+// them our callbacks without a global), it cannot report the port it bound, and it reads
+// every A-ASSOCIATE-RQ on its one listening thread. Ours (pdcm_scp_run; "Accepting
+// connections" below) does handshakes on a pool of threads under a deadline, decides the
+// calling AE before an association takes a slot, runs a thread per association, and has a
+// stop flag and a drain that waits for running associations.
 #include "pdcm.h"
 #include "pdcm_internal.h"
 
