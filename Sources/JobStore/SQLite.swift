@@ -186,12 +186,17 @@ public final class Database: @unchecked Sendable {
 
     /// Moves the WAL into the database file and truncates it to zero bytes, so old page
     /// images (a purged patient's name among them) do not stay in it. Returns false when
-    /// a reader kept part of it (the next checkpoint finishes the job).
+    /// readers (another process) kept part of it through three tries.
     @discardableResult
     public func checkpointTruncate() throws -> Bool {
-        lock.lock(); defer { lock.unlock() }
-        let rows = try connection.query("PRAGMA wal_checkpoint(TRUNCATE)")
-        return rows.first?["busy"].int == 0
+        for attempt in 0..<3 {
+            if attempt > 0 { usleep(200_000) }
+            let done: Bool = try lock.withLock {
+                try connection.query("PRAGMA wal_checkpoint(TRUNCATE)").first?["busy"].int == 0
+            }
+            if done { return true }
+        }
+        return false
     }
 
     /// /health's probe, on a connection of its own (never queued behind the daemon's

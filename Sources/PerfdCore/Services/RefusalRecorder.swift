@@ -33,7 +33,8 @@ final class RepeatWindow<Key: Hashable & Sendable, Sample: Sendable>: @unchecked
                 entries[key]!.repeats += 1
                 return (false, schedule)
             }
-            entries[key] = (sample, 0)
+            // The overflow bucket is never reported on its own: it counts from its first.
+            entries[key] = (sample, key == overflow ? 1 : 0)
             return (key != overflow, schedule)
         }
         if schedule {

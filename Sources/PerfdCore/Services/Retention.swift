@@ -73,7 +73,7 @@ public struct Retention: Sendable {
     func scrubWAL() {
         do {
             if try !store.db.checkpointTruncate() {
-                logger.notice("retention: a reader kept part of the WAL; purged names leave it at the next checkpoint")
+                logger.warning("retention: readers kept the WAL from being truncated; purged names may stay in \(store.db.path)-wal until the next purge or restart")
             }
         } catch {
             logger.warning("retention: cannot checkpoint the WAL after the purge: \(error)")
