@@ -91,6 +91,11 @@ extern "C" int pdcm_file_decode_pixels(pdcm_file *f, float *out, size_t count, c
     // Decompress in place to explicit little endian if the file is encapsulated.
     DcmXfer orig(ds->getOriginalXfer());
     if (orig.isEncapsulated()) {
+        std::string why;
+        if (!pdcm::jpeg_decodable(ds, why)) {
+            pdcm::set_text(err, errlen, "the instance " + why);
+            return 1;
+        }
         OFCondition c = ds->chooseRepresentation(EXS_LittleEndianExplicit, nullptr);
         if (c.bad() || !ds->canWriteXfer(EXS_LittleEndianExplicit)) {
             pdcm::set_text(err, errlen, std::string("cannot decode pixel data in transfer syntax ") + orig.getXferName() +

@@ -84,6 +84,9 @@ struct ImageLimits {
 // pixel data (native: long enough; encapsulated: fragments that can hold the image).
 // Returns 0, or a failure status (0xA900) with `reason` completing "instance X ...".
 Uint16 check_instance(DcmDataset *ds, const ImageLimits &limits, std::string &reason);
+// false (with `reason` completing "instance X ...") for JPEG data DCMTK's decoder would
+// never return from; true for anything else.
+bool jpeg_decodable(DcmDataset *ds, std::string &reason);
 
 }  // namespace pdcm
 

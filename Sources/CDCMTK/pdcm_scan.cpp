@@ -380,6 +380,63 @@ bool scan_file(const std::string &path, const ScanLimits &limits, std::string &r
     return ok;
 }
 
+bool jpeg_decodable(DcmDataset *ds, std::string &reason) {
+    DcmXfer xfer(ds->getOriginalXfer());
+    const std::string uid = xfer.getXferID();
+    // The syntaxes DCMTK's dcmjpeg decodes (baseline, extended, lossless).
+    if (!xfer.isEncapsulated() || !(starts_with(uid, "1.2.840.10008.1.2.4.5") || uid == "1.2.840.10008.1.2.4.70")) return true;
+    DcmElement *px = nullptr;
+    DcmPixelSequence *seq = nullptr;
+    E_TransferSyntax rep = EXS_Unknown;
+    const DcmRepresentationParameter *param = nullptr;
+    if (ds->findAndGetElement(DCM_PixelData, px).bad() || !px || px->ident() != EVR_PixelData) return true;
+    DcmPixelData *pd = OFstatic_cast(DcmPixelData *, px);
+    pd->getOriginalRepresentationKey(rep, param);
+    DcmPixelItem *item = nullptr;
+    if (pd->getEncapsulatedRepresentation(rep, param, seq).bad() || !seq || seq->getItem(item, 1).bad() || !item) return true;
+    // DCMTK 3.6.7 finds the sample precision by walking the first fragment's markers
+    // (DJCodecDecoder::scanJpegDataForBitDepth) and does not advance past a TEM marker
+    // (FF01): such a fragment holds the decoding thread for good. The same walk here, with
+    // the same steps, refuses where DCMTK would loop.
+    const uint32_t len = item->getLength();
+    uint8_t win[4096];
+    uint32_t winStart = 0, winLen = 0;
+    auto byte = [&](uint32_t at) -> int {
+        if (at < winStart || at >= winStart + winLen) {
+            winStart = at;
+            winLen = std::min<uint32_t>(sizeof win, len - at);
+            if (item->getPartialValue(win, at, winLen).bad()) return -1;
+        }
+        return win[at - winStart];
+    };
+    uint32_t offset = 0;
+    while (uint64_t(offset) + 4 < len) {
+        const int b0 = byte(offset), b1 = byte(offset + 1);
+        if (b0 < 0 || b1 < 0) return true;   // unreadable: DCMTK fails on it too, without looping
+        const unsigned marker = unsigned(b0) << 8 | unsigned(b1);
+        if (marker == 0xFF01) {
+            reason = "has JPEG data with a TEM marker (FF01) before its frame header, which DCMTK's decoder never gets past";
+            return false;
+        }
+        if (marker == 0xFFC0 || (marker >= 0xFFC1 && marker <= 0xFFCF && marker != 0xFFC4 && marker != 0xFFC8 && marker != 0xFFCC))
+            return true;   // a frame header: DCMTK reads the precision and stops
+        if (marker == 0xFFC4 || marker == 0xFFC8 || marker == 0xFFCC || (marker >= 0xFFDA && marker <= 0xFFFE)) {
+            const int l0 = byte(offset + 2), l1 = byte(offset + 3);
+            if (l0 < 0 || l1 < 0) return true;
+            offset += (unsigned(l0) << 8 | unsigned(l1)) + 2;
+        } else if (marker >= 0xFFD0 && marker <= 0xFFD9) {
+            offset += 2;
+        } else if (marker == 0xFFFF) {
+            offset += 1;
+        } else if (b0 == 0xFF && b1 >= 3 && b1 <= 0xBF) {
+            offset += 2;
+        } else {
+            return true;   // DCMTK gives up here
+        }
+    }
+    return true;
+}
+
 Uint16 check_instance(DcmDataset *ds, const ImageLimits &limits, std::string &reason) {
     Uint16 rows = 0, cols = 0, bits = 0;
     if (ds->findAndGetUint16(DCM_Rows, rows).bad() || ds->findAndGetUint16(DCM_Columns, cols).bad() ||
@@ -449,6 +506,7 @@ Uint16 check_instance(DcmDataset *ds, const ImageLimits &limits, std::string &re
                  " bytes for " + std::to_string(frames) + " frame(s)";
         return 0xA900;
     }
+    if (!jpeg_decodable(ds, reason)) return 0xA900;
     if (xfer.getXfer() == EXS_RLELossless && encoded * 64 < total) {
         reason = "declares a " + std::to_string(cols) + "×" + std::to_string(rows) + " image (" + std::to_string(total) +
                  " bytes) in " + std::to_string(encoded) + " bytes of RLE, which cannot encode it";

@@ -160,6 +160,29 @@ struct RawInstance {
         #expect(try rowCount(dir, ph.seriesUID) == 1, "\(server.log)")
     }
 
+    /// Found by the fuzzer: DCMTK 3.6.7's JPEG decoder walks the first fragment's markers for
+    /// the sample precision and never steps past a TEM marker (FF01), so the job decoding
+    /// such an instance hung for good. Now it is refused at the C-STORE (0xA900).
+    @Test func jpegThatHangsDCMTKsDecoderIsRefusedAtStore() throws {
+        let dir = TempDir()
+        let port = freePort()
+        let server = try PerfdServer(configPath: writeConfig(in: dir, port: port, quietSeconds: 30), port: port, logPath: dir.path + "/serve.log")
+        defer { server.stop() }
+        let ph = try makePhantom(in: dir.sub("ph"), size: 16, slices: 1, timepoints: 2, transferSyntax: .jpegLossless)
+        // The marker right after SOI becomes FF01 (same length, so the file stays well formed).
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: ph.files[0])))
+        let soi = try #require((0..<(bytes.count - 3)).first { bytes[$0] == 0xFF && bytes[$0 + 1] == 0xD8 && bytes[$0 + 2] == 0xFF })
+        bytes[soi + 3] = 0x01
+        try Data(bytes).write(to: URL(fileURLWithPath: ph.files[0]))
+        let r = try store([ph.files[0]], port: port, options: ["-xs"])
+        #expect(server.log.contains("answered 0xA900"), "\(r.output)\n\(server.log)")
+        #expect(server.log.contains("TEM marker (FF01)"), "\(server.log)")
+        #expect(try rowCount(dir, ph.seriesUID) == 0)
+        // The intact JPEG instance is kept.
+        #expect(try store([ph.files[1]], port: port, options: ["-xs"]).status == 0)
+        #expect(try rowCount(dir, ph.seriesUID) == 1, "\(server.log)")
+    }
+
     /// 4 million empty items (32 MB) cost 1.27 GB of the daemon's memory in DCMTK's parse;
     /// here 2 million (16 MB). Now the scan stops counting at its limit and the daemon's
     /// peak memory stays where it was.
