@@ -86,13 +86,7 @@ import Testing
         let config = writeConfig(in: dir, port: port, quietSeconds: 30, extra: """
             max_associations: 4
             metrics_port: \(metricsPort)
-            tls:
-              port: \(tlsPort)
-              certificate: \(pki.serverCert)
-              private_key: \(pki.serverKey)
-              trusted_certificates: [\(pki.caCert)]
-              require_peer_certificate: true
-            """)
+            """ + "\n" + pki.listenerYAML(port: tlsPort))
         let server = try PerfdServer(configPath: config, port: port, logPath: dir.path + "/serve.log")
         defer { server.stop() }
         let ph = try makePhantom(in: dir.sub("ph"), size: 16, slices: 2, timepoints: 2)

@@ -31,14 +31,7 @@ import Testing
         let dir = TempDir()
         let pki = try TestPKI(in: dir.sub("pki"))
         let port = freePort(), tlsPort = freePort()
-        let config = writeConfig(in: dir, port: port, quietSeconds: 30, extra: """
-            tls:
-              port: \(tlsPort)
-              certificate: \(pki.serverCert)
-              private_key: \(pki.serverKey)
-              trusted_certificates: [\(pki.caCert)]
-              require_peer_certificate: true
-            """)
+        let config = writeConfig(in: dir, port: port, quietSeconds: 30, extra: pki.listenerYAML(port: tlsPort))
         let server = try PerfdServer(configPath: config, port: port, logPath: dir.path + "/serve.log")
         defer { server.stop() }
         #expect(portOpen(tlsPort))

@@ -76,7 +76,7 @@ import Testing
         let port = freePort()
         let pacsPort = freePort()
         let received = dir.sub("pacs")
-        let pacs = try StoreSCP(port: pacsPort, received: received, options: [])
+        let pacs = try StoreSCPPeer(port: pacsPort, received: received, options: [])
         defer { withExtendedLifetime(pacs) {} }
         let server = try PerfdServer(configPath: writeConfig(in: dir, port: port, quietSeconds: 1, extra: """
             series_stalled_seconds: 3
@@ -189,7 +189,7 @@ import Testing
         let pacsPort = freePort()
         let received = dir.sub("pacs")
         let log = dir.path + "/pacs.log"
-        let pacs = try StoreSCP(port: pacsPort, received: received, options: [
+        let pacs = try StoreSCPPeer(port: pacsPort, received: received, options: [
             "--exec-sync", "-xcr", "sh -c 'echo #f >> \(log); sleep 1'"])
         defer { withExtendedLifetime(pacs) {} }
         let config = writeConfig(in: dir, port: port, quietSeconds: 30, extra: """
@@ -219,21 +219,4 @@ import Testing
         #expect(Set(before + after).count == total)
         print("kill -9 during export: \(before.count) files logged before, \(after.count) after, \(total) in the batch")
     }
-}
-
-/// DCMTK's storescp as the PACS (AE PACS) on `port`, storing into `received`, with `options`
-/// before the port; killed when the value goes. Through python, to clear the signal mask the
-/// test runner's threads hand down.
-private final class StoreSCP {
-    let process = Process()
-    init(port: Int, received: String, options: [String]) throws {
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execvp('storescp', sys.argv[1:])",
-                             "storescp"] + options + ["-aet", "PACS", "-od", received, String(port)]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        try waitFor(10, "storescp to listen") { portOpen(port) }
-    }
-    deinit { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
 }

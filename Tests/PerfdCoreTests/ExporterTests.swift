@@ -56,23 +56,6 @@ import Testing
     }
 }
 
-/// DCMTK's storescp as the PACS on `port`, storing into `received`, with `options` before the
-/// port; killed when the returned object goes. Through python, to clear the signal mask the
-/// test runner's threads hand down.
-final class StoreSCPPeer {
-    let process = Process()
-    init(port: Int, received: String, options: [String]) throws {
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execvp('storescp', sys.argv[1:])",
-                             "storescp"] + options + ["-aet", "PACS", "-od", received, String(port)]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        try waitFor(10, "storescp to listen") { portOpen(port) }
-    }
-    deinit { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
-}
-
 /// A job of series 1.2.3 rendered and exporting `files` to `destination` (result rows
 /// 2.25.7.0, 2.25.7.1, …); returns its id.
 func exportingJob(_ store: JobStore, files: [String], to destination: String) throws -> Int {

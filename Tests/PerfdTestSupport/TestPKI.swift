@@ -44,4 +44,17 @@ public struct TestPKI: Sendable {
         try leaf("client", "scanner", signedBy: "ca")
         try leaf("rogue", "scanner", signedBy: "rogueca")
     }
+
+    /// The `tls:` block of a perfd config: a TLS listener on `port` with this PKI's server
+    /// certificate, requiring a client certificate from its CA.
+    public func listenerYAML(port: Int) -> String {
+        """
+        tls:
+          port: \(port)
+          certificate: \(serverCert)
+          private_key: \(serverKey)
+          trusted_certificates: [\(caCert)]
+          require_peer_certificate: true
+        """
+    }
 }

@@ -333,3 +333,21 @@ public final class OrthancServer: @unchecked Sendable {
         ((try get("/statistics") as? [String: Any])?["CountInstances"] as? Int) ?? -1
     }
 }
+
+/// DCMTK's storescp as the PACS on `port`, storing into `received`, with `options` before the
+/// port; killed when the returned object goes. Through python, to clear the signal mask the
+/// test runner's threads hand down.
+public final class StoreSCPPeer: @unchecked Sendable {
+    // @unchecked Sendable: the process handle is only touched by the test that owns it.
+    public let process = Process()
+    public init(port: Int, received: String, options: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execvp('storescp', sys.argv[1:])",
+                             "storescp"] + options + ["-aet", "PACS", "-od", received, String(port)]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        try waitFor(10, "storescp to listen") { portOpen(port) }
+    }
+    deinit { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+}
