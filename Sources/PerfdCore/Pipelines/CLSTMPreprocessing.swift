@@ -76,10 +76,14 @@ struct PerfusionInput {
         let count = min(candidates.count, max(8, candidates.count / 2000))
         // The highest peaks, as in training, but a vessel-like one (≥ 80 HU) must pass the
         // plausibility rules perfusion-svd's candidates pass (ArterialInput.Plausibility:
-        // inside the skull, one bolus, no dip far below baseline, peaking before the tissue);
-        // on a series without motion or artefacts every one does and the input is as trained.
+        // inside the skull and the slab, no bone-like baseline, one bolus, no dip far below
+        // baseline); on a series without motion or artefacts every one does and the input is
+        // as trained. Arrival before the tissue is asked of the pool's mean (below): rejecting
+        // the odd venous voxel the trained recipe lets in changed a held-out case's input.
         let ranked = candidates.sorted { peak[$0] > peak[$1] || (peak[$0] == peak[$1] && $0 < $1) }
-        let inside = ArterialInput.insideSkull(baseline: baseline, depth: s.depth, height: s.height, width: s.width)
+        // Inside the skull; a series without one (a synthetic input, a cropped slab) is all inside.
+        let skull = ArterialInput.insideSkull(baseline: baseline, depth: s.depth, height: s.height, width: s.width)
+        let inside = skull.contains(true) ? skull : soft
         func deltaCurve(_ i: Int) -> [Double] { (0..<T).map { Double(s.voxels[$0 * n + i] - baseline[i]) } }
         let noise: Double = {
             var d = (0..<n).filter { soft[$0] && inside[$0] }.map { Double(s.voxels[n + $0] - s.voxels[$0]) }
@@ -107,9 +111,6 @@ struct PerfusionInput {
                 rejected.append(.init(voxel: i, rule: "outside", reason: "outside the skull"))
             } else if let f = rules.failure(c, voxel: i, dt: 1) {
                 rejected.append(.init(voxel: i, rule: f.rule, reason: f.reason))
-            } else if let tp = tissuePeak, let k = c.indices.max(by: { c[$0] < c[$1] }), k >= tp {
-                rejected.append(.init(voxel: i, rule: "late", reason: String(
-                    format: "peaks at %.1f s, not before the brain tissue (%.1f s): a vein, not an artery", times[k], times[tp])))
             } else {
                 top.append(i)
             }
@@ -132,6 +133,12 @@ struct PerfusionInput {
             }
         }
         let a = aif.max() ?? 0
+        // Arrival before the tissue's, for the pool as a whole: the training recipe's pool may
+        // hold a few venous voxels (the network learnt with them), but an input that peaks
+        // with or after the brain tissue is venous throughout — the slab holds no artery.
+        if let tp = tissuePeak, let k = aif.indices.max(by: { aif[$0] < aif[$1] }), k >= tp, a >= 80 {
+            throw PipelineError(message: String(format: "pipeline perfusion: no plausible arterial input: the most enhancing voxels peak at %.1f s, not before the brain tissue (%.1f s) — veins only; the slab holds no artery, or the bolus came before the acquisition", times[k], times[tp]))
+        }
         // 80 HU, as perfusion-svd asks of its arterial candidates: arteries peak at 150–600 HU
         // in a CTP, and noise alone lifts the brightest voxels' peaks by 20–30 HU (a series
         // without a bolus read 28 HU here and came out with a 178 ml "penumbra").
