@@ -184,13 +184,15 @@ public enum QualityControl {
     /// motion (outside the slab at some time point) warns, 25 % withholds.
     public static let brainWarnML = 100.0, brainWithholdML = 30.0, lostWarn = 0.10, lostWithhold = 0.25
     /// Cross-check of a learned pipeline against perfusion-svd: the volumes agree when they
-    /// differ by at most 8 ml or 55 % of the larger; beyond, one of them is badly wrong and
+    /// differ by at most 3 ml (the smallest region the lesion rules count) or 55 % of the
+    /// larger; beyond, one of them is badly wrong and
     /// which one is not known: withheld. The failures this is for read 2–5× (issue 17: a
     /// penumbra of 146.8 ml for 51.3, a core 3–5× too large); perfusion-svd alone reads a
     /// held-out core at σ 20 HU 52 % small (seed 9003, where the learned pipeline is within
     /// 5 %), so a tolerance of 40 % withheld a right answer there (measured on the evaluation
     /// seeds 9001–9003: the tolerance is not independent of them).
-    public static let crossCheckML = 8.0, crossCheckFraction = 0.55
+    /// (An 8 ml floor let a core of 0 ml pass against 6.5 on the motion case, truth 9.3.)
+    public static let crossCheckML = 3.0, crossCheckFraction = 0.55
 
     static func pct(_ x: Double) -> String { String(format: "%.0f %%", 100 * x) }
 
