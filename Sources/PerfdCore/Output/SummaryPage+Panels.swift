@@ -112,16 +112,16 @@ extension SummaryPage {
     func withheldText(_ c: Canvas, y: Double) {
         let words = qc?.plainWords ?? []
         let first = words.first ?? "the data do not support them"
-        var next = c.paragraph("Volumes withheld: \(first).", x: 16, y: y, maxWidth: Double(Self.width) - 32, size: 24,
+        // Within the 106 px above the footer: a two-line reason, one line of others, one of help.
+        var next = c.paragraph("Volumes withheld: \(first).", x: 16, y: y, maxWidth: Double(Self.width) - 32, size: 22,
                                color: (1, 0.7, 0.15))
         let more = Array(words.dropFirst())
         if !more.isEmpty {
-            next = c.paragraph("Also: " + more.joined(separator: "; ") + ".", x: 16, y: next + 2, maxWidth: Double(Self.width) - 32,
-                               size: 15, color: (1, 0.75, 0.2))
+            next = c.paragraph("Also: " + more.joined(separator: "; ") + ".", x: 16, y: next, maxWidth: Double(Self.width) - 32,
+                               size: 14, color: (1, 0.75, 0.2))
         }
-        c.paragraph("Core, penumbra and mismatch ratio are not shown because the data do not support them; the maps are for "
-                    + "review with the source images. The QC section of report.json lists each check.",
-                    x: 16, y: next + 4, maxWidth: Double(Self.width) - 32, size: 14, color: (0.85, 0.85, 0.85))
+        c.text("Core, penumbra and mismatch ratio are not shown; review the maps with the source images (report.json lists every check).",
+               x: 16, y: min(next, Double(Self.height) - 52), size: 13, color: (0.85, 0.85, 0.85))
     }
 
     /// 1, 2 or 5 times a power of ten, at least `v`.
