@@ -70,8 +70,21 @@ public struct ModelSpec: Codable, Sendable {
     /// nil: the series' own grid.
     public var pixelMM: Double?
 
+    /// What the model was trained on (perfusion): outside it, perfd runs the fallback pipeline.
+    /// Each entry is a [min, max] range; absent entries are not checked.
+    public struct Envelope: Codable, Sendable, Equatable {
+        public var frames, frameIntervalS, durationS, pixelMM, noiseHU, noiseCorrelationMM: [Double]?
+        public var note: String?
+        enum CodingKeys: String, CodingKey {
+            case frames, note, frameIntervalS = "frame_interval_s", durationS = "duration_s", pixelMM = "pixel_mm",
+                 noiseHU = "noise_hu", noiseCorrelationMM = "noise_correlation_mm"
+        }
+    }
+    public var envelope: Envelope?
+
     enum CodingKeys: String, CodingKey {
         case name, version, task, layers, outputs, timepoints, layout, preprocessing, residualMeanFrames = "residual_mean_frames"
+        case envelope
         case pixelMM = "pixel_mm"
         case spatialDims = "spatial_dims", inputNormalisation = "input_normalisation", inputChannels = "input_channels"
     }

@@ -486,9 +486,9 @@ public final class JobStore: Sendable {
         return out
     }
 
-    /// Recent jobs whose registration QC flagged head motion.
+    /// Recent jobs whose QC flagged something (head motion, a perfusion warning, withheld volumes).
     public func recentMotion(limit: Int = 5) throws -> [JobRecord] {
-        try db.read { tx in try tx.query("SELECT * FROM jobs WHERE qc = 'motion' ORDER BY updated_at DESC LIMIT ?", limit).map(JobRecord.init) }
+        try db.read { tx in try tx.query("SELECT * FROM jobs WHERE qc IS NOT NULL AND qc != 'ok' ORDER BY updated_at DESC LIMIT ?", limit).map(JobRecord.init) }
     }
 
     public func recentFailures(limit: Int = 5) throws -> [JobRecord] {

@@ -56,6 +56,10 @@ public struct Series4D: Sendable {
     /// nil when every source instance was stored losslessly; else the lossy compression
     /// methods they went through (empty when unknown): the outputs must say so.
     public var lossyCompressionMethods: [String]? = nil
+    /// Per voxel of a frame: whether its source stayed inside the scanned slab at every time
+    /// point (set by registration; nil: all voxels valid). A voxel that motion took out of the
+    /// slab has no curve of its own there, only fill or an edge slice's values.
+    public var validity: [Bool]?
 
     public init(timepoints: Int, depth: Int, height: Int, width: Int, voxels: [Float], geometry: Geometry,
                 frameTimes: [Double], temporalSource: String, files: [[String]]) {
@@ -107,8 +111,17 @@ extension Series4D {
         let shift = Double(f - 1) / 2
         g.origin += shift * (geometry.spacing.z * geometry.rowDirection + geometry.spacing.y * geometry.columnDirection)
         g.spacing = SIMD3(geometry.spacing.x, geometry.spacing.y * Double(f), geometry.spacing.z * Double(f))
-        return Series4D(timepoints: timepoints, depth: depth, height: h, width: w, voxels: out, geometry: g,
-                        frameTimes: frameTimes, temporalSource: temporalSource, files: files)
+        var small4D = Series4D(timepoints: timepoints, depth: depth, height: h, width: w, voxels: out, geometry: g,
+                               frameTimes: frameTimes, temporalSource: temporalSource, files: files)
+        // A block is valid when every voxel in it is.
+        if let valid = validity {
+            var v = [Bool](repeating: true, count: depth * small)
+            for z in 0..<depth { for y in 0..<height { for x in 0..<width where !valid[z * plane + y * width + x] {
+                v[z * small + (y / f) * w + x / f] = false
+            } } }
+            small4D.validity = v
+        }
+        return small4D
     }
 
     /// The source voxel at the centre of block (z, by, bx) of `blockAveraged(f)` (an edge

@@ -40,7 +40,8 @@ struct Jobs: ParsableCommand {
         for j in jobs {
             // UIDs and errors quote what peers sent.
             print(PeerText.escaped("\(j.id)".padding(6) + j.state.rawValue.padding(11) + (j.stage ?? "-").padding(10) + j.pipeline.padding(18)
-                  + "\(j.instances)".padding(6) + j.seriesUID + (j.error.map { "  error: \($0)" } ?? "")))
+                  + "\(j.instances)".padding(6) + j.seriesUID + (j.error.map { "  error: \($0)" } ?? "")
+                  + (j.qc.flatMap { $0 == "ok" ? nil : "  QC \($0)" } ?? "")))
         }
     }
 }
@@ -61,6 +62,9 @@ struct OutboxRow: Encodable {
     var last_error: String?
 }
 
+/// The `qc` of a stored report.json.
+struct QCOnly: Decodable { var qc: QCReport? }
+
 struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "One job: stages, timings, events, errors, outputs.")
     @OptionGroup var options: ConfigOption
@@ -79,7 +83,17 @@ struct Show: ParsableCommand {
         print("job \(j.id): \(j.state.rawValue)\(j.stage.map { " at \($0)" } ?? "")  pipeline \(j.pipeline)  re-run \(j.rerun)")
         print(PeerText.escaped("series \(j.seriesUID) (study \(j.studyUID)), \(j.instances) instances"))
         if let e = j.error { print("error: \(PeerText.escaped(e))") }
-        if let qc = j.qc { print("registration QC: \(qc)") }
+        if let qc = j.qc {
+            print("registration QC: \(qc.contains("motion") ? "motion" : "ok")")
+            print("QC: \(qc)")
+        }
+        if let text = detail.report, let data = text.data(using: .utf8),
+           let r = try? JSONDecoder().decode(QCOnly.self, from: data), let qc = r.qc {
+            if let f = qc.fallback { print("fallback: \(f)") }
+            for c in qc.checks {
+                print("  \(c.name.padding(16)) \(c.outcome.padding(8)) \(c.reason)")
+            }
+        }
         if !detail.stages.isEmpty {
             print("stages:")
             for s in detail.stages {

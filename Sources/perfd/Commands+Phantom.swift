@@ -34,6 +34,9 @@ struct PhantomCommand: ParsableCommand {
     @Option(help: "Noise σ in HU of the true NCCT in truth/ncct.nii.") var ncctNoise = 3.0
     @Option(help: "Random seed (same seed, same phantom and pixels).") var seed: UInt64 = 1
     @Flag(help: "No ischaemic lesion (healthy brain).") var noLesion = false
+    @Option(help: "Put the lesion in this hemisphere: left (patient left, +x, image right) or right.") var lesionSide: String?
+    @Flag(help: "No contrast bolus (a series scanned without contrast reaching the head).") var noBolus = false
+    @Flag(help: "No artery inside the slab (veins only; the arterial input cannot be measured).") var noArtery = false
     @Option(help: "What to write: dicom, npy (series.npy + truth/*.npy, no DICOM), or both.") var format = "dicom"
     @Option(help: "Transfer syntax: explicit, implicit, big-endian, deflated, jpeg-lossless, jpeg-ls, rle.") var transferSyntax = "explicit"
     @Option(help: "Study Instance UID to use (default: a new one).") var studyUid: String?
@@ -46,6 +49,7 @@ struct PhantomCommand: ParsableCommand {
         guard slices >= 1 else { throw ValidationError("--slices must be at least 1") }
         guard (0...50).contains(noise) else { throw ValidationError("--noise must be between 0 and 50 HU") }
         guard interval > 0 else { throw ValidationError("--interval must be positive") }
+        guard lesionSide == nil || ["left", "right"].contains(lesionSide!) else { throw ValidationError("--lesion-side must be left or right") }
         guard ["dicom", "npy", "both"].contains(format) else { throw ValidationError("--format must be dicom, npy or both") }
     }
 
@@ -62,6 +66,8 @@ struct PhantomCommand: ParsableCommand {
         o.ncctNoiseSigma = ncctNoise; o.seed = seed; o.lesion = !noLesion; o.transferSyntax = ts
         o.writeDICOM = format != "npy"; o.writeNPY = format != "dicom"
         o.studyUID = studyUid; o.seriesDescription = seriesDescription
+        o.bolus = !noBolus; o.arteriesInSlab = !noArtery
+        o.lesionSide = lesionSide.map { $0 == "left" ? 1 : -1 }
         if let motion {
             let parts = motion.split(separator: ",").compactMap { Double($0) }
             guard parts.count == 2, parts.allSatisfy({ $0 >= 0 }) else {

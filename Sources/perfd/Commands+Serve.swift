@@ -29,6 +29,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Output folder.") var output: String
     @Option(help: "Pipeline: \(Config.pipelineNames.joined(separator: ", ")).") var pipeline = "baseline-mean03"
     @Option(help: "Model directory for ncct/perfusion (model.json + weights.safetensors); default: the shipped model.") var model: String?
+    @Option(help: "What perfusion runs instead on a series outside its model's training envelope: perfusion-svd, or none (volumes withheld).") var fallback = "perfusion-svd"
 
     func run() throws {
         guard Config.pipelineNames.contains(pipeline) else {
@@ -43,10 +44,16 @@ struct RunCommand: ParsableCommand {
         }
         guard !files.isEmpty else { throw CLIError("no files in \(input)") }
         try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-        let processing = Processing(pipelineName: pipeline, outputDirectory: output, modelDirectory: model)
+        guard ["perfusion-svd", "none"].contains(fallback) else { throw CLIError("--fallback must be perfusion-svd or none") }
+        let processing = Processing(pipelineName: pipeline, outputDirectory: output, modelDirectory: model,
+                                    fallbackPipeline: fallback == "none" ? nil : fallback)
         do {
             let (report, outputs) = try processing.run(paths: files, observer: TerminalObserver())
             for o in outputs { print("  \(o.description): \(o.instances) files") }
+            if let qc = report.qc {
+                print("QC: \(qc.line)\(qc.fallback.map { " (\($0))" } ?? "")")
+                for c in qc.flagged { print("  \(c.name) \(c.outcome): \(c.reason)") }
+            }
             print("wrote \(output)/report.json, \(report.maps.keys.sorted().map { "maps/\($0).nii" }.joined(separator: ", ")) (total \(String(format: "%.2f", report.timingsS["total"] ?? 0)) s)")
         } catch {
             throw CLIError("\(error)")

@@ -201,6 +201,7 @@ public final class PerfdServer: @unchecked Sendable {
         public var stage: String?
         public var instances: Int
         public var error: String?
+        public var qc: String?
     }
 
     /// `perfd jobs --json`, decoded.

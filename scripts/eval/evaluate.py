@@ -64,8 +64,14 @@ def evaluate_case(bin_, work, seed, sigma, size, slices):
     for m in PERFUSION_METHODS:
         o = os.path.join(work, f"out_{m}_{seed}_{sigma:g}")
         run([bin_, "run", ph, "--output", o, "--pipeline", m])
-        summary = json.load(open(os.path.join(o, "report.json")))["summary"]
+        report = json.load(open(os.path.join(o, "report.json")))
+        summary = report["summary"]
         res = {}
+        qc = report.get("qc") or {}
+        res["qc"] = qc.get("outcome", "none")
+        res["qc_flags"] = [f"{c['name']} {c['outcome']}" for c in qc.get("checks", []) if c["outcome"] != "ok"]
+        if qc.get("fallback"):
+            res["qc_flags"].append("fallback")
         for name in ("cbf", "cbv", "mtt", "tmax"):
             est, tru = load(os.path.join(o, "maps", f"{name}.nii")), load(os.path.join(ph, "truth", f"{name}.nii"))
             for tissue, codes in TISSUES.items():
@@ -114,13 +120,22 @@ def main():
     os.makedirs(work, exist_ok=True)
     bin_ = perfd()
     print(f"perfd evaluation: seeds {seeds}, {a.size}x{a.size}x{a.slices}, 19 time points; {bin_}")
+    alarms = {m: [0, 0] for m in PERFUSION_METHODS}
     for sigma in sigmas:
         cases = [evaluate_case(bin_, work, s, sigma, a.size, a.slices) for s in seeds]
         print(f"\n=== sigma = {sigma:g} HU ===")
         if PERFUSION_METHODS:
             print_perfusion(cases)
+            if sigma <= 20:
+                for m in PERFUSION_METHODS:
+                    alarms[m][0] += sum(c["perfusion"][m]["qc"] != "ok" or "fallback" in c["perfusion"][m]["qc_flags"] for c in cases)
+                    alarms[m][1] += len(cases)
         if NCCT_METHODS:
             print_ncct(cases)
+    if any(n for _, n in alarms.values()):
+        # Every case here is a clean standard acquisition: any warning, withholding or fallback is a false alarm.
+        print("\nQC false alarms at sigma <= 20 HU (warned, withheld or fell back): "
+              + ", ".join(f"{m} {k} of {n} ({100 * k / max(n, 1):.1f} %)" for m, (k, n) in alarms.items()))
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -155,6 +170,9 @@ def print_perfusion(cases):
         for m in PERFUSION_METHODS:
             per = [100 * c["perfusion"][m][key] / max(c["perfusion"][m][true_key], 1e-6) for c in cases]
             print(f"    {label} volume error per seed [%], {m}: " + ", ".join(f"{e:+.1f}" for e in per))
+    for m in PERFUSION_METHODS:
+        print(f"    QC, {m}: " + ", ".join(c["perfusion"][m]["qc"] + (f" ({'; '.join(c['perfusion'][m]['qc_flags'])})" if c["perfusion"][m]["qc_flags"] else "")
+                                        for c in cases))
     truth_vols = [(c["perfusion"][PERFUSION_METHODS[0]]["core_true_ml"], c["perfusion"][PERFUSION_METHODS[0]]["penumbra_true_ml"]) for c in cases]
     print("  truth volumes (core, penumbra) ml: " + ", ".join(f"({c:.1f}, {p:.1f})" for c, p in truth_vols))
 

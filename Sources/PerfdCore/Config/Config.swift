@@ -24,7 +24,11 @@ public struct Config: Sendable, Equatable {
         public var seriesDescriptionContains: String?
         public var minTimepoints: Int?
         public var model: String?
+        /// A learned perfusion pipeline's fallback on a series outside its model's envelope
+        /// (`fallback:`; "none" → nil: the volumes are withheld instead).
+        public var fallback: String? = Config.defaultFallback
     }
+    public static let defaultFallback: String? = "perfusion-svd"
     public struct ExportRetry: Sendable, Equatable {
         public var initialSeconds: Double = 5
         public var maxSeconds: Double = 600
@@ -146,15 +150,21 @@ extension Config {
                 c.pipelines = seq.enumerated().compactMap { i, item in
                     let where_ = "pipelines[\(i)]"
                     guard let m = item.mapping else { p.add("\(where_) must be a mapping"); return nil }
-                    p.unknownKeys(m, where_, ["pipeline", "modality", "series_description", "min_timepoints", "model"])
+                    p.unknownKeys(m, where_, ["pipeline", "modality", "series_description", "min_timepoints", "model", "fallback"])
                     guard let name = m["pipeline"].flatMap({ p.pipeline($0, "\(where_).pipeline") }) else {
                         if m["pipeline"] == nil { p.add("\(where_) needs pipeline (one of \(pipelineNames.joined(separator: ", ")))") }
                         return nil
                     }
+                    var fallback = Config.defaultFallback
+                    if let f = m["fallback"]?.string {
+                        if f == "none" { fallback = nil }
+                        else if f == "perfusion-svd" { fallback = f }
+                        else { p.add("\(where_).fallback must be perfusion-svd or none (got \"\(f)\")") }
+                    }
                     return PipelineRule(pipeline: name, modality: m["modality"]?.string,
                                         seriesDescriptionContains: m["series_description"]?.string,
                                         minTimepoints: m["min_timepoints"].flatMap { p.int($0, "\(where_).min_timepoints", 1...10000) },
-                                        model: m["model"]?.string)
+                                        model: m["model"]?.string, fallback: fallback)
                 }
             case "destinations":
                 guard let seq = v.sequence else { p.add("destinations must be a list of {ae_title, host, port}"); continue }

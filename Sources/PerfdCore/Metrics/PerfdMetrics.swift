@@ -35,6 +35,8 @@ public final class PerfdMetrics: @unchecked Sendable {
         "perfd_exported_instances_total": ("counter", "Result files the PACS accepted since start."),
         "perfd_export_retries_total": ("counter", "Export batches that failed and were scheduled again (or given up) since start."),
         "perfd_jobs": ("gauge", "Jobs in the database, by state."),
+        "perfd_job_qc_total": ("counter", "Perfusion jobs finished since start, by QC outcome (ok, warn: results flagged, withhold: volumes withheld)."),
+        "perfd_qc_flags_total": ("counter", "QC checks that warned or withheld since start, by check and outcome."),
         "perfd_stage_duration_seconds": ("summary", "Time spent in finished job stages (all jobs in the database)."),
         "perfd_outbox_files": ("gauge", "Outbox files by state."),
         "perfd_queue_oldest_age_seconds": ("gauge", "How long the oldest queued job has waited."),
@@ -60,6 +62,9 @@ public final class PerfdMetrics: @unchecked Sendable {
                      "perfd_exported_instances_total", "perfd_export_retries_total"] where counters[name] == nil { put(name, 0) }
         for outcome in ["accepted", "refused"] where counters["perfd_associations_total{outcome=\"\(outcome)\"}"] == nil {
             put("perfd_associations_total{outcome=\"\(outcome)\"}", 0)
+        }
+        for outcome in ["ok", "warn", "withhold"] where counters["perfd_job_qc_total{outcome=\"\(outcome)\"}"] == nil {
+            put("perfd_job_qc_total{outcome=\"\(outcome)\"}", 0)
         }
         for (k, v) in counters { put(k, v) }
         if let s = try? store.statistics() {

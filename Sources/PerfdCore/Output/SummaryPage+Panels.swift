@@ -4,12 +4,13 @@ import Volume
 extension SummaryPage {
     /// Core (red) and penumbra (green) blended over the first time point in a brain window.
     func lesionPanel(_ c: Canvas, z: Int, x: Double, y: Double) {
-        c.text("Core (red) · penumbra (green)", x: x, y: y + 18, size: 16, bold: true)
+        let withheld = qc?.withheld == true
+        c.text(withheld ? "Core · penumbra: withheld" : "Core (red) · penumbra (green)", x: x, y: y + 18, size: 16, bold: true)
         let plane = anatomy.height * anatomy.width
         drawSlice(c, anatomy, z: z, x: x, y: y + 26) { hu, i in
             let g = max(0, min(1, (Double(hu) - 0) / 80))
             var p = (g, g, g)
-            let code = lesion.map { Int($0.voxels[z * plane + i]) } ?? 0
+            let code = withheld ? 0 : lesion.map { Int($0.voxels[z * plane + i]) } ?? 0
             if code == 1 { p = (0.45 * g + 0.55, 0.45 * g, 0.45 * g) }
             if code == 2 { p = (0.45 * g, 0.45 * g + 0.55, 0.45 * g) }
             return (UInt8(p.0 * 255), UInt8(p.1 * 255), UInt8(p.2 * 255))
@@ -89,6 +90,14 @@ extension SummaryPage {
             x += c.text(label + ": ", x: x, y: y, size: 24, color: colour)
             x += c.text(value, x: x, y: y, size: 24, color: colour, bold: true) + 40
         }
+        var y = y
+        if let qc, qc.outcome == "warn" || qc.fallback != nil {
+            // What to be wary of, above the rules: the results stand, with this warning.
+            let words = qc.plainWords
+            // paragraph returns the next baseline; the rules below start 28 px under `y`.
+            y = c.paragraph("QC warning: " + words.joined(separator: "; ") + ".", x: 16, y: y + 28, maxWidth: Double(Self.width) - 32,
+                            size: 15, color: (1, 0.75, 0.2)) - 26
+        }
         let hypo = ml("hypoperfused_ml"), ref = number("reference_cbf").map { String(format: "%.1f", $0) } ?? "—"
         let minML = number("min_region_ml").map { String(format: "%g", $0) } ?? "—"
         let pct = number("core_relative_cbf").map { String(format: "%g", 100 * $0) } ?? "—"
@@ -97,6 +106,22 @@ extension SummaryPage {
                     + "Penumbra: Tmax > \(late) s outside the core. Mismatch ratio = hypoperfused volume (\(hypo)) / core volume. "
                     + "Regions under \(minML) ml are not counted.", x: 16, y: y + 28, maxWidth: Double(Self.width) - 32, size: 14,
                     color: (0.85, 0.85, 0.85))
+    }
+
+    /// In place of the volumes when QC withholds them: why, in plain words, and no numbers.
+    func withheldText(_ c: Canvas, y: Double) {
+        let words = qc?.plainWords ?? []
+        let first = words.first ?? "the data do not support them"
+        // Within the 106 px above the footer: a two-line reason, one line of others, one of help.
+        var next = c.paragraph("Volumes withheld: \(first).", x: 16, y: y, maxWidth: Double(Self.width) - 32, size: 22,
+                               color: (1, 0.7, 0.15))
+        let more = Array(words.dropFirst())
+        if !more.isEmpty {
+            next = c.paragraph("Also: " + more.joined(separator: "; ") + ".", x: 16, y: next, maxWidth: Double(Self.width) - 32,
+                               size: 14, color: (1, 0.75, 0.2))
+        }
+        c.text("Core, penumbra and mismatch ratio are not shown; review the maps with the source images (report.json lists every check).",
+               x: 16, y: min(next, Double(Self.height) - 52), size: 13, color: (0.85, 0.85, 0.85))
     }
 
     /// 1, 2 or 5 times a power of ten, at least `v`.

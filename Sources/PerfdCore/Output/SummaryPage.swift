@@ -18,6 +18,9 @@ public struct SummaryPage {
     public var motionQC: String
     public var maxDisplacementMM: Double
     public var pipeline: String
+    /// The quality checks: `withhold` leaves the volumes, the mismatch ratio and the lesion
+    /// overlay off the page and says why; `warn` says what to be wary of.
+    public var qc: QCReport?
 
     public static let width = 1216, height = 920
     static let panel = 280.0
@@ -54,7 +57,7 @@ public struct SummaryPage {
         lesionPanel(c, z: z, x: 16, y: 420)
         vesselPanel(c, x: 316, y: 420)
         curvePanel(c, x: 616, y: 420, w: 584, h: Self.panel + 26)
-        volumesText(c, y: 770)
+        if qc?.withheld == true { withheldText(c, y: 770) } else { volumesText(c, y: 770) }
         c.rect(x: 0, y: Double(Self.height - 44), w: Double(Self.width), h: 44, fill: (0.25, 0.2, 0.0))
         c.text("NOT FOR DIAGNOSIS — perfd \(pipeline): research software, checked on synthetic phantoms only; read the source images.",
                x: 16, y: Double(Self.height) - 16, size: 16, color: (1, 0.85, 0.3), bold: true)
@@ -63,7 +66,8 @@ public struct SummaryPage {
 
     func header(_ c: Canvas, z: Int) {
         c.rect(x: 0, y: 0, w: Double(Self.width), h: 46, fill: (0.12, 0.12, 0.16))
-        let tw = c.text("CT perfusion summary — perfd \(pipeline)", x: 16, y: 31, size: 22, bold: true)
+        let fellBack = qc?.fallback != nil ? " (fallback)" : ""
+        let tw = c.text("CT perfusion summary — perfd \(pipeline)\(fellBack)", x: 16, y: 31, size: 22, bold: true)
         c.text("slice \(z + 1) of \(anatomy.depth)", x: 36 + tw, y: 30, size: 15, color: (0.8, 0.8, 0.8))
         let moved = motionQC == "motion"
         let flag = moved ? String(format: "Motion QC: MOTION (max %.1f mm) — check the maps", maxDisplacementMM)

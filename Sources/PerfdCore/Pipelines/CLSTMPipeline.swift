@@ -76,6 +76,12 @@ public struct CLSTMPipeline: Pipeline {
                 }
             }
             out.lesion = out.lesion?.blockExpanded(f, to: s)
+            if var a = out.arterialInput {
+                func back(_ v: [Int]) -> [Int] { let c = s.blockCentre(z: v[0], y: v[1], x: v[2], factor: f); return [c.x, c.y, c.z] }
+                a.aifVoxelsZYX = a.aifVoxelsZYX.map(back); a.vofVoxelsZYX = a.vofVoxelsZYX.map(back)
+                a.rejected = a.rejected.map { var r = $0; r.zyx = back(r.zyx); return r }
+                out.arterialInput = a
+            }
             out.summary["analysis_pixel_mm"] = .number(LesionSummary.round(pixel * Double(f)))
             return out
         }
@@ -105,22 +111,28 @@ public struct CLSTMPipeline: Pipeline {
         // The venous output, for the page the stroke team reads (the network needs none):
         // perfusion-svd's selection (ArterialInput) on ΔHU against frames 0–1 at the series'
         // own frame times. No vein found (a slab without the sinus) leaves it out.
-        if let venous = Self.venousOutput(s, baseline: p.baseline, inside: p.soft), !venous.vofVoxels.isEmpty {
+        if let venous = Self.venousOutput(s, baseline: p.baseline, inside: p.soft, noise: p.noiseHU), !venous.vofVoxels.isEmpty {
             summary["vof_delta_hu"] = .numbers(venous.vof.map { round($0, 10) })
             summary["vof_voxels_zyx"] = .table(venous.vofVoxels.map { [Double($0 / plane), Double($0 % plane / s.width), Double($0 % s.width)] })
         }
         let lesion = Volume3D(depth: s.depth, height: s.height, width: s.width,
                               voxels: zip(v.core, v.hypoperfused).map { $0 ? 1 : ($1 ? 2 : 0) }, geometry: s.geometry)
-        return PipelineOutput(volumes: volumes, summary: summary, lesion: lesion)
+        func zyx(_ i: Int) -> [Int] { [i / plane, i % plane / s.width, i % s.width] }
+        let selection = ArterialInputReport(
+            method: "perfusion (C-LSTM): mean of the \(p.aifVoxels.count) soft-tissue voxels with the highest peaks (as in training), vessel-like ones only when plausible; VOF by perfusion-svd's selection",
+            aif: p.aifVoxels.map(zyx), vof: summary["vof_voxels_zyx"].flatMap { if case .table(let t) = $0 { return t.map { $0.map { Int($0) } } }; return nil } ?? [],
+            screened: p.screened, rejected: p.rejected.map { RejectedCandidate(zyx: zyx($0.voxel), rule: $0.rule, reason: $0.reason) })
+        return PipelineOutput(volumes: volumes, summary: summary, lesion: lesion, arterialInput: selection)
     }
 
-    static func venousOutput(_ s: Series4D, baseline: [Float], inside: [Bool]) -> ArterialInput? {
+    static func venousOutput(_ s: Series4D, baseline: [Float], inside: [Bool], noise: Double) -> ArterialInput? {
         let n = s.frameSize, T = s.timepoints
         var delta = [Float](repeating: 0, count: T * n)
         s.voxels.withUnsafeBufferPointer { v in
             for i in 0..<n { for t in 0..<T { delta[t * n + i] = v[t * n + i] - baseline[i] } }
         }
-        return try? ArterialInput.select(delta: delta, samples: T, frame: n, inside: inside)
+        return try? ArterialInput.select(delta: delta, samples: T, frame: n, inside: inside, slices: s.depth,
+                                         plausibility: .init(valid: s.validity, baseline: baseline, noiseHU: noise))
     }
 
     /// Runs the network over every slice of `input` ((T, D, H, W), normalised) and returns one

@@ -1,4 +1,5 @@
 import Foundation
+import Perfusion
 import Volume
 
 /// The perfusion model's input, step for step as `perfusion_input` in
@@ -36,6 +37,11 @@ struct PerfusionInput {
     var aifPeak: Double
     var arrival: Double
     var aifVoxels: [Int]        // flat (z, y, x) indices
+    /// Vessel-like voxels (≥ 80 HU) looked at for the arterial curve, and those that failed a rule.
+    var screened = 0
+    var rejected: [ArterialInput.Rejection] = []
+    /// Pre-bolus noise σ (HU) of frames 0 and 1 in the soft tissue inside the skull.
+    var noiseHU = 10.0
 
     /// Input channels per voxel and time point.
     var channels: Int { arterial == nil ? 1 : 2 }
@@ -53,11 +59,13 @@ struct PerfusionInput {
         var baseline = [Float](repeating: 0, count: n)
         var soft = [Bool](repeating: false, count: n)
         var peak = [Float](repeating: -.infinity, count: n)
+        let valid = s.validity
         s.voxels.withUnsafeBufferPointer { v in
             for i in 0..<n {
                 let b = (v[i] + v[n + i]) / 2
                 baseline[i] = b
-                soft[i] = b >= -50 && b <= 150
+                // A voxel that registration took out of the slab at some time point has no curve.
+                soft[i] = b >= -50 && b <= 150 && valid?[i] != false
                 var m = -Float.infinity
                 for t in 0..<T { m = max(m, v[t * n + i] - b) }
                 peak[i] = m
@@ -66,7 +74,56 @@ struct PerfusionInput {
         let candidates = (0..<n).filter { soft[$0] }
         guard !candidates.isEmpty else { throw PipelineError(message: "pipeline perfusion: no soft tissue (baseline −50…150 HU) in the series") }
         let count = min(candidates.count, max(8, candidates.count / 2000))
-        let top = Array(candidates.sorted { peak[$0] > peak[$1] || (peak[$0] == peak[$1] && $0 < $1) }.prefix(count))
+        // The highest peaks, as in training, but a vessel-like one (≥ 80 HU) must pass the
+        // plausibility rules perfusion-svd's candidates pass (ArterialInput.Plausibility:
+        // inside the skull and the slab, no bone-like baseline, one bolus, no dip far below
+        // baseline); on a series without motion or artefacts every one does and the input is
+        // as trained. Arrival before the tissue is asked of the pool's mean (below): rejecting
+        // the odd venous voxel the trained recipe lets in changed a held-out case's input.
+        let ranked = candidates.sorted { peak[$0] > peak[$1] || (peak[$0] == peak[$1] && $0 < $1) }
+        // Inside the skull; a series without one (a synthetic input, a cropped slab) is all inside.
+        let skull = ArterialInput.insideSkull(baseline: baseline, depth: s.depth, height: s.height, width: s.width)
+        let inside = skull.contains(true) ? skull : soft
+        func deltaCurve(_ i: Int) -> [Double] { (0..<T).map { Double(s.voxels[$0 * n + i] - baseline[i]) } }
+        let noise: Double = {
+            var d = (0..<n).filter { soft[$0] && inside[$0] }.map { Double(s.voxels[n + $0] - s.voxels[$0]) }
+            guard d.count > 10 else { return 10 }
+            d = d.map(abs).sorted()
+            return 1.4826 * d[d.count / 2] / 2.0.squareRoot()
+        }()
+        let rules = ArterialInput.Plausibility(valid: nil, baseline: baseline, noiseHU: noise)
+        // The brain tissue's mean curve peaks after the arteries' and before the veins'.
+        let tissuePeak: Int? = {
+            // All but the highest 2 % of peaks inside the skull (the vessels).
+            let within = ranked.filter { inside[$0] }
+            let ids = Array(within.dropFirst(max(40, within.count / 50)))
+            guard !ids.isEmpty else { return nil }
+            let mean = (0..<T).map { t in ids.reduce(0.0) { $0 + Double(s.voxels[t * n + $1] - baseline[$1]) } }
+            return mean.indices.max { mean[$0] < mean[$1] }
+        }()
+        var top: [Int] = [], rejected: [ArterialInput.Rejection] = [], screened = 0
+        for i in ranked {
+            if top.count >= count { break }
+            guard peak[i] >= 80 else { top.append(i); continue }
+            screened += 1
+            let c = deltaCurve(i)
+            if !inside[i] {
+                rejected.append(.init(voxel: i, rule: "outside", reason: "outside the skull"))
+            } else if let f = rules.failure(c, voxel: i, dt: 1) {
+                rejected.append(.init(voxel: i, rule: f.rule, reason: f.reason))
+            } else {
+                top.append(i)
+            }
+        }
+        if screened > 0 && rejected.count == screened {
+            let counts = Dictionary(grouping: rejected, by: \.rule).sorted { $0.key < $1.key }
+                .map { "\($0.value.count) \($0.key): \($0.value[0].reason)" }.joined(separator: "; ")
+            throw PipelineError(message: "pipeline perfusion: no plausible arterial input: all \(screened) voxels that enhance by 80 HU or more fail the plausibility rules (\(counts)); check the series for motion and the bolus")
+        }
+        let failed = Set(rejected.map(\.voxel))
+        top = ArterialInput.spread(top, ranked: Array(ranked.prefix(4 * count + failed.count)).filter { !failed.contains($0) },
+                                   plane: s.height * s.width)
+        self.screened = screened; self.rejected = rejected; self.noiseHU = noise
         var aif = [Double](repeating: 0, count: T)
         s.voxels.withUnsafeBufferPointer { v in
             for t in 0..<T {
@@ -76,6 +133,12 @@ struct PerfusionInput {
             }
         }
         let a = aif.max() ?? 0
+        // Arrival before the tissue's, for the pool as a whole: the training recipe's pool may
+        // hold a few venous voxels (the network learnt with them), but an input that peaks
+        // with or after the brain tissue is venous throughout — the slab holds no artery.
+        if let tp = tissuePeak, let k = aif.indices.max(by: { aif[$0] < aif[$1] }), k >= tp, a >= 80 {
+            throw PipelineError(message: String(format: "pipeline perfusion: no plausible arterial input: the most enhancing voxels peak at %.1f s, not before the brain tissue (%.1f s) — veins only; the slab holds no artery, or the bolus came before the acquisition", times[k], times[tp]))
+        }
         // 80 HU, as perfusion-svd asks of its arterial candidates: arteries peak at 150–600 HU
         // in a CTP, and noise alone lifts the brightest voxels' peaks by 20–30 HU (a series
         // without a bolus read 28 HU here and came out with a 178 ml "penumbra").

@@ -12,6 +12,8 @@ public struct MotionCorrection: Sendable {
         public var maxDisplacementMM: Double
         public var qc: String                     // "ok" | "motion"
         public var note: String?
+        /// Per voxel of a frame: its source stayed inside the slab at every time point.
+        public var valid: [Bool] { series.validity ?? Array(repeating: true, count: series.frameSize) }
 
         /// report.json's `registration` block (docs/ARCHITECTURE.md §7).
         public var report: Report.Registration {
@@ -53,6 +55,7 @@ public struct MotionCorrection: Sendable {
         for t in 0..<T { voxels.append(contentsOf: box.frames[t]!.voxels) }
         var registered = s
         registered.voxels = voxels
+        registered.validity = Self.validity(s, transforms: box.transforms.map { $0! })
         // Largest displacement of any brain voxel (t = 0 HU between −20 and 100) at any time.
         var maxD = 0.0
         for z in 0..<s.depth { for y in stride(from: 0, to: s.height, by: 4) { for x in stride(from: 0, to: s.width, by: 4) {
@@ -69,6 +72,37 @@ public struct MotionCorrection: Sendable {
         return Outcome(series: registered, transforms: box.transforms.map { $0! }, converged: converged,
                        maxDisplacementMM: (maxD * 1000).rounded() / 1000, qc: qc,
                        note: converged.contains(false) ? "registration did not converge at t = \(converged.indices.filter { !converged[$0] })" : nil)
+    }
+}
+
+extension MotionCorrection {
+    /// Whether each voxel of time point 0 stays inside the scanned slab at every time point:
+    /// its position at t (through that time point's transform) must lie within half a voxel
+    /// of the outermost voxel centres on every axis, the extent the resampling reads (beyond
+    /// it the registered frame holds fill, within half a voxel of an edge the edge's value).
+    /// The map is exact per voxel; the arterial input and the QC use it.
+    public static func validity(_ s: Series4D, transforms: [RigidTransform]) -> [Bool] {
+        let g = s.geometry
+        var valid = [Bool](repeating: true, count: s.frameSize)
+        let hi = SIMD3(Double(s.width) - 0.5, Double(s.height) - 0.5, Double(s.depth) - 0.5)
+        let lo = SIMD3<Double>(repeating: -0.5)
+        for tr in transforms {
+            let m = tr.matrix
+            func toIndex(_ p: SIMD3<Double>) -> SIMD3<Double> { g.index(of: RigidTransform.apply(m, p)) }
+            let b = toIndex(g.position(z: 0, y: 0, x: 0))
+            let ax = toIndex(g.position(z: 0, y: 0, x: 1)) - b
+            let ay = toIndex(g.position(z: 0, y: 1, x: 0)) - b
+            let az = toIndex(g.position(z: 1, y: 0, x: 0)) - b
+            for z in 0..<s.depth { for y in 0..<s.height {
+                var i = b + ay * Double(y) + az * Double(z)
+                let row = (z * s.height + y) * s.width
+                for x in 0..<s.width {
+                    if !(all(i .>= lo) && all(i .<= hi)) { valid[row + x] = false }
+                    i += ax
+                }
+            } }
+        }
+        return valid
     }
 }
 

@@ -33,6 +33,10 @@ public struct PerfusionSVDPipeline: Pipeline {
             "cbf_noise_floor": .number(round(r.cbfNoiseFloor, 100)),
         ]
         let summary = LesionSummary.entries(r.volumes, options: options).merging(extra) { $1 }
-        return PipelineOutput(volumes: volumes, summary: summary, lesion: r.lesion)
+        let selection = ArterialInputReport(
+            method: "perfusion-svd: mean of the 6 earliest, highest and narrowest plausible arterial candidates (peak/FWHM) on the analysis grid; VOF the 6 largest-area candidates peaking 2+ samples later",
+            aif: r.aifVoxels.map { [$0.x, $0.y, $0.z] }, vof: r.vofVoxels.map { [$0.x, $0.y, $0.z] },
+            screened: r.screenedCandidates, rejected: r.rejectedCandidates)
+        return PipelineOutput(volumes: volumes, summary: summary, lesion: r.lesion, arterialInput: selection)
     }
 }

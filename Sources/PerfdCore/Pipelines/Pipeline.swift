@@ -25,8 +25,11 @@ public struct PipelineOutput: Sendable {
     /// Perfusion pipelines: 1 core, 2 penumbra, 0 elsewhere (written as maps/lesion.nii and
     /// drawn on the summary page).
     public var lesion: Volume3D?
-    public init(volumes: [QuantitativeVolume], summary: [String: SummaryValue] = [:], lesion: Volume3D? = nil) {
-        self.volumes = volumes; self.summary = summary; self.lesion = lesion
+    /// Perfusion pipelines: how the arterial input was chosen (report.json `arterial_input`).
+    public var arterialInput: ArterialInputReport?
+    public init(volumes: [QuantitativeVolume], summary: [String: SummaryValue] = [:], lesion: Volume3D? = nil,
+                arterialInput: ArterialInputReport? = nil) {
+        self.volumes = volumes; self.summary = summary; self.lesion = lesion; self.arterialInput = arterialInput
     }
 }
 

@@ -20,11 +20,14 @@ public struct Processing: Sendable {
     public var motionThresholdMM: Double
     /// The model directory of a learned pipeline; nil: its default model.
     public var modelDirectory: String?
+    /// What a learned perfusion pipeline falls back to on a series outside its model's
+    /// envelope (nil: none; its volumes are then withheld).
+    public var fallbackPipeline: String?
 
     public init(pipelineName: String, rerun: Int = 0, outputDirectory: String, job: Int? = nil, motionThresholdMM: Double = 3,
-                modelDirectory: String? = nil) {
+                modelDirectory: String? = nil, fallbackPipeline: String? = "perfusion-svd") {
         self.pipelineName = pipelineName; self.rerun = rerun; self.outputDirectory = outputDirectory; self.job = job
-        self.motionThresholdMM = motionThresholdMM; self.modelDirectory = modelDirectory
+        self.motionThresholdMM = motionThresholdMM; self.modelDirectory = modelDirectory; self.fallbackPipeline = fallbackPipeline
     }
 
     public static let outputNames: [String: (title: String, unit: String, range: (Double, Double))] = [
@@ -69,8 +72,55 @@ public struct Processing: Sendable {
         try observer.begin("pipeline")
         t0 = Date()
         let name = pipelineName
-        let output = try pipeline.runWithSummary(series) { observer.progress(name, $0) }
+        // Perfusion pipelines are checked (QualityControl); a learned one outside its model's
+        // envelope gives way to the fallback before it runs.
+        let learned = (pipeline as? CLSTMPipeline).flatMap { $0.name == "perfusion" ? $0 : nil }
+        let measurements = pipeline is PerfusionSVDPipeline || learned != nil ? QCMeasurements(series) : nil
+        var active: any Pipeline = pipeline
+        var envelopeCheck: QCReport.Check?
+        var fallbackNote: String?
+        if let learned, let m = measurements {
+            let spec = learned.model.spec
+            let tag = "\(spec.name) \(spec.version)"
+            if let e = spec.envelope {
+                let view = ModelEnvelopeView(frames: e.frames, frameIntervalS: e.frameIntervalS, durationS: e.durationS, pixelMM: e.pixelMM,
+                                             noiseHU: e.noiseHU, noiseCorrelationMM: e.noiseCorrelationMM)
+                let outside = QualityControl.envelopeViolations(view, m)
+                if outside.isEmpty {
+                    envelopeCheck = .init(name: "envelope", value: 0, threshold: 0, outcome: "ok", reason: "within \(tag)'s training envelope")
+                } else if let fb = fallbackPipeline {
+                    active = try Pipelines.make(fb)
+                    fallbackNote = "the series is outside what \(tag) was trained on: " + outside.joined(separator: ", ")
+                    envelopeCheck = .init(name: "envelope", value: Double(outside.count), threshold: 0, outcome: "warn",
+                                          reason: "outside \(tag)'s training envelope (\(outside.joined(separator: ", "))); fell back to \(fb)",
+                                          plain: "results from \(fb): the series is outside what the learned model was trained on (\(outside.joined(separator: ", ")))")
+                } else {
+                    envelopeCheck = .init(name: "envelope", value: Double(outside.count), threshold: 0, outcome: "withhold",
+                                          reason: "outside \(tag)'s training envelope (\(outside.joined(separator: ", "))); no fallback configured",
+                                          plain: "the series is outside what the learned model was trained on (\(outside.joined(separator: ", ")))")
+                }
+            } else {
+                envelopeCheck = .init(name: "envelope", value: 0, threshold: 0, outcome: "warn",
+                                      reason: "\(tag) declares no training envelope in model.json: not checked",
+                                      plain: "the learned model does not say what it was trained on")
+            }
+        }
+        let output = try active.runWithSummary(series) { observer.progress(name, $0) }
         let results = output.volumes
+        var qc: QCReport?
+        if let m = measurements {
+            var checks = QualityControl.seriesChecks(m, motion: motion, motionThresholdMM: motionThresholdMM)
+            checks += QualityControl.curveChecks(m, summary: output.summary)
+            if let e = envelopeCheck { checks.append(e) }
+            if active is CLSTMPipeline {
+                // The learned pipeline's volumes against the classical method's on the same series.
+                var svd: [String: SummaryValue]?, failure: String?
+                do { svd = try PerfusionSVDPipeline().runWithSummary(series) { _ in }.summary } catch { failure = "\(error)" }
+                checks.append(QualityControl.crossCheck(output.summary, svd: svd, error: failure))
+            }
+            qc = QCReport(checks: checks, fallback: fallbackNote.map { _ in "fell back from \(name) to \(active.name)" })
+        }
+        let shown = active.name
         timings["infer"] = Date().timeIntervalSince(t0)
         try FileManager.default.createDirectory(atPath: outputDirectory + "/maps", withIntermediateDirectories: true)
         var maps: [String: String] = [:]
@@ -84,12 +134,30 @@ public struct Processing: Sendable {
             try NIfTI.write(lesion, to: path, description: "perfd \(pipelineName) lesion: 1 core, 2 penumbra")
             maps["lesion"] = path
         }
-        try observer.finish("pipeline", result: ["outputs": results.map { ["name": $0.name, "unit": $0.unit] },
-                                                 "maps": maps, "seconds": timings["infer"]!])
+        var stageResult: [String: Any] = ["outputs": results.map { ["name": $0.name, "unit": $0.unit] }, "maps": maps, "seconds": timings["infer"]!]
+        if let qc {
+            stageResult["qc"] = qc.line
+            if let f = qc.fallback { stageResult["fallback"] = f + " (" + (fallbackNote ?? "") + ")" }
+        }
+        try observer.finish("pipeline", result: stageResult)
 
         try observer.begin("render")
         t0 = Date()
-        let flag = motion.qc == "motion" ? " MOTION" : ""
+        var flags: [String] = motion.qc == "motion" ? ["MOTION"] : []
+        if let qc {
+            if qc.withheld { flags.append("WITHHELD") }
+            else if qc.checks.contains(where: { $0.outcome == "warn" && $0.name != "motion" && $0.name != "envelope" }) { flags.append("QC WARN") }
+            if qc.fallback != nil { flags.append("FALLBACK") }
+        }
+        let qcNote = qc.map { q in
+            "; QC \(q.line)" + (q.fallback.map { "; \($0): \(fallbackNote ?? "")" } ?? "")
+        } ?? ""
+        let qcFooter: String = {
+            guard let q = qc else { return "" }
+            if q.withheld { return "VOLUMES WITHHELD (QC) — " }
+            if q.fallback != nil { return "FALLBACK: \(shown) — " }
+            return flags.contains("QC WARN") ? "QC WARNING — " : ""
+        }()
         let writer = SecondaryCaptureWriter(source: source, key: [source.seriesUID, pipelineName, version, String(rerun)],
                                             directory: outputDirectory + "/dicom")
         // Each output slice references the source image of the first time point at that slice.
@@ -102,35 +170,36 @@ public struct Processing: Sendable {
             let number = 9000 + k + 1
             if r.name == "ncct" {
                 outputs.append(try writer.writeGrey(r.volume, output: r.name, seriesNumber: number,
-                                                    description: "Derived NCCT perfd \(pipelineName)\(flag) NOT FOR DIAGNOSIS",
+                                                    description: Self.describe("Derived NCCT", pipelineName, flags: flags),
                                                     derivation: Self.derivation(pipelineName, model: modelInfo) + Self.motionNote(motion),
                                                     window: (40, 80), sourceSlices: sourceSlices))
             } else {
                 let meta = Self.outputNames[r.name] ?? (r.name.uppercased(), r.unit, (0, 1))
                 let images = (0..<r.volume.depth).map {
-                    Pictures.colourSlice(r.volume, z: $0, title: "\(meta.title) — perfd \(pipelineName)", unit: meta.unit,
+                    Pictures.colourSlice(r.volume, z: $0, title: "\(meta.title) — perfd \(shown)", unit: meta.unit,
                                          range: meta.range, footer: (motion.qc == "motion" ? "HEAD MOTION \(String(format: "%.1f", motion.maxDisplacementMM)) mm — " : "")
-                                            + "perfd \(pipelineName): not for diagnosis (model not clinically validated)")
+                                            + qcFooter + "perfd \(shown): not for diagnosis (model not clinically validated)")
                 }
                 outputs.append(try writer.writeRGB(images, output: r.name, seriesNumber: number,
-                                                   description: "\(meta.title) perfd \(pipelineName)\(flag) NOT FOR DIAGNOSIS",
-                                                   derivation: Self.derivation(pipelineName, model: modelInfo) + Self.motionNote(motion)))
+                                                   description: Self.describe(meta.title, shown, flags: flags),
+                                                   derivation: Self.derivation(shown, model: active is CLSTMPipeline ? modelInfo : nil) + Self.motionNote(motion) + qcNote))
             }
             observer.progress("render", Double(k + 1) / Double(results.count))
         }
-        if let page = Self.summaryPage(series, output: output, motion: motion, pipeline: pipelineName) {
+        if var page = Self.summaryPage(series, output: output, motion: motion, pipeline: shown) {
+            page.qc = qc
             let canvas = page.render()
             try canvas.writePNG(to: outputDirectory + "/summary.png")
             outputs.append(try writer.writeRGB([(canvas.rgbBytes(), canvas.width, canvas.height)], output: "summary",
                                                seriesNumber: 9000 + results.count + 1,
-                                               description: "Perfusion summary perfd \(pipelineName)\(flag) NOT FOR DIAGNOSIS",
-                                               derivation: Self.derivation(pipelineName) + Self.motionNote(motion)))
+                                               description: Self.describe("Perfusion summary", shown, flags: flags),
+                                               derivation: Self.derivation(shown) + Self.motionNote(motion) + qcNote))
         }
         timings["render"] = Date().timeIntervalSince(t0)
         timings["total"] = Date().timeIntervalSince(total)
         let report = Report(job: job, pipeline: pipelineName, model: modelInfo, input: input, registration: motion.report,
                             outputs: outputs.map { .init(seriesUID: $0.seriesUID, description: $0.description, instances: $0.instances) },
-                            maps: maps, summary: output.summary, timingsS: timings)
+                            maps: maps, summary: output.summary, timingsS: timings, arterialInput: output.arterialInput, qc: qc)
         try report.json().write(toFile: outputDirectory + "/report.json", atomically: true, encoding: .utf8)
         return (report, outputs)
     }
@@ -149,6 +218,16 @@ public struct Processing: Sendable {
         let maps = Dictionary(uniqueKeysWithValues: output.volumes.map { ($0.name, $0.volume) })
         return SummaryPage(maps: maps, lesion: output.lesion, anatomy: s.frame(0), enhancement: peak, summary: output.summary,
                            motionQC: motion.qc, maxDisplacementMM: motion.maxDisplacementMM, pipeline: pipeline)
+    }
+
+    /// A series description within SeriesDescription's 64 characters that keeps the QC flags
+    /// and "NOT FOR DIAGNOSIS": the title, then "perfd", give way first.
+    static func describe(_ title: String, _ pipeline: String, flags: [String]) -> String {
+        let tail = flags.map { " " + $0 }.joined() + " NOT FOR DIAGNOSIS"
+        let short = title == "Perfusion summary" ? "Summary" : title
+        for candidate in ["\(title) perfd \(pipeline)\(tail)", "\(short) perfd \(pipeline)\(tail)", "\(short) \(pipeline)\(tail)"]
+        where candidate.count <= 64 { return candidate }
+        return "\(short)\(tail)"
     }
 
     static func motionNote(_ m: MotionCorrection.Outcome) -> String {

@@ -1,4 +1,5 @@
 import Foundation
+import Perfusion
 
 /// report.json (docs/ARCHITECTURE.md §7): what was done to which input, what came out, how long it took.
 public struct Report: Codable, Sendable {
@@ -48,14 +49,57 @@ public struct Report: Codable, Sendable {
     public var maps: [String: String]
     public var summary: [String: SummaryValue]
     public var timingsS: [String: Double]
+    /// Perfusion pipelines: how the arterial input was chosen, and the quality checks.
+    public var arterialInput: ArterialInputReport? = nil
+    public var qc: QCReport? = nil
 
     enum CodingKeys: String, CodingKey {
-        case job, pipeline, model, input, registration, outputs, maps, summary, timingsS = "timings_s"
+        case job, pipeline, model, input, registration, outputs, maps, summary, qc, timingsS = "timings_s", arterialInput = "arterial_input"
     }
 
     public func json() -> String {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
         return String(data: try! e.encode(self), encoding: .utf8)!
+    }
+}
+
+/// report.json's `arterial_input`: the rules every arterial candidate must pass, the chosen
+/// voxels, and why each candidate passed over failed.
+public struct ArterialInputReport: Codable, Sendable, Equatable {
+    public struct Rejected: Codable, Sendable, Equatable {
+        public var zyx: [Int]
+        public var rule: String
+        public var reason: String
+    }
+    public var method: String
+    public var rules: [String]
+    public var aifVoxelsZYX: [[Int]]
+    public var vofVoxelsZYX: [[Int]]
+    /// Vessel-like voxels (≥ 80 HU) looked at, rejected ones per rule, and the first of them.
+    public var screened: Int
+    public var rejectedCounts: [String: Int]
+    public var rejected: [Rejected]
+
+    public static let rules = [
+        "inside the skull (enclosed by bone, > 150 HU at baseline)",
+        "inside the scanned slab at every time point after registration (slab)",
+        "no bone-like baseline, > 150 HU (bone)",
+        "no dip below baseline beyond 5 σ of a two-sample difference's noise (5·√2·σ), at least 50 HU (negative_swing)",
+        "one bolus: no second peak higher than half the first (and than that noise limit) above the trough between them (several_peaks)",
+        "peak enhancement at least 80 HU",
+        "peaks before the brain tissue's mean curve; later is a vein (late)",
+        "from more than one slice where the slab has arterial candidates on another",
+    ]
+
+    public init(method: String, aif: [[Int]], vof: [[Int]], screened: Int, rejected: [RejectedCandidate]) {
+        self.method = method; rules = Self.rules; aifVoxelsZYX = aif; vofVoxelsZYX = vof; self.screened = screened
+        rejectedCounts = rejected.reduce(into: [:]) { $0[$1.rule, default: 0] += 1 }
+        self.rejected = rejected.prefix(20).map { Rejected(zyx: $0.zyx, rule: $0.rule, reason: $0.reason) }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case method, rules, screened, rejected, aifVoxelsZYX = "aif_voxels_zyx", vofVoxelsZYX = "vof_voxels_zyx",
+             rejectedCounts = "rejected_counts"
     }
 }

@@ -35,7 +35,7 @@ public struct Daemon {
             HeartbeatService(store: store, logger: logger),
             RetentionService(store: store, config: config, logger: logger),
             ExporterService(store: store, config: config, logger: logger, metrics: metrics),
-            JobWorkerService(store: store, config: config, logger: logger),
+            JobWorkerService(store: store, config: config, logger: logger, metrics: metrics),
             SeriesTrackerService(store: store, config: config, logger: logger),
         ] + (metricsServer.map { [$0] } ?? []) + [ingest]
     }

@@ -12,9 +12,11 @@ public struct JobWorkerService: Service {
     let config: Config
     let logger: Logger
     let poll: Duration
+    /// Counts each finished perfusion job's QC outcome for /metrics.
+    let metrics: PerfdMetrics?
 
-    public init(store: JobStore, config: Config, logger: Logger, poll: Duration = .milliseconds(250)) {
-        self.store = store; self.config = config; self.logger = logger; self.poll = poll
+    public init(store: JobStore, config: Config, logger: Logger, poll: Duration = .milliseconds(250), metrics: PerfdMetrics? = nil) {
+        self.store = store; self.config = config; self.logger = logger; self.poll = poll; self.metrics = metrics
     }
 
     /// Where a job keeps its intermediate and final files.
@@ -73,15 +75,26 @@ public struct JobWorkerService: Service {
                 fail(job, stage: "assemble", reason: reason, notice: "incomplete series: received \(short)", workDir: workDir)
                 return
             }
+            let rule = config.pipelines.first { $0.pipeline == job.pipeline }
             let processing = Processing(pipelineName: job.pipeline, rerun: job.rerun, outputDirectory: workDir, job: job.id,
                                         motionThresholdMM: config.motionThresholdMM,
-                                        modelDirectory: config.pipelines.first { $0.pipeline == job.pipeline && $0.model != nil }?.model)
+                                        modelDirectory: config.pipelines.first { $0.pipeline == job.pipeline && $0.model != nil }?.model,
+                                        fallbackPipeline: rule.map { $0.fallback } ?? Config.defaultFallback)
             let (report, outputs) = try processing.run(paths: paths, observer: observer)
             if let r = report.registration {
-                try store.setQC(job: job.id, r.qc)
+                // The job's QC: the perfusion checks' outcome when there are any, else the registration's flag.
+                try store.setQC(job: job.id, report.qc?.line ?? r.qc)
                 if r.qc == "motion" {
                     try store.addEvent(job: job.id, .warning, "head motion: max displacement \(r.maxDisplacementMM) mm (threshold \(config.motionThresholdMM) mm)\(r.note.map { "; \($0)" } ?? "")")
                 }
+            }
+            if let qc = report.qc {
+                metrics?.add("perfd_job_qc_total{outcome=\"\(qc.outcome)\"}")
+                for c in qc.flagged where c.name != "motion" {
+                    metrics?.add("perfd_qc_flags_total{check=\"\(c.name)\",outcome=\"\(c.outcome)\"}")
+                    try store.addEvent(job: job.id, .warning, "QC \(c.name) \(c.outcome): \(c.reason)")
+                }
+                if let f = qc.fallback { try store.addEvent(job: job.id, .warning, "\(f): results are perfusion-svd's") }
             }
             var entries: [OutboxEntry] = []
             for d in config.destinations {

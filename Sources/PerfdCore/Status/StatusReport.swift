@@ -58,7 +58,7 @@ public struct StatusReport: Codable, Sendable {
     public var jobs: [String: Int]
     public var active: [RunningJob]
     public var recentFailures: [Failure]
-    /// Recent jobs whose registration flagged head motion (they carried on).
+    /// Recent jobs whose QC flagged something: head motion, a warning, withheld volumes (they carried on).
     public var recentMotion: [RunningJob]
     public var recentEvents: [GlobalEvent]
     public var outbox: [OutboxSummary]
@@ -121,7 +121,7 @@ public struct StatusReport: Codable, Sendable {
         let order = JobState.allCases.map(\.rawValue)
         out.append("jobs       " + order.map { "\($0) \(jobs[$0] ?? 0)" }.joined(separator: ", "))
         for j in active {
-            out.append("  job \(j.id)  \(j.pipeline)  \(j.state) at \(j.stage ?? "start") \(Int(j.progress * 100))%\(j.qc == "motion" ? "  MOTION" : "")")
+            out.append("  job \(j.id)  \(j.pipeline)  \(j.state) at \(j.stage ?? "start") \(Int(j.progress * 100))%\(j.qc?.contains("motion") == true ? "  MOTION" : "")")
         }
         if outbox.isEmpty {
             out.append("outbox     empty")
@@ -134,8 +134,10 @@ public struct StatusReport: Codable, Sendable {
             }
         }
         if !recentMotion.isEmpty {
-            out.append("motion     (registration QC; the jobs carried on)")
-            for j in recentMotion { out.append("  job \(j.id)  \(j.pipeline)  \(j.state)  MOTION") }
+            out.append("QC         (motion, warnings, withheld volumes; the jobs carried on)")
+            for j in recentMotion {
+                out.append("  job \(j.id)  \(j.pipeline)  \(j.state)  QC \(j.qc ?? "?")\(j.qc?.contains("motion") == true ? "  MOTION" : "")")
+            }
         }
         if !recentFailures.isEmpty {
             out.append("failures   (most recent first)")

@@ -46,8 +46,8 @@ enum Masks {
 ///
 /// CBF and Tmax are 3×3 median-filtered within tissue first, and core and hypoperfused
 /// regions smaller than `minML` are dropped (noise makes specks; lesions are contiguous).
-/// The healthy hemisphere is the one with the lower median Tmax, split at the tissue's
-/// mean column; its mean CBF is the reference, or whatever `reference` measures on its voxels
+/// The healthy hemisphere is the one with clearly less delayed tissue (Tmax > the penumbra
+/// threshold), split at the tissue's mean column, or both without such an asymmetry; its mean CBF is the reference, or whatever `reference` measures on its voxels
 /// (perfusion-svd: the CBF of their mean curve, see `PerfusionOptions.referenceFromMeanCurve`). Core: rCBF < 30 % of that reference inside
 /// the hypoperfused region (Tmax > 6 s) or in a hole it encloses in its slice — low flow
 /// without delay is CSF partial volume or noise rather than infarct (the RAPID convention),
@@ -61,6 +61,8 @@ public struct LesionVolumes: Sendable {
     public var mismatchRatio: Double
     public var referenceCBF: Double
     public var healthySide: String
+    /// Tissue with Tmax beyond the penumbra threshold per half (ml): the evidence for the side.
+    public var delayedLowML = 0.0, delayedHighML = 0.0
     public var core: [Bool]
     public var hypoperfused: [Bool]
 
@@ -72,12 +74,27 @@ public struct LesionVolumes: Sendable {
         var sumX = 0.0, count = 0.0
         for i in tissue.indices where tissue[i] { sumX += Double(i % width); count += 1 }
         let mid = count > 0 ? sumX / count : Double(width) / 2
-        func median(_ a: [Float]) -> Float { a.isEmpty ? .infinity : a.sorted()[a.count / 2] }
         let low = tissue.indices.filter { tissue[$0] && Double($0 % width) < mid }
         let high = tissue.indices.filter { tissue[$0] && Double($0 % width) >= mid }
-        let lowHealthy = median(low.map { tmax[$0] }) <= median(high.map { tmax[$0] })
-        let healthy = lowHealthy ? low : high
-        healthySide = lowHealthy ? "low x (image left half, patient right)" : "high x (image right half, patient left)"
+        // The healthy hemisphere by evidence: the side with clearly less delayed tissue
+        // (Tmax beyond the penumbra threshold) — by at least `minML` and half as much again as
+        // the other side. Without such an asymmetry (no lesion, a lesion across the midline,
+        // a noise-free series whose medians tie) both hemispheres are the reference: a tie
+        // must not pick a side, which on some series is the lesion's.
+        let late0 = Float(tmaxThreshold)
+        let delayedLow = Double(low.filter { tmax[$0] > late0 }.count) * voxelML
+        let delayedHigh = Double(high.filter { tmax[$0] > late0 }.count) * voxelML
+        delayedLowML = delayedLow; delayedHighML = delayedHigh
+        let (more, less) = (max(delayedLow, delayedHigh), min(delayedLow, delayedHigh))
+        let healthy: [Int]
+        if more - less >= minML && more >= 1.5 * less {
+            let lowHealthy = delayedLow < delayedHigh
+            healthy = lowHealthy ? low : high
+            healthySide = lowHealthy ? "low x (image left half, patient right)" : "high x (image right half, patient left)"
+        } else {
+            healthy = low + high
+            healthySide = "both (no perfusion asymmetry)"
+        }
         referenceCBF = healthy.isEmpty ? 0
             : reference?(healthy) ?? healthy.reduce(0.0) { $0 + Double(cbf[$1]) } / Double(healthy.count)
         let cut = Float(relativeCBF * referenceCBF), late = Float(tmaxThreshold)

@@ -112,6 +112,9 @@ public struct PerfusionResult: Sendable {
     public var cbfNoiseFloor: Double
     /// 1 core, 2 penumbra, 0 elsewhere, on the source grid.
     public var lesion: Volume3D
+    /// Arterial candidates looked at and those that failed a plausibility rule (source voxels).
+    public var screenedCandidates = 0
+    public var rejectedCandidates: [RejectedCandidate] = []
 }
 
 public enum PerfusionMaps {
@@ -138,19 +141,26 @@ public enum PerfusionMaps {
         // Voxels that motion correction moved out of the field of view at some time point
         // (filled with air) have no curve: leave them out.
         for i in 0..<frame where inside[i] {
+            if let valid = p.valid, !valid[i] { inside[i] = false; continue }
             for j in 0..<n where p.hu[j * frame + i] < -500 { inside[i] = false; break }
         }
+        // The arterial candidates' rules (see ArterialInput.Plausibility); the noise from the
+        // first two frames, for how far below baseline a vessel's curve may dip.
+        let roughNoise = p.firstDifference.isEmpty ? 10 : MapFilters.robustSigma(p.firstDifference, mask: inside) / 2.0.squareRoot()
+        let plausibility = ArterialInput.Plausibility(valid: p.valid, baseline: first, noiseHU: roughNoise)
         // AIF from a first-sample baseline, then the baseline is every sample before arrival.
         var delta = p.hu
         for j in 0..<n { for i in 0..<frame { delta[j * frame + i] -= first[i] } }
-        var input = try ArterialInput.select(delta: delta, samples: n, frame: frame, inside: inside)
+        var input = try ArterialInput.select(delta: delta, samples: n, frame: frame, inside: inside, slices: p.depth, dt: dt,
+                                             plausibility: plausibility)
         let top = input.aif.max() ?? 0
         let arrival = input.aif.firstIndex { $0 >= 0.1 * top } ?? 1
         let baseCount = max(1, arrival - 1)
         let baseline = p.mean(samples: baseCount)
         delta = p.hu
         for j in 0..<n { for i in 0..<frame { delta[j * frame + i] -= baseline[i] } }
-        input = try ArterialInput.select(delta: delta, samples: n, frame: frame, inside: inside)
+        input = try ArterialInput.select(delta: delta, samples: n, frame: frame, inside: inside, slices: p.depth, dt: dt,
+                                         plausibility: plausibility)
         progress(0.2)
 
         // Tissue: inside the skull, not a vessel (peak ≥ 80 HU, grown by a voxel), not CSF
@@ -229,6 +239,11 @@ public enum PerfusionMaps {
                                curveTimes: (0..<n).map { Double($0) * dt }, aifScale: input.scale,
                                aifVoxels: input.aifVoxels.map(centre), vofVoxels: input.vofVoxels.map(centre),
                                baselineSeconds: Double(baseCount) * dt, noiseHU: noise, smoothingMM: smoothingMM, cbfNoiseFloor: floor,
-                               lesion: full(zip(volumes.core, volumes.hypoperfused).map { $0 ? 1 : ($1 ? 2 : 0) }))
+                               lesion: full(zip(volumes.core, volumes.hypoperfused).map { $0 ? 1 : ($1 ? 2 : 0) }),
+                               screenedCandidates: input.screened,
+                               rejectedCandidates: input.rejected.map { r in
+                                   let c = centre(r.voxel)
+                                   return RejectedCandidate(zyx: [c.x, c.y, c.z], rule: r.rule, reason: r.reason)
+                               })
     }
 }

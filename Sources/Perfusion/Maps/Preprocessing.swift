@@ -15,6 +15,8 @@ struct Prepared {
     /// (after the first): pure noise while both are before the bolus.
     var firstDifference: [Float] = []
     var secondFrameTime: Double?
+    /// Per coarse voxel: inside the slab at every time point (registration; nil: all).
+    var valid: [Bool]?
     var frame: Int { depth * height * width }
 
     /// Block-averages each frame in-plane by `factor`, then resamples every voxel's curve
@@ -25,7 +27,9 @@ struct Prepared {
         samples = 0; hu = []; voxelML = 0
         let width = self.width, height = self.height
         let plane = height * width, frame = depth * plane
-        let coarse = s.blockAveraged(f).voxels
+        let small = s.blockAveraged(f)
+        let coarse = small.voxels
+        valid = small.validity
         if s.timepoints >= 2 {
             firstDifference = (0..<frame).map { coarse[frame + $0] - coarse[$0] }
             secondFrameTime = s.frameTimes[1] - s.frameTimes[0]

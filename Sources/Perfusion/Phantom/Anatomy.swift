@@ -31,6 +31,12 @@ public enum Tissue: Int, CaseIterable, Sendable {
 public struct Lesion: Sendable {
     /// +1: the lesion lies at positive x (patient left in LPS); −1: negative x.
     public var side: Double
+    /// The same lesion mirrored to the other hemisphere (for `PhantomOptions.lesionSide`).
+    public func mirrored() -> Lesion {
+        var l = self
+        l.side = -side; l.centre.x = -centre.x; l.coreCentre.x = -coreCentre.x
+        return l
+    }
     public var centre: SIMD3<Double>
     public var penumbraRadii: SIMD3<Double>
     public var coreCentre: SIMD3<Double>
@@ -62,7 +68,9 @@ public struct Lesion: Sendable {
 
 enum Anatomy {
     /// Tissue at a point (mm from the head centre: x, y in-plane, z along the slices).
-    static func tissue(x: Double, y: Double, z: Double, lesion: Lesion?) -> Tissue {
+    /// `arteries: false`: a slab above the arteries large enough to carry an arterial input
+    /// (their voxels are white matter), as in a scan that missed the circle of Willis.
+    static func tissue(x: Double, y: Double, z: Double, lesion: Lesion?, arteries: Bool = true) -> Tissue {
         // Head: ellipsoid 78 × 96 mm in-plane, shrinking away from the central slice.
         func sq(_ v: Double) -> Double { v * v }
         // A skull is not a smooth ellipsoid: its outline wanders with angle and height
@@ -79,7 +87,7 @@ enum Anatomy {
         // Superior sagittal sinus: posterior midline, just inside the skull.
         if sq(x / 4) + sq((y - (b - 12)) / 4) <= 1 { return .vein }
         // Middle cerebral arteries: two small vessels left and right.
-        for sx in [-1.0, 1.0] where sq((x - sx * 30) / 2.5) + sq((y + 8) / 2.5) <= 1 { return .artery }
+        for sx in [-1.0, 1.0] where arteries && sq((x - sx * 30) / 2.5) + sq((y + 8) / 2.5) <= 1 { return .artery }
         // Lateral ventricles.
         for sx in [-1.0, 1.0] where sq((x - sx * 10) / 6) + sq((y + 5) / 18) <= 1 { return .csf }
         // Cortex: a 5 mm band of grey matter under the skull.

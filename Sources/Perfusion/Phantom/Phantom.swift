@@ -37,6 +37,13 @@ public struct PhantomOptions: Sendable {
     /// Random rigid head motion per time point after the first: rotations up to `degrees`
     /// and translations up to `millimetres` (each drawn so the total stays within).
     public var motion: (degrees: Double, millimetres: Double)?
+    /// A contrast bolus (false: the series is scanned without contrast reaching the head).
+    public var bolus = true
+    /// The two middle cerebral arteries inside the slab (false: a slab with veins only).
+    public var arteriesInSlab = true
+    /// Put the lesion in this hemisphere: +1 positive x (patient left, image right), −1
+    /// negative x (patient right, image left); nil: the seed decides.
+    public var lesionSide: Double?
     /// In-plane point spread function σ in mm (0: none).
     public var psfSigma = 0.7
     public init() {}
@@ -87,10 +94,12 @@ public enum Phantom {
     /// Writes the series (DICOM files and/or series.npy), `truth.json` and `truth/*.nii`.
     public static func write(to directory: String, options o: PhantomOptions) throws -> PhantomResult {
         try FileManager.default.createDirectory(atPath: directory + "/truth", withIntermediateDirectories: true)
-        let model = PhantomModel(seed: o.seed, lesion: o.lesion)
+        var model = PhantomModel(seed: o.seed, lesion: o.lesion)
+        if let side = o.lesionSide, let l = model.lesion, l.side * side < 0 { model.lesion = l.mirrored() }
         let times = frameTimes(o)
         let poses = poses(o)
-        let enhancement = model.enhancement(times: times)
+        let enhancement = o.bolus ? model.enhancement(times: times)
+            : Tissue.allCases.map { _ in [Double](repeating: 0, count: times.count) }
         let layout = SliceSampler(options: o, lesion: model.lesion)
         let still = parallelMap(o.slices) { layout.labels(z: $0, pose: nil) }
         let writer = o.writeDICOM ? try PhantomDICOM(directory: directory, options: o, times: times) : nil

@@ -15,6 +15,7 @@ struct SliceSampler: Sendable {
     let psfPixels: Double
     let noiseCorrelationPixels: Double
     let lesion: Lesion?
+    let arteries: Bool
 
     init(options o: PhantomOptions, lesion: Lesion?) {
         n = o.size; slices = o.slices; pixel = o.pixel; fieldOfView = o.fieldOfView
@@ -23,6 +24,7 @@ struct SliceSampler: Sendable {
         psfPixels = o.psfSigma / o.pixel
         noiseCorrelationPixels = o.noiseCorrelationMM / o.pixel
         self.lesion = lesion
+        arteries = o.arteriesInSlab
     }
 
     /// Geometry of the written series (LPS, axial, head-first).
@@ -47,7 +49,7 @@ struct SliceSampler: Sendable {
                 let x = (Double(i % n) + 0.5) * pixel - fieldOfView / 2
                 let y = (Double(i / n) + 0.5) * pixel - fieldOfView / 2
                 let q = inverse.map { RigidTransform.apply($0, SIMD3(x, y, zmm)) } ?? SIMD3(x, y, zmm)
-                out[i * sub + s] = UInt8(Anatomy.tissue(x: q.x, y: q.y, z: q.z, lesion: lesion).rawValue)
+                out[i * sub + s] = UInt8(Anatomy.tissue(x: q.x, y: q.y, z: q.z, lesion: lesion, arteries: arteries).rawValue)
             }
         }
         return out
