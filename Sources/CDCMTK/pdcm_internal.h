@@ -61,11 +61,12 @@ DcmTransportLayer *make_tls_layer(bool acceptor, const pdcm_tls_config *cfg, std
 // Bounds on the structure of one received data set (pdcm_scan.cpp). CT needs a few
 // levels of sequences (Enhanced CT's functional groups: 2, private vendor data: 3-4); 16
 // leaves room for any scanner and costs DCMTK's recursive parser well under 1 MiB of
-// stack. A single-frame CT slice has a few hundred elements, an Enhanced CT with a few
-// hundred frames some tens of thousands; DCMTK spends about 300 bytes on each.
+// stack. A single-frame CT slice has a few hundred elements; an Enhanced CT some 40-50 per
+// frame in its functional groups, so 400,000 admits about 8,000 frames. DCMTK spends about
+// 300 bytes on each element: at most about 120 MB per association.
 struct ScanLimits {
     int max_depth = 16;
-    uint64_t max_elements = 100000;
+    uint64_t max_elements = 400000;
     size_t max_inflated_bytes = size_t(256) << 20;   // a deflated data set, once inflated
 };
 // Walks a Part 10 file's element stream without recursion or allocation (a deflated data

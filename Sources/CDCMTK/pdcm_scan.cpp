@@ -30,6 +30,7 @@ namespace {
 constexpr uint32_t kUndefined = 0xFFFFFFFFu;
 constexpr uint32_t kItem = 0xFFFEE000u, kItemEnd = 0xFFFEE00Du, kSequenceEnd = 0xFFFEE0DDu;
 constexpr uint32_t kPixelData = 0x7FE00010u;
+constexpr size_t kMaxDeflatedBytes = size_t(64) << 20;
 
 enum Encoding { ExplicitLE, ImplicitLE, ExplicitBE };
 
@@ -179,7 +180,9 @@ public:
             // A sequence of defined length is walked too. Without a dictionary an implicit VR
             // (or UN) value may still be one that DCMTK parses as a sequence, so any such
             // value that opens with an item tag is walked as one.
-            const bool implicitSeq = (top.enc == ImplicitLE || un) && len >= 8 && readTag(pos, un ? ImplicitLE : top.enc) == kItem;
+            // Pixel data (group 7FE0) is never a sequence, whatever its first pixels are.
+            const bool implicitSeq = (top.enc == ImplicitLE || un) && (tag >> 16) != 0x7FE0u && len >= 8 &&
+                                     readTag(pos, un ? ImplicitLE : top.enc) == kItem;
             if (sq || implicitSeq) {
                 if (!push(Frame{Frame::Sequence, un ? ImplicitLE : top.enc, pos + len}, reason)) return false;
                 continue;
@@ -345,7 +348,12 @@ bool scan_source(Source &src, const ScanLimits &limits, std::string &reason) {
     else if (starts_with(xfer, "1.2.840.10008.1.2.4.") || xfer == "1.2.840.10008.1.2.5") enc = ExplicitLE;   // encapsulated
     else return reason = "transfer syntax \"" + xfer + "\" is not one perfd accepts", false;
     if (!deflated) return Scanner(src, limits).run(pos, enc, reason);
-    // Deflated: the rest is inflated (bounded) and scanned from memory.
+    // Deflated: the rest is inflated (bounded) and scanned from memory. The compressed part
+    // is copied first, so it is bounded too (a deflated CT slice is well under 1 MiB): 8
+    // associations at once cost at most 8 × (64 MiB + max_inflated_bytes).
+    if (size - pos > kMaxDeflatedBytes)
+        return reason = "the deflated data set is " + std::to_string((size - pos) >> 20) + " MiB; perfd inflates at most " +
+                        std::to_string(kMaxDeflatedBytes >> 20) + " MiB of deflated data (send it uncompressed)", false;
     std::vector<uint8_t> compressed(size - pos);
     for (size_t k = 0; k < compressed.size(); k += 16) {
         const size_t n = std::min<size_t>(16, compressed.size() - k);

@@ -28,6 +28,7 @@
 #include <functional>
 #include <mutex>
 #include <set>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -784,8 +785,17 @@ bool admit(pdcm_scp *scp, Handshake *h, int sock) {
                         " already open (raise max_connections_per_host if one host runs that many scanners)";
         return false;
     }
-    open++;
+    // Without its own descriptor the watchdog could not cut the handshake off, and a peer
+    // trickling bytes would hold this thread as long as it liked: refuse instead.
     h->watchFd = fcntl(sock, F_DUPFD_CLOEXEC, 0);
+    if (h->watchFd < 0) {
+        if (open == 0) scp->perHost.erase(host);
+        h->refusedKind = "fd_limit";
+        h->refusedWhy = std::string("no file descriptor left to watch the handshake (") + strerror(errno) +
+                        "); raise LimitNOFILE in the unit or lower max_connections_per_host";
+        return false;
+    }
+    open++;
     h->deadline = std::chrono::steady_clock::now() + std::chrono::seconds(kHandshakeSeconds);
     scp->handshakes.insert(h);
     return true;
@@ -883,6 +893,15 @@ void settle(pdcm_scp *scp, Handshake &h, T_ASC_Association *assoc, OFCondition c
     }
     // The calling AE and host are decided before the association takes a slot, so refused
     // peers never hold one; the refusal goes out and the socket is closed at once.
+    // The peer's part is done: the deadline stops here, before the decision, which may wait
+    // on a name lookup (allowed_peers by host name) that must not count against the peer.
+    if (disarm(scp, &h)) {
+        // Cut off by the deadline just as the request completed: the socket is shut down.
+        scp->refused(host, "handshake_timeout", "A-ASSOCIATE-RQ completed after the handshake deadline");
+        drop(assoc);
+        scp->releaseHost(host);
+        return;
+    }
     T_ASC_Parameters *params = assoc->params;
     pdcm_assoc_info info{params->DULparams.callingAPTitle, params->DULparams.calledAPTitle,
                          params->DULparams.callingPresentationAddress};
@@ -896,47 +915,58 @@ void settle(pdcm_scp *scp, Handshake &h, T_ASC_Association *assoc, OFCondition c
         finish();
         return;
     }
+    // A slot, or a transient refusal: past max_associations, or once the listener is stopping
+    // (the drain waits only for associations already running). Decided under the lock,
+    // answered outside it, so finishing workers are not held up by a socket write.
+    bool full = false, stopping = false;
     {
         std::lock_guard<std::mutex> g(scp->mutex);
-        if (scp->active >= scp->max_associations) {
-            T_ASC_RejectParameters rej{ASC_RESULT_REJECTEDTRANSIENT, ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
-                                       ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED};
-            ASC_rejectAssociation(assoc, &rej);
+        stopping = scp->stop.load();
+        full = scp->active >= scp->max_associations;
+        if (!full && !stopping) scp->active++;
+    }
+    if (full || stopping) {
+        T_ASC_RejectParameters rej{ASC_RESULT_REJECTEDTRANSIENT, ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
+                                   ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED};
+        ASC_rejectAssociation(assoc, &rej);
+        if (full && !stopping) {
             const std::string why = std::to_string(scp->max_associations) + " associations already running (raise max_associations in the config)";
             scp->log(2, "refused an association from " + std::string(info.calling_ae) + " at " + host + ": " + why);
             scp->refused(host, "association_limit", why);
-            finish();
-            return;
         }
-        scp->active++;
-    }
-    if (disarm(scp, &h)) {
-        // Cut off by the deadline just as the request completed: the socket is shut down.
-        {
-            std::lock_guard<std::mutex> g(scp->mutex);
-            scp->active--;
-            scp->idle.notify_all();
-        }
-        scp->refused(host, "handshake_timeout", "A-ASSOCIATE-RQ completed after the handshake deadline");
-        drop(assoc);
-        scp->releaseHost(host);
+        finish();
         return;
     }
-    std::thread([scp, assoc, host, decision, &shared] {
-        pdcm::set_established_receive_timeout(assoc);
-        {
-            PerfdSCP worker(scp);
-            worker.setSharedConfig(shared);
-            worker.setAssociation(assoc);
-            worker.setDecision(decision);
-            OFCondition r = worker.run(assoc);
-            if (r.bad()) scp->log(1, std::string("association ended with: ") + r.text());
-        }
+    auto release = [scp, host] {
         scp->releaseHost(host);
         std::lock_guard<std::mutex> g(scp->mutex);
         scp->active--;
         scp->idle.notify_all();
-    }).detach();
+    };
+    try {
+        std::thread([scp, assoc, decision, release, &shared] {
+            pdcm::set_established_receive_timeout(assoc);
+            {
+                PerfdSCP worker(scp);
+                worker.setSharedConfig(shared);
+                worker.setAssociation(assoc);
+                worker.setDecision(decision);
+                OFCondition r = worker.run(assoc);
+                if (r.bad()) scp->log(1, std::string("association ended with: ") + r.text());
+            }
+            release();
+        }).detach();
+    } catch (const std::system_error &e) {
+        // No thread to be had (the unit's TasksMax, or memory): refuse this one, keep serving.
+        T_ASC_RejectParameters rej{ASC_RESULT_REJECTEDTRANSIENT, ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
+                                   ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED};
+        ASC_rejectAssociation(assoc, &rej);
+        drop(assoc);
+        release();
+        const std::string why = std::string("cannot start a thread for the association: ") + e.what();
+        scp->log(2, "refused an association from " + host + ": " + why);
+        scp->refused(host, "association_limit", why);
+    }
 }
 
 void acceptor(pdcm_scp *scp, DcmSharedSCPConfig &shared) {
