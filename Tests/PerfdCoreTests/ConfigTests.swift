@@ -183,6 +183,10 @@ import Testing
             try Config.parse(yaml: "allowed_peers: []\nseries_quiet_seconds: 30\nseries_stalled_seconds: 20\n")
         }
         #expect(bad?.description.contains("series_stalled_seconds (20.0) must be longer than series_quiet_seconds (30.0)") == true, "\(String(describing: bad))")
+        // Unset, it follows a long quiet timer: a config from before the key still starts.
+        let old = try Config.parse(yaml: "allowed_peers: []\nseries_quiet_seconds: 3600\n")
+        #expect(old.seriesStalledSeconds == 7200)
+        #expect(try Config.parse(yaml: "allowed_peers: []\n").seriesStalledSeconds == 600)
     }
 
     @Test func quietTimerCompletesWhenNothingIsKnown() {

@@ -222,6 +222,10 @@ extension Config {
         if let t = c.tls, c.plainListener, t.port == c.port, t.port != 0 {
             p.add("tls.port \(t.port) is the same as port; give the TLS listener its own port (2762 is DICOM's TLS port)")
         }
+        // Unset, the stall limit follows a long quiet timer (a config written before the key
+        // existed, with series_quiet_seconds of 600 or more, must still start); set, it must
+        // outlast the quiet timer.
+        if map["series_stalled_seconds"] == nil { c.seriesStalledSeconds = max(600, 2 * c.seriesQuietSeconds) }
         if c.seriesStalledSeconds <= c.seriesQuietSeconds {
             p.add("series_stalled_seconds (\(c.seriesStalledSeconds)) must be longer than series_quiet_seconds (\(c.seriesQuietSeconds)): a series short of its declared count is first warned about, then failed")
         }
