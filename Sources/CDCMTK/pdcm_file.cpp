@@ -69,6 +69,13 @@ extern "C" int pdcm_file_decode_pixels(pdcm_file *f, float *out, size_t count, c
         return 1;
     }
     if (ds->findAndGetUint16(DCM_BitsStored, bitsStored).bad()) bitsStored = bitsAlloc;
+    // The sign and mask arithmetic below needs 1 <= BitsStored <= BitsAllocated (found by the
+    // fuzzer: BitsStored 0 shifted by -1).
+    if (bitsStored == 0 || bitsStored > bitsAlloc) {
+        pdcm::set_text(err, errlen, "BitsStored " + std::to_string(bitsStored) + " is not between 1 and BitsAllocated (" +
+                                        std::to_string(bitsAlloc) + ")");
+        return 1;
+    }
     ds->findAndGetUint16(DCM_PixelRepresentation, pixRep);
     ds->findAndGetUint16(DCM_SamplesPerPixel, spp);
     long frames = pdcm::get_long(ds, DCM_NumberOfFrames);
