@@ -58,7 +58,7 @@ struct ArchitectureDocTests {
     /// document (by name or by section) or a sibling `shared` folder.
     static func outsideCitation(_ line: String) -> String? {
         if line.range(of: #"\bDESIGN\b"#, options: .regularExpression) != nil { return "the removed design document" }
-        if line.contains("../" + "shared") { return "a document outside the repository (../shared)" }
+        if line.contains("../" + "shared") { return "a document outside the repository (a sibling shared folder)" }
         return nil
     }
 
