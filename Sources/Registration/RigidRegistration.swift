@@ -200,13 +200,8 @@ extension Volume3D {
     /// index space, stepped along each row.
     public func resampled(through t: RigidTransform, outside: Float = -1000) -> Volume3D {
         let g = geometry
-        let m = t.matrix
         // Index-space affine: idx' = A · (x, y, z) + b.
-        func toIndex(_ p: SIMD3<Double>) -> SIMD3<Double> { g.index(of: RigidTransform.apply(m, p)) }
-        let b = toIndex(g.position(z: 0, y: 0, x: 0))
-        let ax = toIndex(g.position(z: 0, y: 0, x: 1)) - b
-        let ay = toIndex(g.position(z: 0, y: 1, x: 0)) - b
-        let az = toIndex(g.position(z: 1, y: 0, x: 0)) - b
+        let (b, ax, ay, az) = t.indexAffine(in: g)
         let top = SIMD3(Double(width - 1), Double(height - 1), Double(depth - 1))
         let lo = SIMD3<Double>(repeating: -0.5), hi = top + 0.5
         var out = [Float](repeating: outside, count: voxels.count)

@@ -67,3 +67,15 @@ extension Geometry {
         position(z: Double(depth - 1) / 2, y: Double(height - 1) / 2, x: Double(width - 1) / 2)
     }
 }
+
+extension RigidTransform {
+    /// This transform in voxel-index space of `g`: index' = origin + x·ax + y·ay + z·az for
+    /// voxel (x, y, z) (voxel → patient → moved → voxel folded into one affine map).
+    public func indexAffine(in g: Geometry) -> (origin: SIMD3<Double>, ax: SIMD3<Double>, ay: SIMD3<Double>, az: SIMD3<Double>) {
+        let m = matrix
+        func toIndex(_ p: SIMD3<Double>) -> SIMD3<Double> { g.index(of: RigidTransform.apply(m, p)) }
+        let b = toIndex(g.position(z: 0, y: 0, x: 0))
+        return (b, toIndex(g.position(z: 0, y: 0, x: 1)) - b, toIndex(g.position(z: 0, y: 1, x: 0)) - b,
+                toIndex(g.position(z: 1, y: 0, x: 0)) - b)
+    }
+}

@@ -87,12 +87,7 @@ extension MotionCorrection {
         let hi = SIMD3(Double(s.width) - 0.5, Double(s.height) - 0.5, Double(s.depth) - 0.5)
         let lo = SIMD3<Double>(repeating: -0.5)
         for tr in transforms {
-            let m = tr.matrix
-            func toIndex(_ p: SIMD3<Double>) -> SIMD3<Double> { g.index(of: RigidTransform.apply(m, p)) }
-            let b = toIndex(g.position(z: 0, y: 0, x: 0))
-            let ax = toIndex(g.position(z: 0, y: 0, x: 1)) - b
-            let ay = toIndex(g.position(z: 0, y: 1, x: 0)) - b
-            let az = toIndex(g.position(z: 1, y: 0, x: 0)) - b
+            let (b, ax, ay, az) = tr.indexAffine(in: g)
             for z in 0..<s.depth { for y in 0..<s.height {
                 var i = b + ay * Double(y) + az * Double(z)
                 let row = (z * s.height + y) * s.width
