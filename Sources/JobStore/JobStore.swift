@@ -4,6 +4,10 @@ import Foundation
 /// Every method is one transaction.
 public final class JobStore: Sendable {
     public let db: Database
+    /// Rung after a commit that queues a job (the job worker waits on it between polls).
+    public let jobsQueued = WorkSignal()
+    /// Rung after a commit that adds rows to the outbox (the exporter waits on it).
+    public let outboxFilled = WorkSignal()
 
     public init(path: String) throws {
         db = try Database(path: path)
@@ -180,7 +184,8 @@ public final class JobStore: Sendable {
     /// Marks a receiving series complete and queues its job, in one transaction.
     /// Returns nil if the series was no longer receiving (someone else got there first).
     public func completeSeries(_ uid: String, reason: String, pipeline: String, now: Double = Clock.now()) throws -> JobRecord? {
-        try db.write { tx in
+        defer { jobsQueued.ring() }
+        return try db.write { tx in
             guard let s = try tx.query("SELECT * FROM series WHERE series_uid = ? AND state = 'receiving'", uid).first.map(SeriesRecord.init) else { return nil }
             try tx.execute("UPDATE series SET state = 'complete', completed_at = ?, completion_reason = ? WHERE series_uid = ?", now, reason, uid)
             let rerun = try tx.query("SELECT COALESCE(MAX(rerun) + 1, 0) AS r FROM jobs WHERE series_uid = ? AND pipeline = ?", uid, pipeline).first?["r"].int ?? 0
@@ -368,7 +373,8 @@ public final class JobStore: Sendable {
     /// Queues a finished job again with the next re-run number (so its outputs get new UIDs).
     @discardableResult
     public func retry(job id: Int, actor: String = "", now: Double = Clock.now()) throws -> JobRecord {
-        try db.write { tx in
+        defer { jobsQueued.ring() }
+        return try db.write { tx in
             guard let job = try tx.query("SELECT * FROM jobs WHERE id = ?", id).first.map(JobRecord.init) else { throw AdminError.noSuchJob(id) }
             guard !job.state.isActive else { throw AdminError.notRetryable(id, job.state) }
             let count = try tx.query("SELECT instance_count FROM series WHERE series_uid = ?", job.seriesUID).first?["instance_count"].int ?? job.instances

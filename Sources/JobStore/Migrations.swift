@@ -134,6 +134,49 @@ enum Migrations {
         );
         ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1 CHECK (count >= 1);
         """),
+        // Outbox rows name their destination by id (it held "AE@host:port" text before,
+        // which the exporter parsed back). Existing rows keep their destination: the text
+        // is split at '@' and at the port digits after the last ':'; a row that does not
+        // split (never written so) fails the migration on NOT NULL rather than vanish.
+        ("005_outbox_destination_id", """
+        CREATE TABLE destinations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ae_title TEXT NOT NULL,
+            host TEXT NOT NULL,
+            port INTEGER NOT NULL,
+            UNIQUE (ae_title, host, port)
+        );
+        INSERT OR IGNORE INTO destinations (ae_title, host, port)
+            SELECT DISTINCT substr(destination, 1, instr(destination, '@') - 1),
+                   substr(destination, instr(destination, '@') + 1,
+                          length(rtrim(destination, '0123456789')) - instr(destination, '@') - 1),
+                   CAST(substr(destination, length(rtrim(destination, '0123456789')) + 1) AS INTEGER)
+            FROM outbox;
+        CREATE TABLE outbox_by_id (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id INTEGER NOT NULL REFERENCES jobs(id),
+            destination_id INTEGER NOT NULL REFERENCES destinations(id),
+            series_uid TEXT NOT NULL,
+            sop_instance_uid TEXT NOT NULL,
+            path TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('result', 'failure_notice')),
+            state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_error TEXT,
+            created_at REAL NOT NULL,
+            sent_at REAL,
+            UNIQUE (job_id, destination_id, sop_instance_uid)
+        );
+        INSERT INTO outbox_by_id (id, job_id, destination_id, series_uid, sop_instance_uid, path, kind, state, attempts,
+                                  next_attempt_at, last_error, created_at, sent_at)
+            SELECT o.id, o.job_id, d.id, o.series_uid, o.sop_instance_uid, o.path, o.kind, o.state, o.attempts,
+                   o.next_attempt_at, o.last_error, o.created_at, o.sent_at
+            FROM outbox o LEFT JOIN destinations d ON d.ae_title || '@' || d.host || ':' || d.port = o.destination;
+        DROP TABLE outbox;
+        ALTER TABLE outbox_by_id RENAME TO outbox;
+        CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
+        """),
     ]
 
     static func apply(to db: Database) throws {

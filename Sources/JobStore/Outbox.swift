@@ -1,15 +1,42 @@
+import CSQLite
 import Foundation
+
+/// Where a row of the outbox is in its life.
+public enum OutboxState: String, Sendable, Codable {
+    case pending, sent, failed
+}
+
+/// What a row of the outbox carries.
+public enum OutboxKind: String, Sendable, Codable {
+    /// A result object (map, summary page, derived NCCT).
+    case result
+    /// The notice that tells the PACS a job failed.
+    case failureNotice = "failure_notice"
+}
+
+/// A DICOM peer the outbox sends to, by the id the store gave it. Its TLS settings are not
+/// here: they are the configuration's, found by this id (see ExporterService).
+public struct DestinationRecord: Sendable, Hashable {
+    public var id: Int
+    public var aeTitle: String
+    public var host: String
+    public var port: Int
+    /// "AE@host:port", as logs, `perfd status` and the audit trail show it.
+    public var name: String { "\(aeTitle)@\(host):\(port)" }
+}
 
 /// One file waiting to reach (or having reached) one destination.
 public struct OutboxItem: Sendable, Equatable {
     public var id: Int
     public var jobID: Int
+    public var destinationID: Int
+    /// The destination's "AE@host:port".
     public var destination: String
     public var seriesUID: String
     public var sopInstanceUID: String
     public var path: String
-    public var kind: String
-    public var state: String
+    public var kind: OutboxKind
+    public var state: OutboxState
     public var attempts: Int
     public var nextAttemptAt: Double
     public var lastError: String?
@@ -18,28 +45,33 @@ public struct OutboxItem: Sendable, Equatable {
     init(_ r: Row) {
         id = r["id"].int ?? 0
         jobID = r["job_id"].int ?? 0
-        destination = r["destination"].text ?? ""
+        destinationID = r["destination_id"].int ?? 0
+        destination = "\(r["ae_title"].text ?? "")@\(r["host"].text ?? ""):\(r["port"].int ?? 0)"
         seriesUID = r["series_uid"].text ?? ""
         sopInstanceUID = r["sop_instance_uid"].text ?? ""
         path = r["path"].text ?? ""
-        kind = r["kind"].text ?? ""
-        state = r["state"].text ?? ""
+        // The table's CHECK constraints admit only these values.
+        kind = OutboxKind(rawValue: r["kind"].text ?? "") ?? .result
+        state = OutboxState(rawValue: r["state"].text ?? "") ?? .pending
         attempts = r["attempts"].int ?? 0
         nextAttemptAt = r["next_attempt_at"].double ?? 0
         lastError = r["last_error"].text
         createdAt = r["created_at"].double ?? 0
     }
+
+    /// Every column of a row and its destination.
+    static let select = "SELECT o.*, d.ae_title, d.host, d.port FROM outbox o JOIN destinations d ON d.id = o.destination_id"
 }
 
 /// A file to queue for export.
 public struct OutboxEntry: Sendable {
-    public var destination: String
+    public var destinationID: Int
     public var seriesUID: String
     public var sopInstanceUID: String
     public var path: String
-    public var kind: String
-    public init(destination: String, seriesUID: String, sopInstanceUID: String, path: String, kind: String) {
-        self.destination = destination; self.seriesUID = seriesUID; self.sopInstanceUID = sopInstanceUID
+    public var kind: OutboxKind
+    public init(destinationID: Int, seriesUID: String, sopInstanceUID: String, path: String, kind: OutboxKind) {
+        self.destinationID = destinationID; self.seriesUID = seriesUID; self.sopInstanceUID = sopInstanceUID
         self.path = path; self.kind = kind
     }
 }
@@ -57,22 +89,42 @@ public struct OutboxSummary: Codable, Sendable {
 }
 
 extension JobStore {
+    /// The id of the destination AE@host:port, recorded on first use.
+    public func destinationID(aeTitle: String, host: String, port: Int) throws -> Int {
+        try db.write { tx in
+            try tx.execute("INSERT INTO destinations (ae_title, host, port) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", aeTitle, host, port)
+            guard let id = try tx.query("SELECT id FROM destinations WHERE ae_title = ? AND host = ? AND port = ?", aeTitle, host, port).first?["id"].int else {
+                throw StoreError(code: SQLITE_INTERNAL, message: "destination \(aeTitle)@\(host):\(port) was not recorded", sql: "")
+            }
+            return id
+        }
+    }
+
+    public func destination(id: Int) throws -> DestinationRecord? {
+        try db.read { tx in
+            try tx.query("SELECT * FROM destinations WHERE id = ?", id).first.map {
+                DestinationRecord(id: id, aeTitle: $0["ae_title"].text ?? "", host: $0["host"].text ?? "", port: $0["port"].int ?? 0)
+            }
+        }
+    }
+
     static func insertOutbox(_ tx: Transaction, job: Int, _ entries: [OutboxEntry], now: Double) throws {
         for e in entries {
             // Deterministic UIDs: a re-render after a crash maps onto the same rows, and a
             // row already sent stays sent, so the PACS never gets a file twice.
             try tx.execute("""
-                INSERT INTO outbox (job_id, destination, series_uid, sop_instance_uid, path, kind, state, attempts, next_attempt_at, created_at)
+                INSERT INTO outbox (job_id, destination_id, series_uid, sop_instance_uid, path, kind, state, attempts, next_attempt_at, created_at)
                 VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)
-                ON CONFLICT(job_id, destination, sop_instance_uid) DO UPDATE SET path = excluded.path,
+                ON CONFLICT(job_id, destination_id, sop_instance_uid) DO UPDATE SET path = excluded.path,
                     state = CASE WHEN outbox.state = 'sent' THEN 'sent' ELSE 'pending' END
-                """, job, e.destination, e.seriesUID, e.sopInstanceUID, e.path, e.kind, now, now)
+                """, job, e.destinationID, e.seriesUID, e.sopInstanceUID, e.path, e.kind.rawValue, now, now)
         }
     }
 
     /// Commits the render stage, its report and the outbox rows in one transaction, and
     /// moves the job to exporting (or done when there is nowhere to send).
     public func finishRender(job id: Int, result: String, report: String, outbox: [OutboxEntry], now: Double = Clock.now()) throws {
+        defer { outboxFilled.ring() }
         try db.write { tx in
             try Self.requireRunning(tx, id)
             try tx.execute("UPDATE job_stages SET finished_at = ?, result = ? WHERE job_id = ? AND stage = 'render'", now, result, id)
@@ -87,6 +139,7 @@ extension JobStore {
 
     /// Queues a failure notice for export (whatever the job's state).
     public func enqueueNotice(job id: Int, _ entries: [OutboxEntry], now: Double = Clock.now()) throws {
+        defer { outboxFilled.ring() }
         try db.write { tx in try Self.insertOutbox(tx, job: id, entries, now: now) }
     }
 
@@ -98,13 +151,13 @@ extension JobStore {
     public func nextOutboxBatch(now: Double = Clock.now(), limit: Int = 500) throws -> [OutboxItem] {
         try db.read { tx in
             guard let first = try tx.query("""
-                SELECT job_id, destination FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?
+                SELECT job_id, destination_id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?
                 ORDER BY next_attempt_at, id LIMIT 1
                 """, now).first else { return [] }
             return try tx.query("""
-                SELECT * FROM outbox WHERE state = 'pending' AND job_id = ? AND destination = ? AND next_attempt_at <= ?
-                ORDER BY id LIMIT ?
-                """, first["job_id"].int, first["destination"].text, now, limit).map(OutboxItem.init)
+                \(OutboxItem.select) WHERE o.state = 'pending' AND o.job_id = ? AND o.destination_id = ? AND o.next_attempt_at <= ?
+                ORDER BY o.id LIMIT ?
+                """, first["job_id"].int, first["destination_id"].int, now, limit).map(OutboxItem.init)
         }
     }
 
@@ -184,11 +237,12 @@ extension JobStore {
     public func outboxSummary(now: Double = Clock.now()) throws -> [OutboxSummary] {
         try db.read { tx in
             try tx.query("""
-                SELECT destination, SUM(state = 'pending') AS pending, SUM(state = 'sent') AS sent, SUM(state = 'failed') AS failed,
-                       MIN(CASE WHEN state = 'pending' THEN next_attempt_at END) AS next_at,
-                       (SELECT last_error FROM outbox o2 WHERE o2.destination = outbox.destination AND o2.last_error IS NOT NULL
+                SELECT d.ae_title || '@' || d.host || ':' || d.port AS destination,
+                       SUM(o.state = 'pending') AS pending, SUM(o.state = 'sent') AS sent, SUM(o.state = 'failed') AS failed,
+                       MIN(CASE WHEN o.state = 'pending' THEN o.next_attempt_at END) AS next_at,
+                       (SELECT last_error FROM outbox o2 WHERE o2.destination_id = o.destination_id AND o2.last_error IS NOT NULL
                         ORDER BY o2.id DESC LIMIT 1) AS err
-                FROM outbox GROUP BY destination ORDER BY destination
+                FROM outbox o JOIN destinations d ON d.id = o.destination_id GROUP BY o.destination_id ORDER BY destination
                 """).map {
                 OutboxSummary(destination: $0["destination"].text ?? "", pending: $0["pending"].int ?? 0, sent: $0["sent"].int ?? 0,
                               failed: $0["failed"].int ?? 0,
@@ -199,6 +253,6 @@ extension JobStore {
     }
 
     public func outbox(job id: Int) throws -> [OutboxItem] {
-        try db.read { tx in try tx.query("SELECT * FROM outbox WHERE job_id = ? ORDER BY id", id).map(OutboxItem.init) }
+        try db.read { tx in try tx.query("\(OutboxItem.select) WHERE o.job_id = ? ORDER BY o.id", id).map(OutboxItem.init) }
     }
 }

@@ -1,5 +1,6 @@
 import CSQLite
 import Foundation
+import Synchronization
 
 /// The JobStore module's one error type: the SQLite result code, its message, and the
 /// statement that failed.
@@ -141,20 +142,20 @@ final class Connection {
     }
 }
 
-/// The database file: one connection, serialised by a lock so DCMTK's worker threads,
-/// the tracker and the job worker can share it. WAL lets `perfd status` read from another
-/// process while the daemon writes.
-// @unchecked Sendable: every use of `connection` happens inside `lock`.
-public final class Database: @unchecked Sendable {
-    private let connection: Connection
-    private let lock = NSLock()
+/// The database file: one writing connection, serialised by a mutex so DCMTK's worker
+/// threads, the tracker and the job worker can share it, and one reading connection of its
+/// own, so `perfd status`-style reads and `/metrics` never queue behind ingest commits (WAL:
+/// readers see the last commit and do not block the writer, nor it them).
+public final class Database: Sendable {
+    private let connection: Mutex<Connection>
+    private let reader: Mutex<Connection>
     public let path: String
 
     public init(path: String) throws {
         self.path = path
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-        connection = try Connection(path: path)
+        let connection = try Connection(path: path)
         // Spool files are fsync'd before acknowledgement and are the durable record; a
         // commit survives a crash of perfd at synchronous=NORMAL, and the startup
         // reconciliation re-indexes any spool file whose row a power cut took.
@@ -162,22 +163,25 @@ public final class Database: @unchecked Sendable {
         // they were instead of lingering in free space (on every connection: `perfd purge`
         // deletes in its own process). Ingest mostly inserts, so it costs little there.
         try connection.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;")
+        self.connection = Mutex(connection)
+        // Opened after the writer created the file; it prepares nothing before the
+        // migrations below have run.
+        reader = Mutex(try Connection(path: path))
         try Migrations.apply(to: self)
     }
 
     /// Why the last write failed for a reason the database itself gave (corrupt pages, I/O
     /// error, disk full, locked beyond the busy timeout), until a write succeeds again.
-    private var lastFailure: (at: Double, message: String)?
-    private let failureLock = NSLock()
+    private let lastFailure = Mutex<(at: Double, message: String)?>(nil)
 
-    public var lastWriteFailure: (at: Double, message: String)? { failureLock.withLock { lastFailure } }
+    public var lastWriteFailure: (at: Double, message: String)? { lastFailure.withLock { $0 } }
 
     private func noteWrite(_ error: Error?) {
         if let e = error as? StoreError {
             guard Self.fatalCodes.contains(e.code & 0xff) else { return }
-            failureLock.withLock { lastFailure = (Clock.now(), e.message) }
+            lastFailure.withLock { $0 = (Clock.now(), e.message) }
         } else if error == nil {
-            failureLock.withLock { if lastFailure != nil { lastFailure = nil } }
+            lastFailure.withLock { if $0 != nil { $0 = nil } }
         }
     }
 
@@ -191,8 +195,8 @@ public final class Database: @unchecked Sendable {
     public func checkpointTruncate() throws -> Bool {
         for attempt in 0..<3 {
             if attempt > 0 { usleep(200_000) }
-            let done: Bool = try lock.withLock {
-                try connection.query("PRAGMA wal_checkpoint(TRUNCATE)").first?["busy"].int == 0
+            let done: Bool = try connection.withLock { c in
+                try c.query("PRAGMA wal_checkpoint(TRUNCATE)").first?["busy"].int == 0
             }
             if done { return true }
         }
@@ -206,12 +210,20 @@ public final class Database: @unchecked Sendable {
     /// nil when all of it worked within `timeout` seconds and the last write did not fail,
     /// else why not.
     public func probe(timeout: Double) -> String? {
-        guard probeLock.try() else { return "the previous health probe is still waiting for the database" }
-        defer { probeLock.unlock() }
+        let answer = probeConnection.withLockIfAvailable { probeConnection -> String? in
+            do {
+                if probeConnection == nil { probeConnection = try Connection(path: path, busyTimeoutMS: Int32(timeout * 1000)) }
+            } catch {
+                return "\(error)"
+            }
+            return probe(probeConnection!, timeout: timeout)
+        }
+        return answer ?? "the previous health probe is still waiting for the database"
+    }
+
+    private func probe(_ c: Connection, timeout: Double) -> String? {
         let started = Clock.now()
         do {
-            if probeConnection == nil { probeConnection = try Connection(path: path, busyTimeoutMS: Int32(timeout * 1000)) }
-            let c = probeConnection!
             let box = Unmanaged.passRetained(DeadlineBox(started + timeout)).toOpaque()
             sqlite3_progress_handler(c.handle, 1000, { ctx in
                 Unmanaged<DeadlineBox>.fromOpaque(ctx!).takeUnretainedValue().deadline < Clock.now() ? 1 : 0
@@ -257,38 +269,47 @@ public final class Database: @unchecked Sendable {
         return nil
     }
 
-    private let probeLock = NSLock()
-    // Used only under probeLock.
-    private var probeConnection: Connection?
+    /// /health's own connection; a probe still waiting holds it, and the next one says so.
+    private let probeConnection = Mutex<Connection?>(nil)
 
     /// Runs `body` inside one transaction (BEGIN IMMEDIATE: writers queue, never deadlock).
     @discardableResult
     public func write<T>(_ body: (Transaction) throws -> T) throws -> T {
-        lock.lock(); defer { lock.unlock() }
-        do {
-            try connection.execute("BEGIN IMMEDIATE")
-        } catch {
-            noteWrite(error)
-            throw error
-        }
-        do {
-            let r = try body(Transaction(connection: connection))
-            try connection.execute("COMMIT")
-            noteWrite(nil)
-            return r
-        } catch {
-            try? connection.execute("ROLLBACK")
-            noteWrite(error)
-            throw error
+        try connection.withLock { connection in
+            do {
+                try connection.execute("BEGIN IMMEDIATE")
+            } catch {
+                noteWrite(error)
+                throw error
+            }
+            do {
+                let r = try body(Transaction(connection: connection))
+                try connection.execute("COMMIT")
+                noteWrite(nil)
+                return r
+            } catch {
+                try? connection.execute("ROLLBACK")
+                noteWrite(error)
+                throw error
+            }
         }
     }
 
-    /// Runs `body` with a consistent read view.
+    /// Runs `body` with a consistent read view, on the reading connection: it sees every
+    /// commit made before it began and waits for no writer.
     public func read<T>(_ body: (Transaction) throws -> T) throws -> T {
-        lock.lock(); defer { lock.unlock() }
-        try connection.execute("BEGIN")
-        defer { try? connection.execute("COMMIT") }
-        return try body(Transaction(connection: connection))
+        try reader.withLock { reader in
+            try reader.execute("BEGIN")
+            let r: T
+            do {
+                r = try body(Transaction(connection: reader))
+            } catch {
+                try? reader.execute("COMMIT")
+                throw error
+            }
+            try? reader.execute("COMMIT")
+            return r
+        }
     }
 }
 

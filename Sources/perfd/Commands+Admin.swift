@@ -75,7 +75,7 @@ struct Show: ParsableCommand {
         let (_, store) = try options.store()
         guard let j = try store.job(job) else { throw CLIError("no job \(job); `perfd jobs` lists them") }
         let outbox = try store.outbox(job: job).map {
-            OutboxRow(destination: $0.destination, series_uid: $0.seriesUID, state: $0.state, attempts: $0.attempts, last_error: $0.lastError)
+            OutboxRow(destination: $0.destination, series_uid: $0.seriesUID, state: $0.state.rawValue, attempts: $0.attempts, last_error: $0.lastError)
         }
         let detail = JobDetail(job: j, stages: try store.stages(job: job), events: try store.events(job: job), outbox: outbox,
                                report: try store.report(job: job))

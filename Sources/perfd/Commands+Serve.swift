@@ -5,6 +5,7 @@ import JobStore
 import Logging
 import PerfdCore
 import Inference
+import Synchronization
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the daemon (the systemd unit's ExecStart). SIGTERM drains gracefully.")
@@ -62,12 +63,13 @@ struct RunCommand: ParsableCommand {
 }
 
 /// Prints stages as they go; a progress line on a terminal.
-final class TerminalObserver: StageObserver, @unchecked Sendable {
-    // @unchecked Sendable: used from the one thread that runs the command.
+final class TerminalObserver: StageObserver, Sendable {
+    // begin/finish come from the thread that runs the command; progress also from the
+    // threads a stage fans out to (concurrentPerform in registration and the maps).
     let tty = isatty(STDOUT_FILENO) == 1
-    var started = Date()
+    let started = Mutex(Date())
     func begin(_ stage: String) throws {
-        started = Date()
+        started.withLock { $0 = Date() }
         print("\(stage)...", terminator: tty ? "" : "\n")
         fflush(nil)
     }
@@ -77,6 +79,6 @@ final class TerminalObserver: StageObserver, @unchecked Sendable {
         fflush(nil)
     }
     func finish(_ stage: String, result: [String: Any]) throws {
-        print("\(tty ? "\r" : "")\(stage) done in \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
+        print("\(tty ? "\r" : "")\(stage) done in \(String(format: "%.2f", Date().timeIntervalSince(started.withLock { $0 }))) s")
     }
 }

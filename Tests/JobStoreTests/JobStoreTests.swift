@@ -133,7 +133,7 @@ func instance(_ n: Int, series: String = "1.2.3.4", t: Int? = nil) -> InstanceRe
         _ = try JobStore(path: path)
         let store = try JobStore(path: path)
         let names = try store.db.read { tx in try tx.query("SELECT name FROM migrations").compactMap { $0["name"].text } }
-        #expect(names == ["001_initial", "002_outbox", "003_audit_retention", "004_health_audit_count"])
+        #expect(names == ["001_initial", "002_outbox", "003_audit_retention", "004_health_audit_count", "005_outbox_destination_id"])
         let mode = try store.db.read { tx in try tx.query("PRAGMA journal_mode").first?["journal_mode"].text }
         #expect(mode == "wal")
     }
@@ -160,9 +160,10 @@ func instance(_ n: Int, series: String = "1.2.3.4", t: Int? = nil) -> InstanceRe
         let job = try #require(try store.completeSeries(series, reason: "q", pipeline: "baseline-t0"))
         _ = try #require(try store.claimNextJob())
         try store.beginStage(job: job.id, stage: "render")
+        let pacs = try store.destinationID(aeTitle: "PACS", host: "127.0.0.1", port: 4242)
         try store.finishRender(job: job.id, result: "{}", report: "{}", outbox: (0..<files).map {
-            OutboxEntry(destination: "PACS@127.0.0.1:4242", seriesUID: "2.25.\(job.id)", sopInstanceUID: "2.25.\(job.id).\(job.rerun).\($0)",
-                        path: "/out/\(job.id)/\($0).dcm", kind: "result")
+            OutboxEntry(destinationID: pacs, seriesUID: "2.25.\(job.id)", sopInstanceUID: "2.25.\(job.id).\(job.rerun).\($0)",
+                        path: "/out/\(job.id)/\($0).dcm", kind: .result)
         })
         return try #require(try store.job(job.id))
     }
@@ -176,7 +177,7 @@ func instance(_ n: Int, series: String = "1.2.3.4", t: Int? = nil) -> InstanceRe
         try store.markSent([batch[0].id])                       // one file reached the PACS
         #expect(try store.recordInstance(instance(7)).supersededJob == job.id)
         #expect(try store.nextOutboxBatch().isEmpty)            // the other two are not sent
-        #expect(try store.outbox(job: job.id).map(\.state) == ["sent"])
+        #expect(try store.outbox(job: job.id).map(\.state) == [.sent])
         #expect(try store.events(job: job.id).contains { $0.message.contains("2 result files not sent (superseded)") })
     }
 
@@ -219,7 +220,8 @@ func instance(_ n: Int, series: String = "1.2.3.4", t: Int? = nil) -> InstanceRe
         _ = try #require(try store.claimNextJob())
         try store.beginStage(job: job.id, stage: "render")
         try store.finishRender(job: job.id, result: "{}", report: "{}", outbox: [
-            OutboxEntry(destination: "PACS@127.0.0.1:4242", seriesUID: "2.25.9", sopInstanceUID: "2.25.9.2.0", path: "/out/x.dcm", kind: "result")])
+            OutboxEntry(destinationID: try store.destinationID(aeTitle: "PACS", host: "127.0.0.1", port: 4242), seriesUID: "2.25.9",
+                        sopInstanceUID: "2.25.9.2.0", path: "/out/x.dcm", kind: .result)])
         try store.markSent(try store.nextOutboxBatch().map(\.id))
         try store.settleExport(job: job.id)
         #expect(try store.job(job.id)?.state == .done)

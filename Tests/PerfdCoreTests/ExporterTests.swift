@@ -28,7 +28,8 @@ import Testing
         let ph = try makePhantom(in: dir.sub("ph"), size: 8, slices: 1, timepoints: 1)
         let port = freePort()
         try store.finishRender(job: job.id, result: "{}", report: "{}", outbox: [
-            OutboxEntry(destination: "PACS@127.0.0.1:\(port)", seriesUID: "2.25.1", sopInstanceUID: "2.25.1.1", path: ph.files[0], kind: "result"),
+            OutboxEntry(destinationID: try store.destinationID(aeTitle: "PACS", host: "127.0.0.1", port: port), seriesUID: "2.25.1",
+                        sopInstanceUID: "2.25.1.1", path: ph.files[0], kind: .result),
         ])
         var config = Config()
         config.exportRetry.initialSeconds = 5
@@ -37,7 +38,7 @@ import Testing
         let t0 = Clock.now()
         #expect(try !exporter.sendNextBatch(now: t0 + 1))
         var item = try #require(try store.outbox(job: job.id).first)
-        #expect(item.state == "pending" && item.attempts == 1)
+        #expect(item.state == .pending && item.attempts == 1)
         #expect(abs(item.nextAttemptAt - (t0 + 1 + 5)) < 0.01)
         #expect(item.lastError?.contains("cannot associate with PACS@127.0.0.1:\(port)") == true)
         // Not due yet: nothing is sent.
@@ -49,7 +50,7 @@ import Testing
         // A day later the exporter gives up; the job fails with the reason.
         _ = try exporter.sendNextBatch(now: t0 + 24 * 3600 + 60)
         item = try #require(try store.outbox(job: job.id).first)
-        #expect(item.state == "failed")
+        #expect(item.state == .failed)
         let failed = try #require(try store.job(job.id))
         #expect(failed.state == .failed)
         #expect(failed.error?.contains("gave up after 3 attempts") == true)
@@ -58,14 +59,15 @@ import Testing
 
 /// A job of series 1.2.3 rendered and exporting `files` to `destination` (result rows
 /// 2.25.7.0, 2.25.7.1, …); returns its id.
-func exportingJob(_ store: JobStore, files: [String], to destination: String) throws -> Int {
+func exportingJob(_ store: JobStore, files: [String], toPort port: Int) throws -> Int {
+    let destination = try store.destinationID(aeTitle: "PACS", host: "127.0.0.1", port: port)
     try store.recordInstance(InstanceRecord(sopInstanceUID: "1.2.3.1", sopClassUID: "1.2.840.10008.5.1.4.1.1.2",
                                             seriesUID: "1.2.3", studyUID: "1.2", path: "/x", fileSize: 1))
     let j = try #require(try store.completeSeries("1.2.3", reason: "t", pipeline: "baseline-t0"))
     _ = try store.claimNextJob()
     try store.beginStage(job: j.id, stage: "render")
     try store.finishRender(job: j.id, result: "{}", report: "{}", outbox: files.enumerated().map {
-        OutboxEntry(destination: destination, seriesUID: "2.25.7", sopInstanceUID: "2.25.7.\($0.offset)", path: $0.element, kind: "result")
+        OutboxEntry(destinationID: destination, seriesUID: "2.25.7", sopInstanceUID: "2.25.7.\($0.offset)", path: $0.element, kind: .result)
     })
     return j.id
 }
@@ -82,28 +84,29 @@ func exportingJob(_ store: JobStore, files: [String], to destination: String) th
 
         let store = try JobStore(path: dir.path + "/db.sqlite")
         let ph = try makePhantom(in: dir.sub("ph"), size: 8, slices: 1, timepoints: 2)
-        func job(_ series: String, to destination: String) throws -> Int {
+        func job(_ series: String, toPort port: Int) throws -> Int {
+            let destination = try store.destinationID(aeTitle: "PACS", host: "127.0.0.1", port: port)
             try store.recordInstance(InstanceRecord(sopInstanceUID: series + ".1", sopClassUID: "1.2.840.10008.5.1.4.1.1.2",
                                                     seriesUID: series, studyUID: "1.2", path: "/x", fileSize: 1))
             let j = try #require(try store.completeSeries(series, reason: "t", pipeline: "baseline-t0"))
             _ = try store.claimNextJob()
             try store.beginStage(job: j.id, stage: "render")
             try store.finishRender(job: j.id, result: "{}", report: "{}", outbox: [
-                OutboxEntry(destination: destination, seriesUID: "2.25.\(j.id)", sopInstanceUID: "2.25.\(j.id).1", path: ph.files[j.id - 1], kind: "result"),
+                OutboxEntry(destinationID: destination, seriesUID: "2.25.\(j.id)", sopInstanceUID: "2.25.\(j.id).1", path: ph.files[j.id - 1], kind: .result),
             ])
             return j.id
         }
         var config = Config()
         config.destinations = [Config.Destination(aeTitle: "PACS", host: "127.0.0.1", port: port, tls: TLSSettings(
             certificate: pki.clientCert, privateKey: pki.clientKey, trustedCertificates: [pki.caCert]))]
-        let good = try job("1.2.3", to: "PACS@127.0.0.1:\(port)")
+        let good = try job("1.2.3", toPort: port)
         #expect(try ExporterService(store: store, config: config, logger: Logger(label: "test")).sendNextBatch())
         #expect(try store.job(good)?.state == .done)
         #expect(try FileManager.default.contentsOfDirectory(atPath: received).count == 1)
 
         // Trusting only a CA that did not sign the PACS certificate: the handshake fails.
         config.destinations[0].tls = TLSSettings(certificate: pki.rogueCert, privateKey: pki.rogueKey, trustedCertificates: [pki.rogueCert])
-        let bad = try job("1.2.4", to: "PACS@127.0.0.1:\(port)")
+        let bad = try job("1.2.4", toPort: port)
         #expect(try !ExporterService(store: store, config: config, logger: Logger(label: "test")).sendNextBatch())
         #expect(try store.job(bad)?.state == .exporting)
         #expect(try store.outbox(job: bad).first?.lastError?.contains("cannot associate") == true)
@@ -124,14 +127,14 @@ func exportingJob(_ store: JobStore, files: [String], to destination: String) th
 
         let store = try JobStore(path: dir.path + "/db.sqlite")
         let ph = try makePhantom(in: dir.sub("ph"), size: 8, slices: 1, timepoints: 2)
-        let j = try exportingJob(store, files: [ph.files[0]], to: "PACS@127.0.0.1:\(port)")
+        let j = try exportingJob(store, files: [ph.files[0]], toPort: port)
         var config = Config()
         config.destinations = [Config.Destination(aeTitle: "PACS", host: "127.0.0.1", port: port, tls: TLSSettings(
             certificate: pki.clientCert, privateKey: pki.clientKey, trustedCertificates: [pki.caCert]))]
         #expect(try !ExporterService(store: store, config: config, logger: Logger(label: "test")).sendNextBatch())
         #expect(try FileManager.default.contentsOfDirectory(atPath: received).isEmpty)
         let row = try #require(try store.outbox(job: j).first)
-        #expect(row.state == "pending" && row.attempts == 1, "\(row)")
+        #expect(row.state == .pending && row.attempts == 1, "\(row)")
 
         config.destinations[0].tls?.verifyHostname = false
         #expect(try ExporterService(store: store, config: config, logger: Logger(label: "test")).sendNextBatch(now: Clock.now() + 3600))
@@ -154,15 +157,15 @@ func exportingJob(_ store: JobStore, files: [String], to destination: String) th
 
         let store = try JobStore(path: dir.path + "/db.sqlite")
         let ph = try makePhantom(in: dir.sub("ph"), size: 8, slices: 1, timepoints: 3)
-        let j = try exportingJob(store, files: ph.files, to: "PACS@127.0.0.1:\(port)")
+        let j = try exportingJob(store, files: ph.files, toPort: port)
         var config = Config()
         config.destinations = [Config.Destination(aeTitle: "PACS", host: "127.0.0.1", port: port)]
         #expect(try !ExporterService(store: store, config: config, logger: Logger(label: "test")).sendNextBatch())
         // Whether the second file's answer left before storescp died is up to storescp; the
         // first was answered, the third never arrived.
         let rows = try store.outbox(job: j)
-        #expect(rows[0].state == "sent")
-        #expect(rows[2].state == "pending" && rows[2].lastError != nil)
+        #expect(rows[0].state == .sent)
+        #expect(rows[2].state == .pending && rows[2].lastError != nil)
         #expect(try store.job(j)?.state == .exporting)
     }
 }
@@ -180,7 +183,7 @@ func exportingJob(_ store: JobStore, files: [String], to destination: String) th
 
         let store = try JobStore(path: dir.path + "/db.sqlite")
         let ph = try makePhantom(in: dir.sub("ph"), size: 8, slices: 1, timepoints: 5)
-        let j = try exportingJob(store, files: ph.files, to: "PACS@127.0.0.1:\(port)")
+        let j = try exportingJob(store, files: ph.files, toPort: port)
         var config = Config()
         config.destinations = [Config.Destination(aeTitle: "PACS", host: "127.0.0.1", port: port)]
         let exporter = ExporterService(store: store, config: config, logger: Logger(label: "test"))
@@ -195,6 +198,6 @@ func exportingJob(_ store: JobStore, files: [String], to destination: String) th
         // The file in flight when the rows went may still arrive; nothing after it.
         let at = try FileManager.default.contentsOfDirectory(atPath: received).count
         #expect(at <= 2, "withdrawn results reached the PACS: \(at) of 5 files")
-        #expect(try store.outbox(job: j).allSatisfy { $0.state == "sent" })
+        #expect(try store.outbox(job: j).allSatisfy { $0.state == .sent })
     }
 }

@@ -173,7 +173,7 @@ import Testing
         let failed = try #require(try store.job(job.id))
         #expect(failed.state == .failed)
         #expect(failed.error?.contains("perfd stopped 3 times") == true)
-        #expect(try store.outbox(job: job.id).contains { $0.kind == "failure_notice" })
+        #expect(try store.outbox(job: job.id).contains { $0.kind == .failureNotice })
         // A retry starts the count again and runs the job.
         try store.retry(job: job.id)
         let again = try #require(try store.claimNextJob())

@@ -30,16 +30,17 @@ public struct ExporterService: Service {
     }
 
     public func run() async throws {
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            let worked = await onThread { (try? self.sendNextBatch()) ?? false }
-            if !worked {
-                // Idle: settle any job whose export drained without being settled (a crash
-                // between markSent and settleExport; see JobStore.settleDrainedExports).
-                if let settled = try? store.settleDrainedExports(), !settled.isEmpty {
-                    logger.notice("settled the export of job(s) \(settled.map(String.init).joined(separator: ", ")), left unsettled before")
-                }
-                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: poll) }
+        // One long-lived thread: associations are sent one batch at a time.
+        let executor = BlockingExecutor(threads: 1, name: "perfd-export")
+        defer { executor.stop() }
+        await PollingLoop.run(every: poll, wakeOn: store.outboxFilled) {
+            if await executor.run({ (try? self.sendNextBatch()) ?? false }) { return true }
+            // Idle: settle any job whose export drained without being settled (a crash
+            // between markSent and settleExport; see JobStore.settleDrainedExports).
+            if let settled = try? store.settleDrainedExports(), !settled.isEmpty {
+                logger.notice("settled the export of job(s) \(settled.map(String.init).joined(separator: ", ")), left unsettled before")
             }
+            return false
         }
     }
 
@@ -49,14 +50,15 @@ public struct ExporterService: Service {
         let batch = try store.nextOutboxBatch(now: now)
         guard let first = batch.first else { return false }
         let backoff = ExportBackoff(config.exportRetry)
-        guard let peer = DICOMPeerName.parse(first.destination) else {
-            try store.markFailed(batch.map(\.id), error: "destination \(first.destination) is malformed")
+        guard let peer = try store.destination(id: first.destinationID) else {
+            try store.markFailed(batch.map(\.id), error: "destination \(first.destinationID) is not in the database")
             try store.settleExport(job: first.jobID)
             return true
         }
-        // TLS settings live in the config, not in the outbox row.
-        let configured = config.destinations.first { $0.aeTitle == peer.ae && $0.host == peer.host && $0.port == peer.port }
-        let target = DICOMPeer(aeTitle: peer.ae, host: peer.host, port: peer.port, tls: configured?.tls)
+        // TLS settings live in the config, found by the destination's id; a destination
+        // dropped from the config since the row was queued is sent to as recorded.
+        let configured = try configuredDestinations()[peer.id]
+        let target = DICOMPeer(aeTitle: peer.aeTitle, host: peer.host, port: peer.port, tls: configured?.tls)
         var sent: [Int] = [], refused: [(Int, String)] = []
         var withdrawn: Set<Int> = []
         var associationError: String?
@@ -124,6 +126,13 @@ public struct ExporterService: Service {
         try store.setExportProgress(job: first.jobID)
         try store.settleExport(job: first.jobID)
         return associationError == nil
+    }
+
+    /// The configured destinations by their id in the store.
+    func configuredDestinations() throws -> [Int: Config.Destination] {
+        var byID: [Int: Config.Destination] = [:]
+        for d in config.destinations { byID[try store.destinationID(aeTitle: d.aeTitle, host: d.host, port: d.port)] = d }
+        return byID
     }
 
     /// One audit row per series in the batch: sent, or retry/failed (given up) with the reason.

@@ -10,13 +10,13 @@ public struct HeartbeatService: Service {
     public init(store: JobStore, logger: Logger) { self.store = store; self.logger = logger }
 
     public func run() async throws {
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+        await PollingLoop.run(every: .seconds(2)) {
             do {
                 try store.daemonHeartbeat()
                 // Fed only while the database answers, so a wedged daemon is restarted.
                 SystemdNotify.send("WATCHDOG=1")
             } catch { logger.warning("heartbeat: \(error)") }
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(2)) }
+            return false
         }
     }
 }

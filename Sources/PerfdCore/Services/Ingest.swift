@@ -3,6 +3,7 @@ import Foundation
 import JobStore
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// The storage SCP's policy: who may associate, and what "stored" means (fsync'd file +
 /// committed row). Called on DCMTK's worker threads.
@@ -160,17 +161,15 @@ extension InstanceRecord {
 
 /// Runs the storage SCP listeners (plain and/or TLS): binds at start (so the caller learns
 /// of a busy port at once), serves each on its own thread, drains on graceful shutdown.
-public final class IngestService: Service, @unchecked Sendable {
-    // @unchecked Sendable: the listeners are set once in init and only read afterwards; the
-    // SCP is thread-safe for stop() and port; `serving` is guarded by `lock`.
+public final class IngestService: Service, Sendable {
     public let plain: StorageSCP?
     public let secure: StorageSCP?
     let store: JobStore
     let config: Config
     let logger: Logger
     let refusals: RefusalRecorder
-    private let lock = NSLock()
-    private var serving = 0
+    /// Listeners accepting associations now.
+    private let serving = Mutex(0)
 
     public init(config: Config, store: JobStore, logger: Logger, metrics: PerfdMetrics = PerfdMetrics()) throws {
         self.config = config
@@ -200,8 +199,7 @@ public final class IngestService: Service, @unchecked Sendable {
 
     /// Whether every configured listener is accepting associations.
     public var isListening: Bool {
-        lock.lock(); defer { lock.unlock() }
-        return serving == [plain, secure].compactMap { $0 }.count
+        serving.withLock { $0 } == [plain, secure].compactMap { $0 }.count
     }
 
     public func run() async throws {
@@ -209,7 +207,7 @@ public final class IngestService: Service, @unchecked Sendable {
         let where_ = [plain.map { "port \($0.port)" }, secure.map { "TLS port \($0.port)" }].compactMap { $0 }.joined(separator: " and ")
         logger.info("listening as \(config.aeTitle) on \(where_)")
         try store.daemonStarted(pid: Int(getpid()), aeTitle: config.aeTitle, port: port)
-        lock.withLock { serving = listeners.count }
+        serving.withLock { $0 = listeners.count }
         // The listeners are bound and the database migrated: tell systemd (Type=notify).
         SystemdNotify.send("READY=1\nSTATUS=listening as \(config.aeTitle) on \(where_)")
         await withTaskCancellationHandler {
@@ -220,7 +218,7 @@ public final class IngestService: Service, @unchecked Sendable {
                             await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
                                 let thread = Thread {
                                     scp.run()
-                                    self.lock.withLock { self.serving -= 1 }
+                                    self.serving.withLock { $0 -= 1 }
                                     done.resume()
                                 }
                                 thread.name = "perfd-scp"

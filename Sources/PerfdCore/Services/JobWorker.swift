@@ -3,6 +3,7 @@ import Foundation
 import JobStore
 import Logging
 import ServiceLifecycle
+import Synchronization
 import Volume
 
 /// Runs queued jobs through their stages, committing each stage before the next starts,
@@ -27,21 +28,23 @@ public struct JobWorkerService: Service {
 
     public func run() async throws {
         let busy = BusySet()
+        // One long-lived thread per worker: a job runs for seconds to minutes, off the pool.
+        let executor = BlockingExecutor(threads: config.workers, name: "perfd-job")
+        defer { executor.stop() }
         await withTaskGroup(of: Void.self) { group in
             for _ in 0..<config.workers {
                 group.addTask {
-                    while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                    // Woken early when this process queues a job (a series completed).
+                    await PollingLoop.run(every: poll, wakeOn: store.jobsQueued) {
                         let claimed: JobRecord? = await busy.claim { excluded in
                             do { return try store.claimNextJob(excluding: excluded) } catch {
                                 logger.error("job queue: \(error)"); return nil
                             }
                         }
-                        guard let job = claimed else {
-                            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: poll) }
-                            continue
-                        }
-                        await onThread { process(job) }
+                        guard let job = claimed else { return false }
+                        await executor.run { process(job) }
                         await busy.release(job.id)
+                        return true
                     }
                 }
             }
@@ -98,11 +101,11 @@ public struct JobWorkerService: Service {
             }
             var entries: [OutboxEntry] = []
             for d in config.destinations {
-                let dest = DICOMPeerName.format(d)
+                let dest = try store.destinationID(aeTitle: d.aeTitle, host: d.host, port: d.port)
                 for o in outputs {
                     for (n, f) in o.files.enumerated() {
-                        entries.append(OutboxEntry(destination: dest, seriesUID: o.seriesUID,
-                                                   sopInstanceUID: o.instanceUIDs[n], path: f, kind: "result"))
+                        entries.append(OutboxEntry(destinationID: dest, seriesUID: o.seriesUID,
+                                                   sopInstanceUID: o.instanceUIDs[n], path: f, kind: .result))
                     }
                 }
             }
@@ -160,9 +163,10 @@ public struct JobWorkerService: Service {
             let out = try writer.writeRGB([picture], output: "failure-notice", seriesNumber: 9999,
                                           description: "perfd PROCESSING FAILED - \(job.pipeline)",
                                           derivation: "perfd could not process this series: \(reason)")
-            let entries = config.destinations.flatMap { d in
-                zip(out.files, out.instanceUIDs).map { OutboxEntry(destination: DICOMPeerName.format(d), seriesUID: out.seriesUID,
-                                                                   sopInstanceUID: $1, path: $0, kind: "failure_notice") }
+            let entries = try config.destinations.flatMap { d in
+                let dest = try store.destinationID(aeTitle: d.aeTitle, host: d.host, port: d.port)
+                return zip(out.files, out.instanceUIDs).map { OutboxEntry(destinationID: dest, seriesUID: out.seriesUID,
+                                                                          sopInstanceUID: $1, path: $0, kind: .failureNotice) }
             }
             try store.enqueueNotice(job: job.id, entries)
             try store.addEvent(job: job.id, .info, "failure notice queued for \(config.destinations.count) destination(s)")
@@ -187,30 +191,21 @@ actor BusySet {
     func release(_ id: Int) { ids.remove(id) }
 }
 
-/// Runs blocking work (file reads, SQLite, number crunching) on its own thread and
-/// resumes the caller when it ends, so the cooperative pool is never held.
-func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in
-        let t = Thread { c.resume(returning: body()) }
-        t.stackSize = 8 << 20
-        t.start()
-    }
-}
-
 /// Commits each stage of a job as the processing reports it.
-final class StoreObserver: StageObserver, @unchecked Sendable {
-    // @unchecked Sendable: begin/finish come from the thread that runs the job; progress may
-    // also come from the threads a stage fans out to, and takes `progressLock`.
+final class StoreObserver: StageObserver, Sendable {
     let store: JobStore
     let job: Int
-    var current: String?
-    var lastProgress = Date.distantPast
-    let progressLock = NSLock()
+    /// When progress was last committed. Stages may report from several threads at once
+    /// (motion correction registers time points in parallel).
+    let lastProgress = Mutex(Date.distantPast)
+    private let stage = Mutex<String?>(nil)
+    /// The stage that began last (where a failure is recorded).
+    var current: String? { stage.withLock { $0 } }
 
     init(store: JobStore, job: Int) { self.store = store; self.job = job }
 
     func begin(_ stage: String) throws {
-        current = stage
+        self.stage.withLock { $0 = stage }
         try store.beginStage(job: job, stage: stage)
         // Fault-injection knob for crash tests: hold each committed stage for a while so a
         // test can kill the daemon mid-job. Unset in production.
@@ -220,12 +215,10 @@ final class StoreObserver: StageObserver, @unchecked Sendable {
     }
 
     func progress(_ stage: String, _ fraction: Double) {
-        // At most a few commits a second. Stages may report from several threads at once
-        // (motion correction registers time points in parallel): the clock is read and set
-        // under a lock.
-        let due: Bool = progressLock.withLock {
-            guard Date().timeIntervalSince(lastProgress) > 0.25 else { return false }
-            lastProgress = Date()
+        // At most a few commits a second; the clock is read and set under the lock.
+        let due: Bool = lastProgress.withLock { last in
+            guard Date().timeIntervalSince(last) > 0.25 else { return false }
+            last = Date()
             return true
         }
         if due { try? store.setProgress(job: job, fraction) }
@@ -233,14 +226,5 @@ final class StoreObserver: StageObserver, @unchecked Sendable {
 
     func finish(_ stage: String, result: [String: Any]) throws {
         try store.finishStage(job: job, stage: stage, result: JobWorkerService.json(result))
-    }
-}
-
-/// How a destination is named in the outbox: "AE@host:port".
-enum DICOMPeerName {
-    static func format(_ d: Config.Destination) -> String { "\(d.aeTitle)@\(d.host):\(d.port)" }
-    static func parse(_ s: String) -> (ae: String, host: String, port: Int)? {
-        guard let at = s.firstIndex(of: "@"), let colon = s.lastIndex(of: ":"), let port = Int(s[s.index(after: colon)...]) else { return nil }
-        return (String(s[..<at]), String(s[s.index(after: at)..<colon]), port)
     }
 }

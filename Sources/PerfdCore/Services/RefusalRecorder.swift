@@ -1,19 +1,21 @@
 import Foundation
 import JobStore
 import Logging
+import Synchronization
 
 /// Counts repeats of the same thing within a window: the first is reported at once, the
 /// rest are counted and reported as one summary when the window closes. A peer refused
 /// thousands of times a second then costs a few rows and lines, not one each.
-final class RepeatWindow<Key: Hashable & Sendable, Sample: Sendable>: @unchecked Sendable {
-    // @unchecked Sendable: `entries`, `scheduled` are guarded by `lock`.
+final class RepeatWindow<Key: Hashable & Sendable, Sample: Sendable>: Sendable {
     let interval: Double
     /// Distinct keys tracked per window; beyond, repeats of new keys share `overflow`.
     let maxKeys: Int
     let overflow: Key
-    private let lock = NSLock()
-    private var entries: [Key: (sample: Sample, repeats: Int)] = [:]
-    private var scheduled = false
+    private struct Window {
+        var entries: [Key: (sample: Sample, repeats: Int)] = [:]
+        var scheduled = false
+    }
+    private let window = Mutex(Window())
     private let report: @Sendable ([(key: Key, sample: Sample, repeats: Int)]) -> Void
 
     init(interval: Double, maxKeys: Int = 256, overflow: Key,
@@ -24,17 +26,17 @@ final class RepeatWindow<Key: Hashable & Sendable, Sample: Sendable>: @unchecked
     /// True when this is the first of its key in the window (the caller reports it in
     /// full); false when it was counted for the window's summary.
     func note(_ key: Key, _ sample: Sample) -> Bool {
-        let (first, schedule): (Bool, Bool) = lock.withLock {
+        let (first, schedule): (Bool, Bool) = window.withLock { w in
             var key = key
-            if entries[key] == nil && entries.count >= maxKeys { key = overflow }
-            let schedule = !scheduled
-            scheduled = true
-            if entries[key] != nil {
-                entries[key]!.repeats += 1
+            if w.entries[key] == nil && w.entries.count >= maxKeys { key = overflow }
+            let schedule = !w.scheduled
+            w.scheduled = true
+            if w.entries[key] != nil {
+                w.entries[key]!.repeats += 1
                 return (false, schedule)
             }
             // The overflow bucket is never reported on its own: it counts from its first.
-            entries[key] = (sample, key == overflow ? 1 : 0)
+            w.entries[key] = (sample, key == overflow ? 1 : 0)
             return (key != overflow, schedule)
         }
         if schedule {
@@ -45,9 +47,9 @@ final class RepeatWindow<Key: Hashable & Sendable, Sample: Sendable>: @unchecked
 
     /// Reports what was counted and opens a new window (also at shutdown).
     func flush() {
-        let due: [(key: Key, sample: Sample, repeats: Int)] = lock.withLock {
-            defer { entries.removeAll(); scheduled = false }
-            return entries.compactMap { $0.value.repeats > 0 ? ($0.key, $0.value.sample, $0.value.repeats) : nil }
+        let due: [(key: Key, sample: Sample, repeats: Int)] = window.withLock { w in
+            defer { w.entries.removeAll(); w.scheduled = false }
+            return w.entries.compactMap { $0.value.repeats > 0 ? ($0.key, $0.value.sample, $0.value.repeats) : nil }
         }
         if !due.isEmpty { report(due) }
     }

@@ -94,15 +94,16 @@ public struct RetentionService: Service {
     }
 
     public func run() async throws {
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+        let executor = BlockingExecutor(threads: 1, name: "perfd-retention")
+        defer { executor.stop() }
+        let retention = self.retention, logger = self.logger
+        // The loop's wait ends at a drain: an hour's sleep never holds one up.
+        await PollingLoop.run(every: interval) {
             do {
-                let retention = self.retention
-                let r = try await onThread { Result { try retention.run(dryRun: false, actor: "perfd (retention_days)") } }.get()
+                let r = try await executor.run { Result { try retention.run(dryRun: false, actor: "perfd (retention_days)") } }.get()
                 if !r.series.isEmpty { logger.info("retention: \(r.series.count) series, \(r.files) files purged") }
             } catch { logger.error("\(error)") }
-            // An hour's sleep must not hold up a drain.
-            let interval = self.interval
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            return false
         }
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import JobStore
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// Decides when a series is complete. Pure: the service below feeds it snapshots.
 public enum SeriesCompletion {
@@ -88,9 +89,9 @@ public struct SeriesTrackerService: Service {
     }
 
     public func run() async throws {
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+        await PollingLoop.run(every: interval) {
             do { try tick() } catch { logger.error("series tracker: \(error)") }
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            return false
         }
     }
 
@@ -130,19 +131,17 @@ public struct SeriesTrackerService: Service {
 }
 
 /// The series whose current pause was already warned about, by the last_received it had.
-final class QuietWarnings: @unchecked Sendable {
-    // @unchecked Sendable: `seen` is guarded by `lock`.
-    private let lock = NSLock()
-    private var seen: [String: Double] = [:]
+final class QuietWarnings: Sendable {
+    private let seen = Mutex<[String: Double]>([:])
 
     /// Whether this pause of `series` is new (and remembers it).
     func first(_ series: String, at lastReceived: Double) -> Bool {
-        lock.withLock {
+        seen.withLock { seen in
             guard seen[series] != lastReceived else { return false }
             seen[series] = lastReceived
             return true
         }
     }
 
-    func forget(_ series: String) { lock.withLock { _ = seen.removeValue(forKey: series) } }
+    func forget(_ series: String) { seen.withLock { _ = $0.removeValue(forKey: series) } }
 }
