@@ -3,7 +3,10 @@ import Foundation
 /// perfd's state: instances, series, jobs and their events, in one SQLite file.
 /// Every method is one transaction.
 public final class JobStore: Sendable {
-    public let db: Database
+    /// Only the store's own methods run SQL: the services and admin commands ask it.
+    let db: Database
+    /// The database file.
+    public var path: String { db.path }
     /// Rung after a commit that queues a job (the job worker waits on it between polls).
     public let jobsQueued = WorkSignal()
     /// Rung after a commit that adds rows to the outbox (the exporter waits on it).

@@ -33,6 +33,16 @@ extension JobStore {
         }
     }
 
+    /// Bytes of received DICOM the store indexes (the spool's share of the disk).
+    public func spoolBytes() throws -> Int {
+        try db.read { tx in try tx.query("SELECT COALESCE(SUM(file_size), 0) AS b FROM instances").first?["b"].int ?? 0 }
+    }
+
+    /// Moves the WAL into the database file and truncates it (after a purge); false when
+    /// readers kept part of it (see `Database.checkpointTruncate`).
+    @discardableResult
+    public func checkpointTruncate() throws -> Bool { try db.checkpointTruncate() }
+
     /// Whether the database takes a write as ingest makes them, within `timeout` seconds
     /// (for /health): nil when it does, else why not.
     public func healthProblem(timeout: Double = 1.5) -> String? {

@@ -1,5 +1,5 @@
 import Foundation
-import JobStore
+@testable import JobStore
 @testable import PerfdCore
 import PerfdTestSupport
 import Synchronization

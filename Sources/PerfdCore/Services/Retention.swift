@@ -72,8 +72,8 @@ public struct Retention: Sendable {
     /// older images of those pages until it is checkpointed and truncated.
     func scrubWAL() {
         do {
-            if try !store.db.checkpointTruncate() {
-                logger.warning("retention: readers kept the WAL from being truncated; purged names may stay in \(store.db.path)-wal until the next purge or restart")
+            if try !store.checkpointTruncate() {
+                logger.warning("retention: readers kept the WAL from being truncated; purged names may stay in \(store.path)-wal until the next purge or restart")
             }
         } catch {
             logger.warning("retention: cannot checkpoint the WAL after the purge: \(error)")

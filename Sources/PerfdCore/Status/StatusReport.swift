@@ -86,9 +86,9 @@ public struct StatusReport: Codable, Sendable {
             Failure(id: $0.id, seriesUID: $0.seriesUID, stage: $0.stage, error: $0.error ?? "", at: $0.finishedAt.map(iso))
         }
         let free = DiskSpace.freeBytes(config.spoolDir).map { Int($0) }
-        let spoolBytes = try store.db.read { tx in try tx.query("SELECT COALESCE(SUM(file_size), 0) AS b FROM instances").first?["b"].int ?? 0 }
+        let spoolBytes = try store.spoolBytes()
         let motion = try store.recentMotion().map(RunningJob.init)
-        return StatusReport(database: store.db.path, listener: listener, receiving: try store.receivingSeries(), jobs: jobs,
+        return StatusReport(database: store.path, listener: listener, receiving: try store.receivingSeries(), jobs: jobs,
                             active: active, recentFailures: failures, recentMotion: motion, recentEvents: try store.recentEvents(limit: 5),
                             outbox: try store.outboxSummary(now: now),
                             disk: Disk(spoolDir: config.spoolDir, spoolBytes: spoolBytes, freeBytes: free,
