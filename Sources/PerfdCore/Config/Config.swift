@@ -79,7 +79,7 @@ public struct Config: Sendable, Equatable {
         "metrics_address",
     ]
 
-    public static let pipelineNames = ["baseline-t0", "baseline-mean03", "baseline-mean-all", "ncct", "perfusion", "perfusion-svd"]
+    public static var pipelineNames: [String] { PipelineKind.names }
 
     /// The pipeline for a completed series.
     public func pipeline(modality: String, seriesDescription: String, timepoints: Int?) -> String {

@@ -14,17 +14,25 @@ import Volume
 /// "aif-aligned-delta-hu+aif"` a second channel carries the arterial curve); outputs CBF,
 /// CBV, MTT, Tmax, and core/penumbra volumes by the same clinical rules as perfusion-svd.
 public struct CLSTMPipeline: Pipeline {
-    public let name: String
+    /// `.ncct` or `.perfusion`.
+    public let kind: PipelineKind
+    public var name: String { kind.rawValue }
     public let directory: String
     public let model: ConvLSTMModel
     /// Tile edge in voxels (the halo comes on top); bounds memory per tile.
     public var tile = 512
     public var options = PerfusionOptions()
 
+    public init(kind: PipelineKind, model explicit: String? = nil, threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
+        guard kind.isLearned else { throw PipelineError(message: "pipeline \"\(kind.rawValue)\" is not a learned pipeline") }
+        self.kind = kind
+        directory = try ModelLocator.locate(pipeline: kind.rawValue, explicit: explicit)
+        model = try ModelLocator.load(pipeline: kind.rawValue, directory: directory, threads: threads)
+    }
+
+    /// The pipeline named `name` ("ncct" or "perfusion").
     public init(name: String, model explicit: String? = nil, threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
-        self.name = name
-        directory = try ModelLocator.locate(pipeline: name, explicit: explicit)
-        model = try ModelLocator.load(pipeline: name, directory: directory, threads: threads)
+        try self.init(kind: PipelineKind(named: name), model: explicit, threads: threads)
     }
 
     public var modelInfo: Report.Model { .init(name: model.spec.name, version: model.spec.version) }
@@ -34,7 +42,7 @@ public struct CLSTMPipeline: Pipeline {
     }
 
     public func runWithSummary(_ s: Series4D, progress: @Sendable (Double) -> Void) throws -> PipelineOutput {
-        name == "ncct" ? try runNCCT(s, progress: progress) : try runPerfusion(s, progress: progress)
+        kind == .ncct ? try runNCCT(s, progress: progress) : try runPerfusion(s, progress: progress)
     }
 
     func runNCCT(_ s: Series4D, progress: @Sendable (Double) -> Void) throws -> PipelineOutput {

@@ -11,7 +11,10 @@ import Inference
 /// a source checkout that holds the executable (`.build/release/perfd`) or the current
 /// directory.
 public enum ModelLocator {
-    public static let defaultModels = ["ncct": "ncct-clstm", "perfusion": "perfusion-clstm"]
+    /// Default model names by pipeline name (from `PipelineKind.defaultModel`).
+    public static let defaultModels = Dictionary(uniqueKeysWithValues: PipelineKind.allCases.compactMap { k in
+        k.defaultModel.map { (k.rawValue, $0) }
+    })
 
     /// The directories searched for a default model, first match wins.
     public static func searchRoots(environment: [String: String] = ProcessInfo.processInfo.environment,
@@ -76,7 +79,8 @@ public enum ModelLocator {
         guard !model.outputHasTime else {
             throw PipelineError(message: "model \(directory) returns a sequence; pipeline \"\(pipeline)\" needs a last layer with return_sequences false")
         }
-        let wanted = pipeline == "ncct" ? ["ncct"] : ["cbf", "cbv", "mtt", "tmax"]
+        let kind = try PipelineKind(named: pipeline)
+        let wanted = kind.outputs
         let names = (model.spec.outputs ?? []).map(\.name)
         guard names == wanted, model.spec.layers.last?.filters == wanted.count, model.spec.inputNormalisation != nil else {
             throw PipelineError(message: "model \(directory): model.json must give input_normalisation and outputs named \(wanted) "
@@ -84,8 +88,8 @@ public enum ModelLocator {
         }
         // The perfusion pipeline prepares one of the inputs of `PerfusionInput`; the ncct
         // pipeline feeds HU, one channel.
-        let preprocessing = model.spec.preprocessing ?? (pipeline == "ncct" ? "hu" : PerfusionInput.preprocessings[0])
-        let known = pipeline == "ncct" ? ["hu"] : PerfusionInput.preprocessings
+        let preprocessing = model.spec.preprocessing ?? (kind.isPerfusion ? PerfusionInput.preprocessings[0] : "hu")
+        let known = kind.isPerfusion ? PerfusionInput.preprocessings : ["hu"]
         guard known.contains(preprocessing) else {
             throw PipelineError(message: "model \(directory): preprocessing \"\(preprocessing)\" is not one pipeline \"\(pipeline)\" knows (\(known.joined(separator: ", ")))")
         }

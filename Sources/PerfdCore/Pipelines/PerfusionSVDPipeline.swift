@@ -5,7 +5,7 @@ import Volume
 /// `perfusion-svd`: classical maps by block-circulant SVD deconvolution (the Perfusion
 /// target does the science); this adapts them to the pipeline contract and report.json.
 public struct PerfusionSVDPipeline: Pipeline {
-    public let name = "perfusion-svd"
+    public let name = PipelineKind.perfusionSVD.rawValue
     public var options = PerfusionOptions()
     public init() {}
 

@@ -76,19 +76,78 @@ public struct ServiceError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
-public enum Pipelines {
-    /// The pipelines this build can run. `model` is the model directory of a learned
-    /// pipeline (`ncct`, `perfusion`); nil finds the default model (see `ModelLocator`).
-    public static func make(_ name: String, model: String? = nil) throws -> Pipeline {
-        switch name {
-        case "baseline-t0": return BaselinePipeline(name: name, frames: .first)
-        case "baseline-mean03": return BaselinePipeline(name: name, frames: .firstFour)
-        case "baseline-mean-all": return BaselinePipeline(name: name, frames: .all)
-        case "perfusion-svd": return PerfusionSVDPipeline()
-        case "ncct", "perfusion": return try CLSTMPipeline(name: name, model: model)
-        default:
-            throw PipelineError(message: "pipeline \"\(name)\" is not available in this build (available: \(Config.pipelineNames.joined(separator: ", "))); choose one in the config's pipelines/default_pipeline")
+/// Every pipeline this build can run, by the name the config, the CLI, job rows and
+/// report.json use: the one place that says what each is, makes, needs and writes.
+public enum PipelineKind: String, CaseIterable, Sendable, Codable {
+    case baselineT0 = "baseline-t0"
+    case baselineMean03 = "baseline-mean03"
+    case baselineMeanAll = "baseline-mean-all"
+    case ncct
+    case perfusion
+    case perfusionSVD = "perfusion-svd"
+
+    public static var names: [String] { allCases.map(\.rawValue) }
+
+    /// The kind of `name`, or an error that lists the pipelines there are.
+    public init(named name: String) throws {
+        guard let k = PipelineKind(rawValue: name) else {
+            throw PipelineError(message: "pipeline \"\(name)\" is not available in this build (available: \(Self.names.joined(separator: ", "))); choose one in the config's pipelines/default_pipeline")
         }
+        self = k
+    }
+
+    /// The quantitative volumes it gives, by name (the learned ones' model.json `outputs`).
+    public var outputs: [String] {
+        switch self {
+        case .baselineT0, .baselineMean03, .baselineMeanAll, .ncct: return ["ncct"]
+        case .perfusion, .perfusionSVD: return ["cbf", "cbv", "mtt", "tmax"]
+        }
+    }
+
+    /// Whether its results are perfusion maps (quality-checked, with core and penumbra).
+    public var isPerfusion: Bool { outputs != ["ncct"] }
+
+    /// The model a learned pipeline runs when none is named (see `ModelLocator`).
+    public var defaultModel: String? {
+        switch self {
+        case .ncct: return "ncct-clstm"
+        case .perfusion: return "perfusion-clstm"
+        default: return nil
+        }
+    }
+
+    public var isLearned: Bool { defaultModel != nil }
+
+    /// What the outputs' DerivationDescription says made them.
+    public func derivation(model: Report.Model? = nil) -> String {
+        switch self {
+        case .ncct, .perfusion:
+            let m = model.map { "\($0.name) \($0.version)" } ?? "model"
+            return "perfd \(rawValue): bidirectional ConvLSTM \(m) trained on synthetic phantoms only"
+        case .baselineT0: return "perfd baseline-t0: the first CTP time point as a derived non-contrast CT"
+        case .baselineMean03: return "perfd baseline-mean03: mean of CTP time points 1-4 as a derived non-contrast CT"
+        case .baselineMeanAll: return "perfd baseline-mean-all: mean of all CTP time points as a derived non-contrast CT"
+        case .perfusionSVD: return "perfd perfusion-svd: block-circulant SVD deconvolution (oscillation-index truncation) with automatic AIF/VOF"
+        }
+    }
+
+    /// The pipeline itself. `model` is the model directory of a learned pipeline; nil
+    /// finds the default model.
+    public func make(model: String? = nil) throws -> Pipeline {
+        switch self {
+        case .baselineT0: return BaselinePipeline(name: rawValue, frames: .first)
+        case .baselineMean03: return BaselinePipeline(name: rawValue, frames: .firstFour)
+        case .baselineMeanAll: return BaselinePipeline(name: rawValue, frames: .all)
+        case .perfusionSVD: return PerfusionSVDPipeline()
+        case .ncct, .perfusion: return try CLSTMPipeline(kind: self, model: model)
+        }
+    }
+}
+
+public enum Pipelines {
+    /// The pipeline named `name` (see `PipelineKind`).
+    public static func make(_ name: String, model: String? = nil) throws -> Pipeline {
+        try PipelineKind(named: name).make(model: model)
     }
 }
 

@@ -74,7 +74,7 @@ public struct Processing: Sendable {
         let name = pipelineName
         // Perfusion pipelines are checked (QualityControl); a learned one outside its model's
         // envelope gives way to the fallback before it runs.
-        let learned = (pipeline as? CLSTMPipeline).flatMap { $0.name == "perfusion" ? $0 : nil }
+        let learned = (pipeline as? CLSTMPipeline).flatMap { $0.kind == .perfusion ? $0 : nil }
         let measurements = pipeline is PerfusionSVDPipeline || learned != nil ? QCMeasurements(series) : nil
         var active: any Pipeline = pipeline
         var envelopeCheck: QCReport.Check?
@@ -237,15 +237,6 @@ public struct Processing: Sendable {
     static func modelVersion(_ pipeline: String) -> String { pipeline.hasPrefix("baseline") ? "none" : "0" }
 
     static func derivation(_ pipeline: String, model: Report.Model? = nil) -> String {
-        switch pipeline {
-        case "ncct", "perfusion":
-            let m = model.map { "\($0.name) \($0.version)" } ?? "model"
-            return "perfd \(pipeline): bidirectional ConvLSTM \(m) trained on synthetic phantoms only"
-        case "baseline-t0": return "perfd baseline-t0: the first CTP time point as a derived non-contrast CT"
-        case "baseline-mean03": return "perfd baseline-mean03: mean of CTP time points 1-4 as a derived non-contrast CT"
-        case "baseline-mean-all": return "perfd baseline-mean-all: mean of all CTP time points as a derived non-contrast CT"
-        case "perfusion-svd": return "perfd perfusion-svd: block-circulant SVD deconvolution (oscillation-index truncation) with automatic AIF/VOF"
-        default: return "perfd \(pipeline)"
-        }
+        PipelineKind(rawValue: pipeline)?.derivation(model: model) ?? "perfd \(pipeline)"
     }
 }
