@@ -157,8 +157,8 @@ public struct JobWorkerService: Service {
                                                 directory: workDir + "/dicom")
             let picture = Pictures.failureNotice(seriesDescription: source.seriesDescription, seriesUID: job.seriesUID,
                                                  stage: stage, reason: reason, job: job.id)
-            let out = try writer.writeRGB([picture], output: "failure-notice", seriesNumber: 9999,
-                                          description: "perfd PROCESSING FAILED - \(job.pipeline)",
+            let out = try writer.writeRGB([picture], output: "failure-notice", seriesNumber: Processing.failureNoticeSeriesNumber(rerun: job.rerun),
+                                          description: "perfd PROCESSING FAILED - \(job.pipeline)" + (job.rerun > 0 ? " re-run \(job.rerun)" : ""),
                                           derivation: "perfd could not process this series: \(reason)")
             let entries = config.destinations.flatMap { d in
                 zip(out.files, out.instanceUIDs).map { OutboxEntry(destination: DICOMPeerName.format(d), seriesUID: out.seriesUID,
