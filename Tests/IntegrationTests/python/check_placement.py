@@ -8,7 +8,7 @@ be the colour of that voxel's value. On the summary page, the red (core) pixels 
 core voxels of lesion.nii. The colour table is rebuilt here from its stops.
 Usage: check_placement.py OUT_DIR SOURCE_DIR  -> prints JSON, exits 1 on a mismatch.
 """
-import glob, json, os, sys
+import glob, json, math, sys
 import nibabel as nib
 import numpy as np
 import pydicom
@@ -25,11 +25,13 @@ frame_of_reference = first[0].FrameOfReferenceUID
 stops = [(0.00, 0, 0, 0), (0.10, 0, 0, 0.6), (0.30, 0, 0.5, 1), (0.50, 0, 1, 0.3), (0.70, 1, 1, 0), (0.88, 1, 0.3, 0), (1.00, 1, 0, 0)]
 def colour(t):
     t = min(1.0, max(0.0, t))
-    t = round(t * 255) / 255
+    t = math.floor(t * 255 + 0.5) / 255   # half away from zero, as perfd rounds
     k = max(i for i, s in enumerate(stops) if s[0] <= t)
     a, b = stops[k], stops[min(k + 1, len(stops) - 1)]
     f = (t - a[0]) / (b[0] - a[0]) if b[0] > a[0] else 0
-    return tuple(int(round(255 * (a[c] + (b[c] - a[c]) * f))) for c in (1, 2, 3))
+    return tuple(int(math.floor(255 * (a[c] + (b[c] - a[c]) * f) + 0.5)) for c in (1, 2, 3))
+
+table = np.array([colour(i / 255) for i in range(256)])
 
 def plane(ds):
     shared = ds.SharedFunctionalGroupsSequence[0]
@@ -68,15 +70,15 @@ for name, hi in ranges.items():
         want = locations[int(ds.InstanceNumber) - 1]
         if abs(loc - want) > 1e-3:
             result["problems"].append(f"{f}: slice location {loc:.3f} mm, source slice {want:.3f} mm")
-        pixels = ds.pixel_array
+        pixels = ds.pixel_array.astype(int)
         inside = np.all((ijk >= 0) & (ijk < np.array(data.shape)), axis=-1)
-        for (y, x) in zip(*np.nonzero(inside)):
-            i, j, k = ijk[y, x]
-            v = data[i, j, k]
-            expected = colour(v / hi) if np.isfinite(v) else (0, 0, 0)
-            checked += 1
-            if tuple(int(c) for c in pixels[y, x]) != expected:
-                wrong += 1
+        i, j, k = (ijk[inside][:, n] for n in range(3))
+        v = data[i, j, k].astype(float)
+        finite = np.isfinite(v)
+        index = np.floor(np.clip(np.where(finite, v, 0) / hi, 0, 1) * 255 + 0.5).astype(int)
+        expected = np.where(finite[:, None], table[index], 0)
+        checked += int(inside.sum())
+        wrong += int(np.any(pixels[inside] != expected, axis=-1).sum())
     result["maps"][name] = {"files": len(files), "pixels_checked": checked, "pixels_wrong": wrong}
     if checked == 0 or wrong > 0.01 * checked:
         result["problems"].append(f"{name}: {wrong} of {checked} pixels not the colour of the voxel they lie on")
