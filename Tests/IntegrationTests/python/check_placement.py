@@ -61,7 +61,10 @@ for name, hi in ranges.items():
     checked = wrong = 0
     for f in files:
         ds = pydicom.dcmread(f)
-        if ds.FrameOfReferenceUID != frame_of_reference:
+        if "SharedFunctionalGroupsSequence" not in ds or "PerFrameFunctionalGroupsSequence" not in ds:
+            result["problems"].append(f"{f}: no plane (Plane Position / Orientation, Pixel Measures)")
+            continue
+        if ds.get("FrameOfReferenceUID") != frame_of_reference:
             result["problems"].append(f"{f}: frame of reference {ds.FrameOfReferenceUID}, source {frame_of_reference}")
         ijk, p, row, col = voxels_of(ds, img)
         if np.abs(np.concatenate([row, col]) - iop).max() > 1e-4:
@@ -86,6 +89,10 @@ for name, hi in ranges.items():
 summary = sorted(glob.glob(f"{out}/dicom/summary/*.dcm"))
 if summary:
     ds = pydicom.dcmread(summary[0])
+    if "SharedFunctionalGroupsSequence" not in ds:
+        result["problems"].append("summary: no plane")
+        print(json.dumps(result))
+        sys.exit(1)
     lesion = nib.load(f"{out}/maps/lesion.nii")
     labels = np.asarray(lesion.dataobj)
     ijk, p, row, col = voxels_of(ds, lesion)
@@ -95,8 +102,8 @@ if summary:
     hits = [labels[tuple(ijk[y, x])] == 1 for (y, x) in zip(*np.nonzero(red & inside))]
     on_core = float(np.mean(hits)) if hits else 0.0
     result["summary"] = {"red_pixels_on_the_slice": len(hits), "share_on_core_voxels": on_core,
-                         "frame_of_reference_matches": ds.FrameOfReferenceUID == frame_of_reference}
-    if ds.FrameOfReferenceUID != frame_of_reference:
+                         "frame_of_reference_matches": ds.get("FrameOfReferenceUID") == frame_of_reference}
+    if ds.get("FrameOfReferenceUID") != frame_of_reference:
         result["problems"].append("summary: frame of reference differs from the source's")
     if (labels == 1).any() and (len(hits) < 20 or on_core < 0.9):
         result["problems"].append(f"summary: {len(hits)} red pixels on the slice, {on_core:.2f} of them on core voxels")
