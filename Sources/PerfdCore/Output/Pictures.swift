@@ -49,7 +49,8 @@ public enum Pictures {
         let textW = Double(width) * (1 - 2 * cornerShare.width) - 8
         let lines = [Orientation.sliceLabel(v.geometry, z: z, depth: v.depth)] + measure.wrap(footer, maxWidth: textW, size: 13)
         let lineH = 18
-        let bottomH = lines.count * lineH + 14
+        // A blank strip under the text: viewers write at the bottom edge's middle too.
+        let bottomH = lines.count * lineH + 14 + 30
         let height = header + band + areaH + band + bottomH
         let canvas = Canvas(width: width, height: height)
         canvas.fill((0, 0, 0))

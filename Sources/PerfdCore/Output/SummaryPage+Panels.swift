@@ -112,7 +112,7 @@ extension SummaryPage {
     func withheldText(_ c: Canvas, y: Double) {
         let words = qc?.plainWords ?? []
         let first = words.first ?? "the data do not support them"
-        // Within the 106 px above the footer: a two-line reason, one line of others, one of help.
+        // Within the 110 px above the footer band: a two-line reason, one line of others, one of help.
         var next = c.paragraph("Volumes withheld: \(first).", x: Self.textLeft, y: y, maxWidth: Self.textWidth, size: 22,
                                color: (1, 0.7, 0.15))
         let more = Array(words.dropFirst())
@@ -121,7 +121,7 @@ extension SummaryPage {
                                size: 14, color: (1, 0.75, 0.2))
         }
         c.paragraph("Core, penumbra and mismatch ratio are not shown; review the maps with the source images (report.json lists every check).",
-                    x: Self.textLeft, y: min(next, Double(Self.height) - 78), maxWidth: Self.textWidth, size: 13, color: (0.85, 0.85, 0.85))
+                    x: Self.textLeft, y: min(next, Self.footerTop - 26), maxWidth: Self.textWidth, size: 13, color: (0.85, 0.85, 0.85))
     }
 
     /// 1, 2 or 5 times a power of ten, at least `v`.

@@ -22,7 +22,10 @@ public struct SummaryPage {
     /// overlay off the page and says why; `warn` says what to be wary of.
     public var qc: QCReport?
 
-    public static let width = 1216, height = 960
+    public static let width = 1216, height = 1000
+    /// The not-for-diagnosis band, 50 px high, ends 34 px above the bottom: viewers write at
+    /// the bottom edge's middle too (Orthanc's web viewer puts its own warning there).
+    static let footerTop = Double(height - 84)
     static let panel = 280.0
     /// Where the core/penumbra panel's slice is drawn: the page's plane is anchored there.
     static let lesionPanelOrigin = (x: 16.0, y: 452.0 + 26)
@@ -58,17 +61,17 @@ public struct SummaryPage {
         let names = ["cbf", "cbv", "mtt", "tmax"]
         for (k, name) in names.enumerated() {
             guard let v = maps[name], let meta = Processing.outputNames[name] else { continue }
-            mapPanel(c, v, z: z, x: 16 + Double(k) * (Self.panel + 20), y: 92, title: meta.title, unit: meta.unit, range: meta.range)
+            mapPanel(c, v, z: z, x: 16 + Double(k) * (Self.panel + 20), y: 100, title: meta.title, unit: meta.unit, range: meta.range)
         }
         lesionPanel(c, z: z, x: Self.lesionPanelOrigin.x, y: Self.lesionPanelOrigin.y - 26)
         vesselPanel(c, x: 316, y: 452)
         curvePanel(c, x: 616, y: 452, w: 584, h: Self.panel + 26)
         if qc?.withheld == true { withheldText(c, y: 806) } else { volumesText(c, y: 806) }
-        c.rect(x: 0, y: Double(Self.height - 52), w: Double(Self.width), h: 52, fill: (0.25, 0.2, 0.0))
+        c.rect(x: 0, y: Self.footerTop, w: Double(Self.width), h: 50, fill: (0.25, 0.2, 0.0))
         let note = c.wrap("NOT FOR DIAGNOSIS — perfd \(pipeline): research software, checked on synthetic phantoms only; read the source images.",
                           maxWidth: Self.textWidth, size: 15, bold: true)
         for (k, line) in note.prefix(2).enumerated() {
-            c.centredText(line, x: Double(Self.width) / 2, y: Double(Self.height - 52) + 21 + 19 * Double(k), size: 15,
+            c.centredText(line, x: Double(Self.width) / 2, y: Self.footerTop + 20 + 19 * Double(k), size: 15,
                           color: (1, 0.85, 0.3), bold: true)
         }
         return c
