@@ -103,6 +103,27 @@ final class PACSRig {
         #expect(descriptions.filter { $0.contains("re-run 1") && $0.hasSuffix("NOT FOR DIAGNOSIS") }.count == 1, "\(descriptions)")
     }
 
+    /// The derived NCCT is now a CT Image, which perfd accepts: a PACS that forwards every CT
+    /// sends it back. perfd fails that job with the reason and sends nothing (no notice).
+    @Test func ownOutputSentBackIsNotProcessedAndGetsNoNotice() throws {
+        let rig = try PACSRig()
+        defer { rig.stop() }
+        let (dir, pacs, port, server) = (rig.dir, rig.pacs, rig.port, rig.server)
+        _ = try makePhantom(in: dir.sub("ph"), size: 32, slices: 3, timepoints: 19)
+        let run = try runTool(Paths.perfd, ["run", dir.path + "/ph", "--output", dir.path + "/out", "--pipeline", "baseline-t0"])
+        #expect(run.status == 0, "\(run.output)")
+        let ncct = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/out/dicom/ncct").sorted().map { dir.path + "/out/dicom/ncct/" + $0 }
+        #expect(ncct.count == 3)
+        try push(ncct, port: port)
+        try waitFor(30, "the echo's job to fail") { try jobs(server).first?.state == "failed" }
+        let job = try #require(try jobs(server).first)
+        #expect(job.error?.contains("perfd's own output") == true, "\(job.error ?? "")")
+        // Nothing goes to the PACS: no results, no failure notice.
+        Thread.sleep(forTimeInterval: 3)
+        #expect(try pacs.instanceCount() == 0)
+        #expect(!(try server.cli(["show", String(job.id)]).stdout.contains("failure notice queued")))
+    }
+
     @Test func pacsDownWhenTheJobFinishesGetsEverythingOnceWhenItReturns() throws {
         let rig = try PACSRig(pacsUp: false, extra: """
         export_retry:

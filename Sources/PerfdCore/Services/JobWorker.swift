@@ -75,6 +75,15 @@ public struct JobWorkerService: Service {
                 fail(job, stage: "assemble", reason: reason, notice: "incomplete series: received \(short)", workDir: workDir)
                 return
             }
+            if let first = paths.first, let what = Self.ownOutput(first) {
+                // perfd's derived NCCT is a CT Image, which perfd accepts: a PACS rule that
+                // forwards every CT sends it back. It is not processed and gets no failure
+                // notice (a notice per echo would fill the study).
+                let reason = "this series is perfd's own output (\(what)), sent back to perfd — probably by a PACS routing rule that forwards every CT: not processed; leave series with Manufacturer \"perfd\" out of that rule"
+                logger.warning("job \(job.id): \(reason)")
+                _ = try store.fail(job: job.id, stage: "assemble", reason: reason)
+                return
+            }
             let rule = config.pipelines.first { $0.pipeline == job.pipeline }
             let processing = Processing(pipelineName: job.pipeline, rerun: job.rerun, outputDirectory: workDir, job: job.id,
                                         motionThresholdMM: config.motionThresholdMM,
@@ -117,6 +126,14 @@ public struct JobWorkerService: Service {
             logger.error("job \(job.id) failed at \(stage): \(reason)")
             fail(job, stage: stage, reason: reason, notice: reason, workDir: workDir)
         }
+    }
+
+    /// A short description when the file is one perfd wrote (Manufacturer "perfd", Image
+    /// Type DERIVED), else nil.
+    static func ownOutput(_ path: String) -> String? {
+        guard let f = try? DicomFile(path: path), f.string("Manufacturer") == "perfd",
+              let type = f.string("ImageType"), type.hasPrefix("DERIVED") else { return nil }
+        return "\(f.string("SeriesDescription") ?? "no description"), Manufacturer perfd, Image Type \(type)"
     }
 
     /// What the job's series lacks of the count it declares, or nil when it is all there
