@@ -71,7 +71,8 @@ final class PACSRig {
         #expect(files.count == 4)
         for name in files {
             let f = try DicomFile(path: out + "/" + name)
-            #expect(f.string("ImageType") == "DERIVED\\SECONDARY")
+            #expect(f.string("ImageType") == "DERIVED\\SECONDARY\\AXIAL")
+            #expect(f.string("SOPClassUID") == "1.2.840.10008.5.1.4.1.1.2")
             #expect(f.string("StudyInstanceUID") == ph.studyUID)
             #expect(f.string("Modality") == "CT")
             let v = try runTool("dciodvfy", [out + "/" + name])
@@ -79,6 +80,48 @@ final class PACSRig {
         }
         let status = try server.cli(["status"]).stdout
         #expect(status.contains("outbox     PACS@127.0.0.1:\(pacs.dicomPort): 0 pending, 4 sent, 0 failed"), "\(status)")
+    }
+
+    /// Issue 19: after `perfd retry` the PACS held two sets of series with the same numbers
+    /// and descriptions. A re-run says "re-run N" and takes numbers of its own.
+    @Test func aReRunIsToldApartInThePACS() throws {
+        let rig = try PACSRig()
+        defer { rig.stop() }
+        let (dir, pacs, port, server) = (rig.dir, rig.pacs, rig.port, rig.server)
+        let ph = try makePhantom(in: dir.sub("ph"), size: 32, slices: 2, timepoints: 19)
+        try push(ph.files, port: port)
+        try waitFor(30, "the job to be done") { try jobs(server).first?.state == "done" }
+        let job = try #require(try jobs(server).first)
+        #expect(try server.cli(["retry", String(job.id)]).status == 0)
+        try waitFor(60, "the re-run to be done") { try pacs.series().count == 2 && jobs(server).allSatisfy { $0.state == "done" || $0.state == "superseded" } }
+        guard let list = try pacs.get("/series?expand") as? [[String: Any]] else { throw TestFailure("no series list") }
+        let tags = list.map { $0["MainDicomTags"] as? [String: Any] ?? [:] }
+        let numbers = tags.compactMap { ($0["SeriesNumber"] as? String).flatMap { Int($0) } }.sorted()
+        let descriptions = tags.compactMap { $0["SeriesDescription"] as? String }
+        #expect(numbers == [9001, 9101], "\(tags)")
+        #expect(Set(descriptions).count == 2, "\(descriptions)")
+        #expect(descriptions.filter { $0.contains("re-run 1") && $0.hasSuffix("NOT FOR DIAGNOSIS") }.count == 1, "\(descriptions)")
+    }
+
+    /// The derived NCCT is now a CT Image, which perfd accepts: a PACS that forwards every CT
+    /// sends it back. perfd fails that job with the reason and sends nothing (no notice).
+    @Test func ownOutputSentBackIsNotProcessedAndGetsNoNotice() throws {
+        let rig = try PACSRig()
+        defer { rig.stop() }
+        let (dir, pacs, port, server) = (rig.dir, rig.pacs, rig.port, rig.server)
+        _ = try makePhantom(in: dir.sub("ph"), size: 32, slices: 3, timepoints: 19)
+        let run = try runTool(Paths.perfd, ["run", dir.path + "/ph", "--output", dir.path + "/out", "--pipeline", "baseline-t0"])
+        #expect(run.status == 0, "\(run.output)")
+        let ncct = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/out/dicom/ncct").sorted().map { dir.path + "/out/dicom/ncct/" + $0 }
+        #expect(ncct.count == 3)
+        try push(ncct, port: port)
+        try waitFor(30, "the echo's job to fail") { try jobs(server).first?.state == "failed" }
+        let job = try #require(try jobs(server).first)
+        #expect(job.error?.contains("perfd's own output") == true, "\(job.error ?? "")")
+        // Nothing goes to the PACS: no results, no failure notice.
+        Thread.sleep(forTimeInterval: 3)
+        #expect(try pacs.instanceCount() == 0)
+        #expect(!(try server.cli(["show", String(job.id)]).stdout.contains("failure notice queued")))
     }
 
     @Test func pacsDownWhenTheJobFinishesGetsEverythingOnceWhenItReturns() throws {

@@ -40,6 +40,32 @@ import Testing
         #expect(zip(src, written).allSatisfy { abs($0 - $1) <= 0.5 })
     }
 
+    /// Issue 19: the colour maps and the summary page lie on the source (checked pixel by
+    /// pixel by pydicom and nibabel), and every output passes dciodvfy with no errors and no
+    /// warnings; the derived NCCT too.
+    @Test func mapsAndSummaryLieOnTheSourceAndEveryOutputValidatesCleanly() throws {
+        let dir = TempDir()
+        _ = try makePhantom(in: dir.sub("ph"), size: 64, slices: 4, timepoints: 19)
+        let py = Paths.root + "/.venv/bin/python"
+        for pipeline in ["perfusion-svd", "baseline-t0"] {
+            let out = dir.path + "/out-" + pipeline
+            let r = try runTool(Paths.perfd, ["run", dir.path + "/ph", "--output", out, "--pipeline", pipeline])
+            #expect(r.status == 0, "\(r.output)")
+            let dicom = out + "/dicom"
+            let files = try FileManager.default.subpathsOfDirectory(atPath: dicom).filter { $0.hasSuffix(".dcm") }.sorted()
+            #expect(files.count == (pipeline == "baseline-t0" ? 4 : 5 * 4 + 1), "\(files)")
+            for f in files {
+                let v = try runTool("dciodvfy", [dicom + "/" + f])
+                let findings = v.output.split(separator: "\n").filter { $0.hasPrefix("Error") || $0.hasPrefix("Warning") }
+                #expect(findings.isEmpty, "\(pipeline) \(f): \(findings)")
+            }
+            if pipeline == "perfusion-svd" {
+                let check = try runTool(py, [Paths.root + "/Tests/IntegrationTests/python/check_placement.py", out, dir.path + "/ph"])
+                #expect(check.status == 0, "\(check.output)")
+            }
+        }
+    }
+
     @Test func runOnSomethingThatIsNotASeriesFailsWithAReason() throws {
         let dir = TempDir()
         _ = try makePhantom(in: dir.sub("ph"), size: 16, slices: 2, timepoints: 1)

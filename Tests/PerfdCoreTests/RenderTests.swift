@@ -39,7 +39,7 @@ import Volume
         #expect(out.files.count == 2)
         for f in out.files { #expect(try dciodvfyErrors(f) == []) }
         let f = try DicomFile(path: out.files[1])
-        #expect(f.string("ImageType") == "DERIVED\\SECONDARY")
+        #expect(f.string("ImageType") == "DERIVED\\SECONDARY\\AXIAL")
         #expect(f.string("StudyInstanceUID") == "1.2.3.4.5")
         #expect(f.string("PatientID") == "P123")
         #expect(f.string("SeriesInstanceUID") == out.seriesUID)
@@ -99,7 +99,7 @@ import Volume
                          sliceDirection: SIMD3(0, 0, 1), spacing: SIMD3(5, 1, 1))
         let v = Volume3D(depth: 1, height: h, width: w, voxels: (0..<(h * w)).map { Float($0 % 80) }, geometry: g)
         let pic = Pictures.colourSlice(v, z: 0, title: "CBF", unit: "ml/100g/min", range: (0, 80), footer: "not for diagnosis")
-        #expect(pic.width >= 150 && pic.height >= 160 && pic.width <= 2048 + 150 && pic.height <= 2048 + 74)
+        #expect(pic.width >= 640 && pic.height >= 200 && pic.width <= 2048 + 206 && pic.height <= 2048 + 260)
         #expect(pic.rgb.count == pic.width * pic.height * 3)
         #expect(pic.rgb.contains { $0 > 0 })
     }

@@ -28,6 +28,15 @@ import Volume
     }
 }
 
+/// Rows turned 20° about the long axis, columns tilted 13° towards the feet; slices along
+/// row × column (all three exactly orthonormal).
+private let oblique: (row: SIMD3<Double>, col: SIMD3<Double>, slice: SIMD3<Double>) = {
+    let a = 20 * Double.pi / 180, b = 13 * Double.pi / 180
+    let row = SIMD3(cos(a), sin(a), 0), col = SIMD3(-sin(a) * cos(b), cos(a) * cos(b), -sin(b))
+    let n = SIMD3(row.y * col.z - row.z * col.y, row.z * col.x - row.x * col.z, row.x * col.y - row.y * col.x)
+    return (row, col, n)
+}()
+
 @Suite struct NIfTITests {
     @Test func affineFollowsDicomGeometryInRAS() throws {
         let g = Geometry(origin: SIMD3(-120, -100, 30), rowDirection: SIMD3(1, 0, 0), columnDirection: SIMD3(0, 1, 0),
@@ -42,6 +51,36 @@ import Volume
         #expect(r.affine[0] == [-0.25, 0, 0, 120])
         #expect(r.affine[1] == [0, -0.5, 0, 100])
         #expect(r.affine[2] == [0, 0, 5, 30])
+    }
+
+    /// nibabel (an independent reader) builds the affine from the qform and from the sform:
+    /// the two agree, for axial, reversed-slice (left-handed), flipped and oblique geometries.
+    /// The qform was an identity with qform_code 1, so a reader using it swapped left and right.
+    @Test(arguments: [
+        ("axial", SIMD3(1.0, 0, 0), SIMD3(0.0, 1, 0), SIMD3(0.0, 0, 1)),
+        ("slices downwards", SIMD3(1.0, 0, 0), SIMD3(0.0, 1, 0), SIMD3(0.0, 0, -1)),
+        ("rows right to left", SIMD3(-1.0, 0, 0), SIMD3(0.0, 1, 0), SIMD3(0.0, 0, 1)),
+        ("coronal", SIMD3(1.0, 0, 0), SIMD3(0.0, 0, -1), SIMD3(0.0, 1, 0)),
+        ("oblique", oblique.row, oblique.col, oblique.slice),
+    ])
+    func qformAgreesWithSformInNibabel(_ name: String, _ row: SIMD3<Double>, _ col: SIMD3<Double>, _ slice: SIMD3<Double>) throws {
+        let g = Geometry(origin: SIMD3(-120, -100, 30), rowDirection: row, columnDirection: col, sliceDirection: slice, spacing: SIMD3(5, 0.5, 0.25))
+        let v = Volume3D(depth: 2, height: 3, width: 4, voxels: (0..<24).map(Float.init), geometry: g)
+        let dir = TempDir()
+        try NIfTI.write(v, to: dir.path + "/v.nii")
+        let script = """
+        import sys, json, nibabel as nib, numpy as np
+        img = nib.load(sys.argv[1])
+        q, qc = img.get_qform(coded=True)
+        s, sc = img.get_sform(coded=True)
+        print(json.dumps({"qcode": int(qc), "scode": int(sc), "diff": float(np.abs(q - s).max())}))
+        """
+        let r = try runTool(Paths.root + "/.venv/bin/python", ["-c", script, dir.path + "/v.nii"])
+        #expect(r.status == 0, "\(r.output)")
+        let o = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        #expect(o?["qcode"] as? Int == 1 && o?["scode"] as? Int == 1, "\(name): \(r.stdout)")
+        // float32 storage: agreement to 1e-4 mm.
+        #expect((o?["diff"] as? Double ?? 1) < 1e-4, "\(name): \(r.stdout)")
     }
 }
 

@@ -53,20 +53,21 @@ import Volume
         s.patientName = "Doe^Jane"; s.patientID = "P123"; s.studyUID = "1.2.3.4.5"; s.seriesUID = "1.2.3.4.5.6"
         s.studyDate = "20260101"; s.studyTime = "080000"; s.frameOfReferenceUID = "1.2.3.4.9"
         let w = SecondaryCaptureWriter(source: s, key: ["1.2.3.4.5.6", "perfusion-svd", "0", "0"], directory: dir.path)
-        let out = try w.writeRGB([(rgb, c.width, c.height)], output: "summary", seriesNumber: 9006,
+        let out = try w.writeRGB([Picture(rgb: rgb, width: c.width, height: c.height, plane: p.plane)], output: "summary", seriesNumber: 9006,
                                  description: "Perfusion summary perfd perfusion-svd NOT FOR DIAGNOSIS", derivation: "test")
         let r = try runTool("dciodvfy", [out.files[0]])
         #expect(r.output.split(separator: "\n").filter { $0.hasPrefix("Error") } == [])
     }
 
     @Test func motionFlagIsRedWhenQCFails() {
-        // The flag box sits at the top right: green for "ok", red for "motion".
-        func flagPixel(_ p: SummaryPage) -> (UInt8, UInt8, UInt8) {
-            let rgb = p.render().rgbBytes(), i = (12 * SummaryPage.width + SummaryPage.width - 20) * 3
-            return (rgb[i], rgb[i + 1], rgb[i + 2])
+        // The flag box sits in the header's second row, centred: green for "ok", red for "motion".
+        func flagPixels(_ p: SummaryPage) -> (red: Int, green: Int) {
+            let rgb = p.render().rgbBytes(), y = 52
+            let row = (0..<SummaryPage.width).map { x in (rgb[(y * SummaryPage.width + x) * 3], rgb[(y * SummaryPage.width + x) * 3 + 1]) }
+            return (row.filter { $0.0 > 150 && $0.1 < 40 }.count, row.filter { $0.1 > 80 && $0.0 < 40 }.count)
         }
-        let ok = flagPixel(page(qc: "ok")), moved = flagPixel(page(qc: "motion"))
-        #expect(ok.1 > ok.0, "ok flag \(ok)")
-        #expect(moved.0 > 150 && moved.1 < 40, "motion flag \(moved)")
+        let ok = flagPixels(page(qc: "ok")), moved = flagPixels(page(qc: "motion"))
+        #expect(ok.green > 150 && ok.red == 0, "ok flag \(ok)")
+        #expect(moved.red > 150 && moved.green == 0, "motion flag \(moved)")
     }
 }

@@ -87,6 +87,28 @@ public final class Canvas {
         return ext.x_advance
     }
 
+    /// Text centred on x, baseline at y; returns the advance width.
+    @discardableResult
+    public func centredText(_ s: String, x: Double, y: Double, size: Double, color c: RGB = (1, 1, 1), bold: Bool = false) -> Double {
+        text(s, x: x - textWidth(s, size: size, bold: bold) / 2, y: y, size: size, color: c, bold: bold)
+    }
+
+    /// The lines `s` word-wraps into at `maxWidth`.
+    public func wrap(_ s: String, maxWidth: Double, size: Double, bold: Bool = false) -> [String] {
+        var lines: [String] = [], line = ""
+        for word in s.split(separator: " ") {
+            let candidate = line.isEmpty ? String(word) : line + " " + word
+            if textWidth(candidate, size: size, bold: bold) > maxWidth && !line.isEmpty {
+                lines.append(line)
+                line = String(word)
+            } else {
+                line = candidate
+            }
+        }
+        if !line.isEmpty { lines.append(line) }
+        return lines
+    }
+
     /// Word-wraps `s` into lines no wider than `maxWidth`, draws them, returns the next y.
     @discardableResult
     public func paragraph(_ s: String, x: Double, y: Double, maxWidth: Double, size: Double, color c: RGB = (1, 1, 1)) -> Double {

@@ -10,6 +10,9 @@ public struct SourceInfo: Sendable, Codable {
     public var specificCharacterSet = "ISO_IR 100"
     public var frameOfReferenceUID = ""
     public var sopClassUID = ""
+    /// Copied to the outputs: Body Part Examined (when it names the head), and for the
+    /// derived CT, Patient Position and the tube voltage its pixels were acquired at.
+    public var bodyPartExamined = "", patientPosition = "", kvp = ""
     /// nil when the source's pixels were stored losslessly; else the lossy compression
     /// methods (LossyImageCompressionMethod terms, empty when unknown) they went through.
     public var lossyCompressionMethods: [String]?
@@ -37,6 +40,9 @@ public struct SourceInfo: Sendable, Codable {
         s.specificCharacterSet = f.string("SpecificCharacterSet") ?? "ISO_IR 100"
         s.frameOfReferenceUID = f.string("FrameOfReferenceUID") ?? ""
         s.sopClassUID = f.string("SOPClassUID") ?? ""
+        s.bodyPartExamined = f.string("BodyPartExamined") ?? ""
+        s.patientPosition = f.string("PatientPosition") ?? ""
+        s.kvp = f.string("KVP") ?? ""
         s.lossyCompressionMethods = LossyCompression.methods(of: f)
         return s
     }

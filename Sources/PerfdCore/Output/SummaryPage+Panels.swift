@@ -83,7 +83,7 @@ extension SummaryPage {
     func volumesText(_ c: Canvas, y: Double) {
         func ml(_ key: String) -> String { number(key).map { String(format: "%.1f ml", $0) } ?? "—" }
         let ratio = number("mismatch_ratio").map { $0 < 0 ? "— (no core)" : String(format: "%.1f", $0) } ?? "—"
-        var x = 16.0
+        var x = Self.textLeft
         let items: [(String, String, Canvas.RGB)] = [("Core", ml("core_ml"), (1, 0.35, 0.35)),
                                                      ("Penumbra", ml("penumbra_ml"), (0.35, 1, 0.35)), ("Mismatch ratio", ratio, (1, 1, 1))]
         for (label, value, colour) in items {
@@ -95,7 +95,7 @@ extension SummaryPage {
             // What to be wary of, above the rules: the results stand, with this warning.
             let words = qc.plainWords
             // paragraph returns the next baseline; the rules below start 28 px under `y`.
-            y = c.paragraph("QC warning: " + words.joined(separator: "; ") + ".", x: 16, y: y + 28, maxWidth: Double(Self.width) - 32,
+            y = c.paragraph("QC warning: " + words.joined(separator: "; ") + ".", x: Self.textLeft, y: y + 28, maxWidth: Self.textWidth,
                             size: 15, color: (1, 0.75, 0.2)) - 26
         }
         let hypo = ml("hypoperfused_ml"), ref = number("reference_cbf").map { String(format: "%.1f", $0) } ?? "—"
@@ -104,7 +104,7 @@ extension SummaryPage {
         let late = number("penumbra_tmax_s").map { String(format: "%g", $0) } ?? "—"
         c.paragraph("Core: rCBF < \(pct) % of the healthy hemisphere's mean CBF (\(ref) ml/100g/min) within the Tmax > \(late) s region (holes included). "
                     + "Penumbra: Tmax > \(late) s outside the core. Mismatch ratio = hypoperfused volume (\(hypo)) / core volume. "
-                    + "Regions under \(minML) ml are not counted.", x: 16, y: y + 28, maxWidth: Double(Self.width) - 32, size: 14,
+                    + "Regions under \(minML) ml are not counted.", x: Self.textLeft, y: y + 28, maxWidth: Self.textWidth, size: 14,
                     color: (0.85, 0.85, 0.85))
     }
 
@@ -112,16 +112,16 @@ extension SummaryPage {
     func withheldText(_ c: Canvas, y: Double) {
         let words = qc?.plainWords ?? []
         let first = words.first ?? "the data do not support them"
-        // Within the 106 px above the footer: a two-line reason, one line of others, one of help.
-        var next = c.paragraph("Volumes withheld: \(first).", x: 16, y: y, maxWidth: Double(Self.width) - 32, size: 22,
+        // Within the 110 px above the footer band: a two-line reason, one line of others, one of help.
+        var next = c.paragraph("Volumes withheld: \(first).", x: Self.textLeft, y: y, maxWidth: Self.textWidth, size: 22,
                                color: (1, 0.7, 0.15))
         let more = Array(words.dropFirst())
         if !more.isEmpty {
-            next = c.paragraph("Also: " + more.joined(separator: "; ") + ".", x: 16, y: next, maxWidth: Double(Self.width) - 32,
+            next = c.paragraph("Also: " + more.joined(separator: "; ") + ".", x: Self.textLeft, y: next, maxWidth: Self.textWidth,
                                size: 14, color: (1, 0.75, 0.2))
         }
-        c.text("Core, penumbra and mismatch ratio are not shown; review the maps with the source images (report.json lists every check).",
-               x: 16, y: min(next, Double(Self.height) - 52), size: 13, color: (0.85, 0.85, 0.85))
+        c.paragraph("Core, penumbra and mismatch ratio are not shown; review the maps with the source images (report.json lists every check).",
+                    x: Self.textLeft, y: min(next, Self.footerTop - 26), maxWidth: Self.textWidth, size: 13, color: (0.85, 0.85, 0.85))
     }
 
     /// 1, 2 or 5 times a power of ten, at least `v`.

@@ -22,8 +22,17 @@ public struct SummaryPage {
     /// overlay off the page and says why; `warn` says what to be wary of.
     public var qc: QCReport?
 
-    public static let width = 1216, height = 920
+    public static let width = 1216, height = 1000
+    /// The not-for-diagnosis band, 50 px high, ends 34 px above the bottom: viewers write at
+    /// the bottom edge's middle too (Orthanc's web viewer puts its own warning there).
+    static let footerTop = Double(height - 84)
     static let panel = 280.0
+    /// Where the core/penumbra panel's slice is drawn: the page's plane is anchored there.
+    static let lesionPanelOrigin = (x: 16.0, y: 452.0 + 26)
+    /// The text block under the panels and the footer keep to the middle of the width, clear
+    /// of the corners viewers write in (`Pictures.cornerShare`).
+    static let textLeft = Double(width) * Pictures.cornerShare.width + 8
+    static let textWidth = Double(width) * (1 - 2 * Pictures.cornerShare.width) - 16
 
     public init(maps: [String: Volume3D], lesion: Volume3D?, anatomy: Volume3D, enhancement: [Float],
                 summary: [String: SummaryValue], motionQC: String, maxDisplacementMM: Double, pipeline: String) {
@@ -52,29 +61,45 @@ public struct SummaryPage {
         let names = ["cbf", "cbv", "mtt", "tmax"]
         for (k, name) in names.enumerated() {
             guard let v = maps[name], let meta = Processing.outputNames[name] else { continue }
-            mapPanel(c, v, z: z, x: 16 + Double(k) * (Self.panel + 20), y: 60, title: meta.title, unit: meta.unit, range: meta.range)
+            mapPanel(c, v, z: z, x: 16 + Double(k) * (Self.panel + 20), y: 100, title: meta.title, unit: meta.unit, range: meta.range)
         }
-        lesionPanel(c, z: z, x: 16, y: 420)
-        vesselPanel(c, x: 316, y: 420)
-        curvePanel(c, x: 616, y: 420, w: 584, h: Self.panel + 26)
-        if qc?.withheld == true { withheldText(c, y: 770) } else { volumesText(c, y: 770) }
-        c.rect(x: 0, y: Double(Self.height - 44), w: Double(Self.width), h: 44, fill: (0.25, 0.2, 0.0))
-        c.text("NOT FOR DIAGNOSIS — perfd \(pipeline): research software, checked on synthetic phantoms only; read the source images.",
-               x: 16, y: Double(Self.height) - 16, size: 16, color: (1, 0.85, 0.3), bold: true)
+        lesionPanel(c, z: z, x: Self.lesionPanelOrigin.x, y: Self.lesionPanelOrigin.y - 26)
+        vesselPanel(c, x: 316, y: 452)
+        curvePanel(c, x: 616, y: 452, w: 584, h: Self.panel + 26)
+        if qc?.withheld == true { withheldText(c, y: 806) } else { volumesText(c, y: 806) }
+        c.rect(x: 0, y: Self.footerTop, w: Double(Self.width), h: 50, fill: (0.25, 0.2, 0.0))
+        let note = c.wrap("NOT FOR DIAGNOSIS — perfd \(pipeline): research software, checked on synthetic phantoms only; read the source images.",
+                          maxWidth: Self.textWidth, size: 15, bold: true)
+        for (k, line) in note.prefix(2).enumerated() {
+            c.centredText(line, x: Double(Self.width) / 2, y: Self.footerTop + 20 + 19 * Double(k), size: 15,
+                          color: (1, 0.85, 0.3), bold: true)
+        }
         return c
     }
 
+    /// The plane of the page: the slice shown, placed on the core/penumbra panel (the other
+    /// panels show the same slice beside it, so they lie in the same plane but not at their
+    /// own positions in it).
+    public var plane: PicturePlane {
+        let scale = Self.panel / Double(max(anatomy.width, anatomy.height))
+        return PicturePlane.of(anatomy.geometry, z: slice, x: Self.lesionPanelOrigin.x, y: Self.lesionPanelOrigin.y, scale: scale)
+    }
+
+    /// Title in the middle of the top row; the slice and the motion badge centred in the
+    /// second: the corners are left to the viewer.
     func header(_ c: Canvas, z: Int) {
-        c.rect(x: 0, y: 0, w: Double(Self.width), h: 46, fill: (0.12, 0.12, 0.16))
+        c.rect(x: 0, y: 0, w: Double(Self.width), h: 84, fill: (0.12, 0.12, 0.16))
         let fellBack = qc?.fallback != nil ? " (fallback)" : ""
-        let tw = c.text("CT perfusion summary — perfd \(pipeline)\(fellBack)", x: 16, y: 31, size: 22, bold: true)
-        c.text("slice \(z + 1) of \(anatomy.depth)", x: 36 + tw, y: 30, size: 15, color: (0.8, 0.8, 0.8))
+        c.centredText("CT perfusion summary — perfd \(pipeline)\(fellBack)", x: Double(Self.width) / 2, y: 31, size: 22, bold: true)
+        let where_ = Orientation.sliceLabel(anatomy.geometry, z: z, depth: anatomy.depth)
         let moved = motionQC == "motion"
         let flag = moved ? String(format: "Motion QC: MOTION (max %.1f mm) — check the maps", maxDisplacementMM)
                          : String(format: "Motion QC: ok (max %.1f mm)", maxDisplacementMM)
-        let w = c.textWidth(flag, size: 15, bold: true) + 20
-        c.rect(x: Double(Self.width) - w - 12, y: 9, w: w, h: 28, fill: moved ? (0.7, 0.05, 0.05) : (0.05, 0.4, 0.12))
-        c.text(flag, x: Double(Self.width) - w - 2, y: 29, size: 15, bold: true)
+        let sw = c.textWidth(where_, size: 15), w = c.textWidth(flag, size: 15, bold: true) + 20
+        let x0 = (Double(Self.width) - (sw + 24 + w)) / 2
+        c.text(where_, x: x0, y: 69, size: 15, color: (0.85, 0.85, 0.85))
+        c.rect(x: x0 + sw + 24, y: 49, w: w, h: 28, fill: moved ? (0.7, 0.05, 0.05) : (0.05, 0.4, 0.12))
+        c.text(flag, x: x0 + sw + 34, y: 69, size: 15, bold: true)
     }
 
     /// The slice scaled to the panel; `colour` maps a voxel value to RGB bytes (nil: black).
@@ -85,7 +110,9 @@ public struct SummaryPage {
             guard let p = colour(v.voxels[z * plane + i], i) else { continue }
             rgb[3 * i] = p.0; rgb[3 * i + 1] = p.1; rgb[3 * i + 2] = p.2
         }
-        c.image(rgb: rgb, width: v.width, height: v.height, x: x, y: y, scale: Self.panel / Double(max(v.width, v.height)))
+        let scale = Self.panel / Double(max(v.width, v.height))
+        c.image(rgb: rgb, width: v.width, height: v.height, x: x, y: y, scale: scale)
+        Pictures.orientationLetters(c, v.geometry, x: x, y: y, w: Double(v.width) * scale, h: Double(v.height) * scale, inside: true, size: 13)
     }
 
     func mapPanel(_ c: Canvas, _ v: Volume3D, z: Int, x: Double, y: Double, title: String, unit: String, range: (Double, Double)) {

@@ -167,10 +167,10 @@ public struct Processing: Sendable {
         }
         var outputs: [OutputSeries] = []
         for (k, r) in results.enumerated() {
-            let number = 9000 + k + 1
+            let number = Self.seriesNumber(k + 1, rerun: rerun)
             if r.name == "ncct" {
                 outputs.append(try writer.writeGrey(r.volume, output: r.name, seriesNumber: number,
-                                                    description: Self.describe("Derived NCCT", pipelineName, flags: flags),
+                                                    description: Self.describe("Derived NCCT", pipelineName, flags: flags, rerun: rerun),
                                                     derivation: Self.derivation(pipelineName, model: modelInfo) + Self.motionNote(motion),
                                                     window: (40, 80), sourceSlices: sourceSlices))
             } else {
@@ -181,7 +181,7 @@ public struct Processing: Sendable {
                                             + qcFooter + "perfd \(shown): not for diagnosis (model not clinically validated)")
                 }
                 outputs.append(try writer.writeRGB(images, output: r.name, seriesNumber: number,
-                                                   description: Self.describe(meta.title, shown, flags: flags),
+                                                   description: Self.describe(meta.title, shown, flags: flags, rerun: rerun),
                                                    derivation: Self.derivation(shown, model: active is CLSTMPipeline ? modelInfo : nil) + Self.motionNote(motion) + qcNote))
             }
             observer.progress("render", Double(k + 1) / Double(results.count))
@@ -190,9 +190,9 @@ public struct Processing: Sendable {
             page.qc = qc
             let canvas = page.render()
             try canvas.writePNG(to: outputDirectory + "/summary.png")
-            outputs.append(try writer.writeRGB([(canvas.rgbBytes(), canvas.width, canvas.height)], output: "summary",
-                                               seriesNumber: 9000 + results.count + 1,
-                                               description: Self.describe("Perfusion summary", shown, flags: flags),
+            outputs.append(try writer.writeRGB([Picture(rgb: canvas.rgbBytes(), width: canvas.width, height: canvas.height, plane: page.plane)],
+                                               output: "summary", seriesNumber: Self.seriesNumber(results.count + 1, rerun: rerun),
+                                               description: Self.describe("Perfusion summary", shown, flags: flags, rerun: rerun),
                                                derivation: Self.derivation(shown) + Self.motionNote(motion) + qcNote))
         }
         timings["render"] = Date().timeIntervalSince(t0)
@@ -220,10 +220,19 @@ public struct Processing: Sendable {
                            motionQC: motion.qc, maxDisplacementMM: motion.maxDisplacementMM, pipeline: pipeline)
     }
 
-    /// A series description within SeriesDescription's 64 characters that keeps the QC flags
-    /// and "NOT FOR DIAGNOSIS": the title, then "perfd", give way first.
-    static func describe(_ title: String, _ pipeline: String, flags: [String]) -> String {
-        let tail = flags.map { " " + $0 }.joined() + " NOT FOR DIAGNOSIS"
+    /// Series number of the k-th output (1-based) of a job's re-run N: 9001… for the first
+    /// run, 9101… for re-run 1, 9000 + 100·N + k in general, so two runs of one series never
+    /// share numbers in the PACS (failure notices: `failureNoticeSeriesNumber`).
+    public static func seriesNumber(_ k: Int, rerun: Int) -> Int { 9000 + 100 * max(0, rerun) + k }
+
+    /// 9999 for a first run's failure notice, 9999 − N for re-run N's (below 9999, clear of
+    /// 9N01… as long as a series has fewer than 100 outputs).
+    public static func failureNoticeSeriesNumber(rerun: Int) -> Int { 9999 - max(0, rerun) }
+
+    /// A series description within SeriesDescription's 64 characters that keeps the QC flags,
+    /// "re-run N" and "NOT FOR DIAGNOSIS": the title, then "perfd", give way first.
+    public static func describe(_ title: String, _ pipeline: String, flags: [String], rerun: Int = 0) -> String {
+        let tail = flags.map { " " + $0 }.joined() + (rerun > 0 ? " re-run \(rerun)" : "") + " NOT FOR DIAGNOSIS"
         let short = title == "Perfusion summary" ? "Summary" : title
         for candidate in ["\(title) perfd \(pipeline)\(tail)", "\(short) perfd \(pipeline)\(tail)", "\(short) \(pipeline)\(tail)"]
         where candidate.count <= 64 { return candidate }

@@ -78,6 +78,15 @@ public struct JobWorkerService: Service {
                 fail(job, stage: "assemble", reason: reason, notice: "incomplete series: received \(short)", workDir: workDir)
                 return
             }
+            if let first = paths.first, let what = Self.ownOutput(first) {
+                // perfd's derived NCCT is a CT Image, which perfd accepts: a PACS rule that
+                // forwards every CT sends it back. It is not processed and gets no failure
+                // notice (a notice per echo would fill the study).
+                let reason = "this series is perfd's own output (\(what)), sent back to perfd — probably by a PACS routing rule that forwards every CT: not processed; leave series with Manufacturer \"perfd\" out of that rule"
+                logger.warning("job \(job.id): \(reason)")
+                _ = try store.fail(job: job.id, stage: "assemble", reason: reason)
+                return
+            }
             let rule = config.pipelines.first { $0.pipeline == job.pipeline }
             let processing = Processing(pipelineName: job.pipeline, rerun: job.rerun, outputDirectory: workDir, job: job.id,
                                         motionThresholdMM: config.motionThresholdMM,
@@ -122,6 +131,14 @@ public struct JobWorkerService: Service {
         }
     }
 
+    /// A short description when the file is one perfd wrote (Manufacturer "perfd", Image
+    /// Type DERIVED), else nil.
+    static func ownOutput(_ path: String) -> String? {
+        guard let f = try? DicomFile(path: path), f.string("Manufacturer") == "perfd",
+              let type = f.string("ImageType"), type.hasPrefix("DERIVED") else { return nil }
+        return "\(f.string("SeriesDescription") ?? "no description"), Manufacturer perfd, Image Type \(type)"
+    }
+
     /// What the job's series lacks of the count it declares, or nil when it is all there
     /// (or declares nothing).
     func shortfall(_ job: JobRecord, instances: Int) throws -> String? {
@@ -160,8 +177,8 @@ public struct JobWorkerService: Service {
                                                 directory: workDir + "/dicom")
             let picture = Pictures.failureNotice(seriesDescription: source.seriesDescription, seriesUID: job.seriesUID,
                                                  stage: stage, reason: reason, job: job.id)
-            let out = try writer.writeRGB([picture], output: "failure-notice", seriesNumber: 9999,
-                                          description: "perfd PROCESSING FAILED - \(job.pipeline)",
+            let out = try writer.writeRGB([picture], output: "failure-notice", seriesNumber: Processing.failureNoticeSeriesNumber(rerun: job.rerun),
+                                          description: "perfd PROCESSING FAILED - \(job.pipeline)" + (job.rerun > 0 ? " re-run \(job.rerun)" : ""),
                                           derivation: "perfd could not process this series: \(reason)")
             let entries = try config.destinations.flatMap { d in
                 let dest = try store.destinationID(aeTitle: d.aeTitle, host: d.host, port: d.port)
