@@ -134,6 +134,11 @@ enum Migrations {
         );
         ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1 CHECK (count >= 1);
         """),
+        // `perfd jobs --accession` (series received before this migration have none).
+        ("005_series_accession", """
+        ALTER TABLE series ADD COLUMN accession_number TEXT NOT NULL DEFAULT '';
+        CREATE INDEX series_by_patient ON series(patient_id);
+        """),
     ]
 
     static func apply(to db: Database) throws {

@@ -155,6 +155,7 @@ extension InstanceRecord {
                   position: i.imagePosition, patientID: i.patientID, patientName: i.patientName,
                   studyDescription: i.studyDescription, seriesDescription: i.seriesDescription,
                   modality: i.modality, callingAE: i.callingAE)
+        accessionNumber = i.accessionNumber
     }
 }
 
