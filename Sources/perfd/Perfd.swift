@@ -78,7 +78,7 @@ struct CLIError: Error, CustomStringConvertible {
 
 func printJSON<T: Encodable>(_ value: T) throws {
     let e = JSONEncoder()
-    e.outputFormatting = [.prettyPrinted, .sortedKeys]
+    e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     print(String(data: try e.encode(value), encoding: .utf8)!)
 }
 

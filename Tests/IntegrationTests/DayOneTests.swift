@@ -187,12 +187,7 @@ import Testing
             let dir = TempDir("perfd-dayone")
             let port = freePort()
             let config = writeConfig(in: dir, port: port, quietSeconds: 1, extra: "log_format: \(format)")
-            let logPath = dir.path + "/serve.log"
-            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-            var st = stat()
-            #expect(stat(logPath, &st) == 0)
-            let server = try PerfdServer(configPath: config, port: port, logPath: logPath,
-                                         environment: ["JOURNAL_STREAM": "\(st.st_dev):\(st.st_ino)"])
+            let server = try PerfdServer(configPath: config, port: port, logPath: dir.path + "/serve.log", journal: true)
             let ph = try makePhantom(in: dir.sub("ph"), size: 32, slices: 2, timepoints: 5)
             try push(ph.files, port: port)
             // An unknown caller: a refusal, logged as a warning.
@@ -359,9 +354,10 @@ import Testing
         let man = try String(contentsOfFile: Paths.root + "/deploy/perfd.1", encoding: .utf8)
         #expect(man.contains("perfd \(PerfdVersion.string)"), "perfd.1's header names another version")
         let help = try runTool(Paths.perfd, ["--help"]).stdout
+        // Subcommand lines are indented two spaces; their wrapped descriptions more.
         let subcommands = help.components(separatedBy: "SUBCOMMANDS:").last!.split(separator: "\n")
+            .filter { $0.hasPrefix("  ") && !$0.hasPrefix("   ") && !$0.contains("perfd help") }
             .compactMap { $0.trimmingCharacters(in: .whitespaces).split(separator: " ").first.map(String.init) }
-            .filter { !$0.isEmpty && $0 != "See" }
         #expect(subcommands.count >= 10, "\(help)")
         for name in subcommands {
             #expect(man.contains(".B \(name.replacingOccurrences(of: "-", with: "\\-"))"), "perfd.1 does not describe \(name)")
@@ -430,7 +426,7 @@ import Testing
     /// `perfd run` reports in-stage progress (not only one line per stage) and --json.
     @Test func runShowsInStageProgressAndSpeaksJSON() throws {
         let dir = TempDir("perfd-dayone")
-        let ph = try makePhantom(in: dir.sub("ph"), size: 32, slices: 2, timepoints: 19)
+        let ph = try makePhantom(in: dir.sub("ph"), size: 64, slices: 4, timepoints: 19)
         let r = try runTool(Paths.perfd, ["run", dir.path + "/ph", "--output", dir.path + "/out", "--pipeline", "perfusion-svd", "--json"])
         #expect(r.status == 0, "\(r.output)")
         let summary = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]

@@ -158,7 +158,7 @@ public final class PerfdServer: @unchecked Sendable {
     /// `unset` names environment variables the daemon must not see (PERFD_MODELS for a
     /// staged install); `directory` is its working directory (default: the test's).
     public init(configPath: String, port: Int, logPath: String, environment: [String: String] = [:],
-                executable: String = Paths.perfd, unset: [String] = [], directory: String? = nil) throws {
+                executable: String = Paths.perfd, unset: [String] = [], directory: String? = nil, journal: Bool = false) throws {
         self.configPath = configPath
         self.port = port
         self.logPath = logPath
@@ -169,9 +169,15 @@ public final class PerfdServer: @unchecked Sendable {
         var env = ProcessInfo.processInfo.environment
         for k in unset { env[k] = nil }
         for (k, v) in environment { env[k] = v }
-        process.environment = env
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = FileHandle(forWritingAtPath: logPath)!
+        if journal {
+            // As systemd does for a unit's output: JOURNAL_STREAM names stderr's device and inode.
+            var st = stat()
+            fstat(log.fileDescriptor, &st)
+            env["JOURNAL_STREAM"] = "\(st.st_dev):\(st.st_ino)"
+        }
+        process.environment = env
         log.seekToEndOfFile()
         process.standardOutput = log
         process.standardError = log

@@ -75,6 +75,12 @@ public final class PerfdMetrics: @unchecked Sendable {
         for outcome in ["accepted", "refused"] where counters["perfd_associations_total{outcome=\"\(outcome)\"}"] == nil {
             put("perfd_associations_total{outcome=\"\(outcome)\"}", 0)
         }
+        // Labelled counters show one zero series until their first event, so the family exists
+        // for rate() and for dashboards from the first scrape.
+        if !counters.keys.contains(where: { $0.hasPrefix("perfd_stores_rejected_total") }) { put("perfd_stores_rejected_total{status=\"0xA700\"}", 0) }
+        if !counters.keys.contains(where: { $0.hasPrefix("perfd_associations_refused_by_reason_total") }) {
+            put("perfd_associations_refused_by_reason_total{reason=\"calling_ae\"}", 0)
+        }
         if !counters.keys.contains(where: { $0.hasPrefix("perfd_jobs_failed_total") }) { put("perfd_jobs_failed_total{stage=\"assemble\"}", 0) }
         for outcome in ["ok", "warn", "withhold"] where counters["perfd_job_qc_total{outcome=\"\(outcome)\"}"] == nil {
             put("perfd_job_qc_total{outcome=\"\(outcome)\"}", 0)
