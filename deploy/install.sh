@@ -8,7 +8,7 @@
 #                                                stage the same tree under DIR (packaging, tests):
 #                                                no user creation, no chown, no systemctl
 #
-# Safe to run again (upgrade): the binary and unit are replaced, an existing
+# Safe to run again (upgrade): the binary, models, man page, completion and unit are replaced, an existing
 # /etc/perfd/perfd.yaml and everything in /var/lib/perfd are left as they are.
 set -euo pipefail
 
@@ -220,6 +220,7 @@ cat <<EOF
 
 Next steps:
   1. edit /etc/perfd/perfd.yaml (allowed_peers: your scanners; destinations: your PACS)
-  2. sudo -u perfd perfd check-config
+  2. sudo -u perfd perfd check-config     (the same checks perfd serve runs before it starts)
   3. sudo systemctl start perfd && sudo -u perfd perfd status
+  man perfd describes every command; shell completion works in a new shell
 EOF
