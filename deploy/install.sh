@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs perfd on this machine: binary, system user, directories, sample config, systemd unit.
+# Installs perfd on this machine: binary, models, man page, shell completion, system user,
+# directories, sample config, systemd unit.
 #
 #   sudo deploy/install.sh                       build a release binary and install it
 #   sudo deploy/install.sh --binary PATH         install an already-built perfd instead
@@ -7,12 +8,12 @@
 #                                                stage the same tree under DIR (packaging, tests):
 #                                                no user creation, no chown, no systemctl
 #
-# Safe to run again (upgrade): the binary and unit are replaced, an existing
+# Safe to run again (upgrade): the binary, models, man page, completion and unit are replaced, an existing
 # /etc/perfd/perfd.yaml and everything in /var/lib/perfd are left as they are.
 set -euo pipefail
 
 usage() {
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 die() { echo "install.sh: error: $*" >&2; exit 1; }
@@ -50,8 +51,19 @@ STATE_DIR=$DESTDIR/var/lib/perfd
 SPOOL_DIR=$STATE_DIR/spool
 UNIT_DIR=$DESTDIR/etc/systemd/system
 DOC_DIR=$DESTDIR/usr/share/doc/perfd
+# Beside the binary's prefix: /usr/local/bin/perfd finds /usr/local/share/perfd/models by
+# itself (no PERFD_MODELS), and so does a staged DIR/usr/local/bin/perfd.
+MODEL_DIR=$DESTDIR/usr/local/share/perfd/models
+MAN_DIR=$DESTDIR/usr/local/share/man/man1
+BASH_COMPLETION_DIR=$DESTDIR/usr/local/share/bash-completion/completions
+ZSH_COMPLETION_DIR=$DESTDIR/usr/local/share/zsh/site-functions
 
 [ -f "$REPO/systemd/perfd.service" ] || die "$REPO/systemd/perfd.service is missing; run this script from a perfd checkout"
+for m in perfusion-clstm ncct-clstm; do
+    [ -f "$REPO/models/$m/model.json" ] && [ -f "$REPO/models/$m/weights.safetensors" ] \
+        || die "$REPO/models/$m is incomplete (model.json and weights.safetensors); run this script from a full perfd checkout"
+done
+[ -f "$REPO/deploy/perfd.1" ] || die "$REPO/deploy/perfd.1 is missing; run this script from a perfd checkout"
 [ -f "$REPO/deploy/perfd.yaml" ] || die "$REPO/deploy/perfd.yaml is missing; run this script from a perfd checkout"
 
 # --- the binary --------------------------------------------------------------------------
@@ -122,6 +134,29 @@ install -m 0755 "$BINARY" "$BIN_DIR/.perfd.new"
 mv -f "$BIN_DIR/.perfd.new" "$BIN_DIR/perfd"
 say "installed $BIN_DIR/perfd"
 
+# Models: replaced as a whole on every run (an upgrade brings the models this binary was
+# tested with); a new copy is written beside the old one and renamed over it.
+install -d -m 0755 "$MODEL_DIR"
+for m in perfusion-clstm ncct-clstm; do
+    rm -rf "$MODEL_DIR/.$m.new"
+    install -d -m 0755 "$MODEL_DIR/.$m.new"
+    for f in model.json weights.safetensors MODEL_CARD.md; do
+        [ -f "$REPO/models/$m/$f" ] && install -m 0644 "$REPO/models/$m/$f" "$MODEL_DIR/.$m.new/$f"
+    done
+    rm -rf "$MODEL_DIR/$m"
+    mv "$MODEL_DIR/.$m.new" "$MODEL_DIR/$m"
+done
+say "installed the models perfusion-clstm and ncct-clstm in $MODEL_DIR"
+
+# Man page and shell completion (the completion scripts are written by the binary itself,
+# so they always match its commands and options).
+install -d -m 0755 "$MAN_DIR" "$BASH_COMPLETION_DIR" "$ZSH_COMPLETION_DIR"
+install -m 0644 "$REPO/deploy/perfd.1" "$MAN_DIR/perfd.1"
+"$BIN_DIR/perfd" --generate-completion-script bash > "$BASH_COMPLETION_DIR/perfd" || die "perfd --generate-completion-script bash failed"
+"$BIN_DIR/perfd" --generate-completion-script zsh > "$ZSH_COMPLETION_DIR/_perfd" || die "perfd --generate-completion-script zsh failed"
+chmod 0644 "$BASH_COMPLETION_DIR/perfd" "$ZSH_COMPLETION_DIR/_perfd"
+say "man page $MAN_DIR/perfd.1; completion $BASH_COMPLETION_DIR/perfd (bash), $ZSH_COMPLETION_DIR/_perfd (zsh)"
+
 # State: patient data lives here, readable by perfd alone. Modes are (re)applied on every
 # run; contents are never touched.
 install -d -m 0755 "$DESTDIR/var/lib"
@@ -151,7 +186,7 @@ install -m 0644 "$REPO/systemd/perfd.service" "$UNIT_DIR/perfd.service"
 say "installed $UNIT_DIR/perfd.service"
 
 install -d -m 0755 "$DOC_DIR"
-for f in README.md deploy/CONFORMANCE.md; do
+for f in README.md deploy/CONFORMANCE.md docs/ARCHITECTURE.md; do
     [ -f "$REPO/$f" ] && install -m 0644 "$REPO/$f" "$DOC_DIR/$(basename "$f")"
 done
 say "documentation in $DOC_DIR"
@@ -185,6 +220,7 @@ cat <<EOF
 
 Next steps:
   1. edit /etc/perfd/perfd.yaml (allowed_peers: your scanners; destinations: your PACS)
-  2. sudo -u perfd perfd check-config
+  2. sudo -u perfd perfd check-config     (the same checks perfd serve runs before it starts)
   3. sudo systemctl start perfd && sudo -u perfd perfd status
+  man perfd describes every command; shell completion works in a new shell
 EOF

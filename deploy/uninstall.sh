@@ -78,10 +78,12 @@ if [ -f "$ETC_DIR/perfd.yaml" ]; then
     done < <(sed -n -E 's/^(spool_dir|database):[[:space:]]*"?([^"#]*[^"#[:space:]])"?.*$/\2/p' "$ETC_DIR/perfd.yaml")
 fi
 
-for f in "$BIN" "$UNIT"; do
+for f in "$BIN" "$UNIT" "$DESTDIR/usr/local/share/man/man1/perfd.1" \
+         "$DESTDIR/usr/local/share/bash-completion/completions/perfd" "$DESTDIR/usr/local/share/zsh/site-functions/_perfd"; do
     if [ -e "$f" ]; then rm -f "$f"; say "removed $f"; else say "$f is already gone"; fi
 done
-rm -rf "$DOC_DIR"
+rm -rf "$DOC_DIR" "$DESTDIR/usr/local/share/perfd"
+say "removed the models in $DESTDIR/usr/local/share/perfd"
 if [ "$STAGING" -eq 0 ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     systemctl reset-failed perfd.service 2>/dev/null || true

@@ -645,6 +645,7 @@ private:
         const std::string modality = pdcm::get_string(ds, DCM_Modality);
         const std::string patientID = pdcm::get_string(ds, DCM_PatientID);
         const std::string patientName = pdcm::get_string(ds, DCM_PatientName);
+        const std::string accession = pdcm::get_string(ds, DCM_AccessionNumber);
         const std::string studyDesc = pdcm::get_string(ds, DCM_StudyDescription);
         const std::string seriesDesc = pdcm::get_string(ds, DCM_SeriesDescription);
         const std::string acqTime = pdcm::get_string(ds, DCM_AcquisitionTime);
@@ -661,6 +662,7 @@ private:
         si.modality = modality.c_str();
         si.patient_id = patientID.c_str();
         si.patient_name = patientName.c_str();
+        si.accession_number = accession.c_str();
         si.study_description = studyDesc.c_str();
         si.series_description = seriesDesc.c_str();
         si.transfer_syntax = xferUID.c_str();

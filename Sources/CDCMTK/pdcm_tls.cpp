@@ -4,6 +4,7 @@
 
 #include "dcmtk/dcmtls/tlslayer.h"
 
+#include <cstdio>
 #include <mutex>
 #include <unistd.h>
 
@@ -55,3 +56,14 @@ DcmTransportLayer *make_tls_layer(bool acceptor, const pdcm_tls_config *cfg, std
 }
 
 }  // namespace pdcm
+
+extern "C" int pdcm_tls_check(int acceptor, const pdcm_tls_config *cfg, char *err, size_t err_len) {
+    std::string msg;
+    DcmTransportLayer *layer = pdcm::make_tls_layer(acceptor != 0, cfg, msg);
+    if (layer) {
+        delete layer;
+        return 0;
+    }
+    if (err && err_len) snprintf(err, err_len, "%s", msg.c_str());
+    return -1;
+}

@@ -27,6 +27,7 @@ public struct ReceivedInstance: Sendable {
     public var modality: String
     public var patientID: String
     public var patientName: String
+    public var accessionNumber: String = ""
     public var studyDescription: String
     public var seriesDescription: String
     public var transferSyntaxUID: String
@@ -217,5 +218,6 @@ extension ReceivedInstance {
             temporalPosition: opt(i.temporal_position), temporalPositions: opt(i.temporal_positions),
             acquisitionNumber: opt(i.acquisition_number), imagesInAcquisition: opt(i.images_in_acquisition),
             instanceNumber: opt(i.instance_number), fileSize: Int(i.file_size))
+        accessionNumber = string(i.accession_number)
     }
 }

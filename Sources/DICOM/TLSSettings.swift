@@ -43,3 +43,14 @@ func withTLSConfig<R>(_ tls: TLSSettings?, _ body: (UnsafePointer<pdcm_tls_confi
         return withUnsafePointer(to: &c) { body($0) }
     }
 }
+
+extension TLSSettings {
+    /// nil when DCMTK's TLS layer can be built from these settings (files readable, really
+    /// PEM, key belonging to the certificate), else why not. The listener and the exporter
+    /// build the same layer; the config validation calls this so both refuse the same files.
+    public func problem(listener: Bool) -> String? {
+        var err = [CChar](repeating: 0, count: 512)
+        let rc = withTLSConfig(self) { cfg in pdcm_tls_check(listener ? 1 : 0, cfg, &err, err.count) }
+        return rc == 0 ? nil : String(cString: err)
+    }
+}

@@ -3,7 +3,7 @@ import Foundation
 /// One row of the audit trail: who talked to perfd, what it stored, what it sent, and
 /// what an admin did. Rows are never updated; they are deleted after `audit_retention_days`.
 /// A burst of identical refusals is one row with a count (see `RefusalRecorder`).
-public struct AuditEntry: Sendable, Equatable, Codable {
+public struct AuditEntry: Sendable, Equatable, Encodable {
     public enum Kind: String, Sendable, Codable, CaseIterable { case association, series, export, admin }
     public var id: Int = 0
     public var at: Double = 0
@@ -56,7 +56,7 @@ extension JobStore {
     /// Audit rows at or after `since` (seconds since 1970), oldest first.
     public func auditTrail(since: Double = 0, limit: Int = 100_000) throws -> [AuditEntry] {
         try db.read { tx in
-            try tx.query("SELECT * FROM audit WHERE at >= ? ORDER BY id LIMIT ?", since, limit).map { r in
+            try tx.query("SELECT * FROM audit WHERE at >= ? ORDER BY at, id LIMIT ?", since, limit).map { r in
                 var e = AuditEntry(kind: AuditEntry.Kind(rawValue: r["kind"].text ?? "") ?? .admin, outcome: r["outcome"].text ?? "",
                                    actor: r["actor"].text ?? "", host: r["host"].text ?? "", seriesUID: r["series_uid"].text,
                                    jobID: r["job_id"].int, detail: r["detail"].text ?? "")

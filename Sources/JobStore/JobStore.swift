@@ -81,20 +81,20 @@ public final class JobStore: Sendable {
                 return RecordOutcome(isNew: false, supersededJob: nil)
             }
             try tx.execute("""
-                INSERT INTO series (series_uid, study_uid, patient_id, patient_name, study_description,
+                INSERT INTO series (series_uid, study_uid, patient_id, patient_name, accession_number, study_description,
                     series_description, modality, calling_ae, first_received, last_received, state)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'receiving')
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'receiving')
                 ON CONFLICT(series_uid) DO NOTHING
-                """, i.seriesUID, i.studyUID, i.patientID, i.patientName, i.studyDescription,
+                """, i.seriesUID, i.studyUID, i.patientID, i.patientName, i.accessionNumber, i.studyDescription,
                 i.seriesDescription, i.modality, i.callingAE, now, now)
             // A series whose spool files retention purged, sent again: it starts over (its old
             // count would complete it at the first instance, and its files would never be
             // purged again), with the patient's name and ID back.
             try tx.execute("""
-                UPDATE series SET purged_at = NULL, instance_count = 0, bytes = 0, patient_id = ?, patient_name = ?,
+                UPDATE series SET purged_at = NULL, instance_count = 0, bytes = 0, patient_id = ?, patient_name = ?, accession_number = ?,
                     first_received = ?, state = 'receiving', completed_at = NULL
                 WHERE series_uid = ? AND purged_at IS NOT NULL
-                """, i.patientID, i.patientName, now, i.seriesUID)
+                """, i.patientID, i.patientName, i.accessionNumber, now, i.seriesUID)
             let position = i.position.map { $0.map { String($0) }.joined(separator: "\\") }
             try tx.execute("""
                 INSERT INTO instances (sop_instance_uid, series_uid, sop_class_uid, path, file_size, transfer_syntax,
@@ -230,6 +230,37 @@ public final class JobStore: Sendable {
                 return try tx.query("SELECT * FROM jobs WHERE state = ? ORDER BY id DESC LIMIT ?", state.rawValue, limit).map(JobRecord.init)
             }
             return try tx.query("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", limit).map(JobRecord.init)
+        }
+    }
+
+    /// What `perfd jobs` filters on; every field optional.
+    public struct JobFilter: Sendable {
+        public var state: JobState?
+        /// Jobs created at or after this time (seconds since 1970).
+        public var since: Double?
+        /// The series' Patient ID, exactly.
+        public var patientID: String?
+        /// The series' Accession Number, exactly.
+        public var accession: String?
+        public init(state: JobState? = nil, since: Double? = nil, patientID: String? = nil, accession: String? = nil) {
+            self.state = state; self.since = since; self.patientID = patientID; self.accession = accession
+        }
+    }
+
+    /// Jobs matching `filter`, newest first, at most `limit` (nil: all), and how many match in all.
+    public func jobs(_ filter: JobFilter, limit: Int?) throws -> (jobs: [JobRecord], total: Int) {
+        var conditions: [String] = []
+        var args: [SQLConvertible?] = []
+        if let s = filter.state { conditions.append("j.state = ?"); args.append(s.rawValue) }
+        if let t = filter.since { conditions.append("j.created_at >= ?"); args.append(t) }
+        if let p = filter.patientID { conditions.append("s.patient_id = ?"); args.append(p) }
+        if let a = filter.accession { conditions.append("s.accession_number = ?"); args.append(a) }
+        let whereSQL = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        let from = "FROM jobs j LEFT JOIN series s ON s.series_uid = j.series_uid \(whereSQL)"
+        return try db.read { tx in
+            let total = try tx.query("SELECT COUNT(*) AS n \(from)", args).first?["n"].int ?? 0
+            let rows = try tx.query("SELECT j.* \(from) ORDER BY j.id DESC LIMIT ?", args + [limit ?? -1]).map(JobRecord.init)
+            return (rows, total)
         }
     }
 

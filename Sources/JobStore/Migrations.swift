@@ -134,11 +134,16 @@ enum Migrations {
         );
         ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1 CHECK (count >= 1);
         """),
+        // `perfd jobs --accession` (series received before this migration have none).
+        ("005_series_accession", """
+        ALTER TABLE series ADD COLUMN accession_number TEXT NOT NULL DEFAULT '';
+        CREATE INDEX series_by_patient ON series(patient_id);
+        """),
         // Outbox rows name their destination by id (it held "AE@host:port" text before,
         // which the exporter parsed back). Existing rows keep their destination: the text
         // is split at '@' and at the port digits after the last ':'; a row that does not
         // split (never written so) fails the migration on NOT NULL rather than vanish.
-        ("005_outbox_destination_id", """
+        ("006_outbox_destination_id", """
         CREATE TABLE destinations (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             ae_title TEXT NOT NULL,

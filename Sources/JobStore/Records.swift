@@ -7,7 +7,7 @@ public enum JobState: String, Codable, Sendable, CaseIterable {
     public var isActive: Bool { self == .queued || self == .running || self == .exporting }
 }
 
-public struct JobRecord: Codable, Sendable, Equatable {
+public struct JobRecord: Encodable, Sendable, Equatable {
     public var id: Int
     public var seriesUID: String
     public var studyUID: String
@@ -68,6 +68,7 @@ public struct InstanceRecord: Sendable {
     public var position: [Double]?
     public var patientID: String
     public var patientName: String
+    public var accessionNumber: String = ""
     public var studyDescription: String
     public var seriesDescription: String
     public var modality: String
@@ -78,7 +79,8 @@ public struct InstanceRecord: Sendable {
                 acquisitionNumber: Int? = nil, imagesInAcquisition: Int? = nil, instanceNumber: Int? = nil,
                 acquisitionTime: String? = nil, contentTime: String? = nil, position: [Double]? = nil,
                 patientID: String = "", patientName: String = "", studyDescription: String = "",
-                seriesDescription: String = "", modality: String = "CT", callingAE: String = "") {
+                seriesDescription: String = "", modality: String = "CT", callingAE: String = "", accessionNumber: String = "") {
+        self.accessionNumber = accessionNumber
         self.sopInstanceUID = sopInstanceUID; self.sopClassUID = sopClassUID; self.seriesUID = seriesUID
         self.studyUID = studyUID; self.path = path; self.fileSize = fileSize; self.transferSyntax = transferSyntax
         self.temporalPosition = temporalPosition; self.temporalPositions = temporalPositions
@@ -144,13 +146,13 @@ public struct SeriesRecord: Codable, Sendable, Equatable {
     }
 }
 
-public struct JobEvent: Codable, Sendable {
+public struct JobEvent: Encodable, Sendable {
     public var at: Double
     public var level: String
     public var message: String
 }
 
-public struct StageRecord: Codable, Sendable {
+public struct StageRecord: Encodable, Sendable {
     public var stage: String
     public var startedAt: Double
     public var finishedAt: Double?

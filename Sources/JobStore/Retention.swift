@@ -79,7 +79,7 @@ extension JobStore {
             if let n = left?["n"].int, n > 0 {
                 try tx.execute("UPDATE series SET instance_count = ?, bytes = ? WHERE series_uid = ?", n, left?["b"].int ?? 0, c.seriesUID)
             } else {
-                try tx.execute("UPDATE series SET purged_at = ?, patient_name = '', patient_id = '' WHERE series_uid = ?", now, c.seriesUID)
+                try tx.execute("UPDATE series SET purged_at = ?, patient_name = '', patient_id = '', accession_number = '' WHERE series_uid = ?", now, c.seriesUID)
             }
             for id in c.jobIDs {
                 try Self.addEvent(tx, id, .info, "spool files of the series purged (retention): \(c.instanceCount) instances", now)

@@ -328,6 +328,11 @@ public struct Transaction {
 
     public func executeScript(_ sql: String) throws { try connection.execute(sql) }
 
+    /// A query whose arguments are built at run time.
+    public func query(_ sql: String, _ args: [SQLConvertible?]) throws -> [Row] {
+        try connection.query(sql, args.map { $0?.sqlValue ?? .null })
+    }
+
     public func query(_ sql: String, _ args: SQLConvertible?...) throws -> [Row] {
         try connection.query(sql, args.map { $0?.sqlValue ?? .null })
     }

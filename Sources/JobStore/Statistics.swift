@@ -3,12 +3,31 @@ import Foundation
 /// Figures the metrics endpoint reads from the database (they survive restarts).
 public struct StoreStatistics: Sendable {
     public var jobsByState: [JobState: Int] = [:]
-    /// Per stage: (finished stage runs, total seconds).
-    public var stageDurations: [String: (count: Int, seconds: Double)] = [:]
     public var outboxByState: [String: Int] = [:]
     /// Seconds the oldest queued job has waited (0 when none waits).
     public var oldestQueuedSeconds: Double = 0
     public var seriesReceiving: Int = 0
+    /// Per stage: how long finished stage runs took, in `stageBuckets`.
+    public var stageHistograms: [String: Histogram] = [:]
+    /// Done jobs: from the series' first instance received (a re-run: from its queueing) to
+    /// the job done with its results accepted by every destination, in `resultBuckets`.
+    public var timeToResult = Histogram(bounds: StoreStatistics.resultBuckets)
+
+    /// Upper bounds (seconds) of the stage-duration buckets: a registration or inference stage
+    /// takes from a fraction of a second (a small series) to minutes (a large one, slow CPU).
+    public static let stageBuckets: [Double] = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600]
+    /// Upper bounds of the time-to-result buckets: a stroke team waits minutes, not hours.
+    public static let resultBuckets: [Double] = [15, 30, 60, 90, 120, 180, 300, 600, 900, 1800, 3600]
+
+    /// A Prometheus histogram: cumulative counts per upper bound, plus count and sum.
+    public struct Histogram: Sendable, Equatable {
+        public var bounds: [Double]
+        /// `cumulative[i]`: observations ≤ bounds[i].
+        public var cumulative: [Int]
+        public var count = 0
+        public var sum: Double = 0
+        public init(bounds: [Double]) { self.bounds = bounds; cumulative = Array(repeating: 0, count: bounds.count) }
+    }
 }
 
 extension JobStore {
@@ -16,11 +35,30 @@ extension JobStore {
         try db.read { tx in
             var s = StoreStatistics()
             s.jobsByState = try Self.jobCounts(tx)
+            // Bucket counts in SQL: one row per stage, one column per bound.
+            func bucketColumns(_ bounds: [Double], _ expr: String) -> String {
+                bounds.enumerated().map { "SUM(CASE WHEN \(expr) <= \($0.element) THEN 1 ELSE 0 END) AS b\($0.offset)" }.joined(separator: ", ")
+            }
+            func histogram(_ r: Row, _ bounds: [Double]) -> StoreStatistics.Histogram {
+                var h = StoreStatistics.Histogram(bounds: bounds)
+                h.count = r["n"].int ?? 0
+                h.sum = r["secs"].double ?? 0
+                h.cumulative = bounds.indices.map { r["b\($0)"].int ?? 0 }
+                return h
+            }
+            let stageExpr = "MAX(0, finished_at - started_at)"
             for r in try tx.query("""
-                SELECT stage, COUNT(*) AS n, SUM(finished_at - started_at) AS secs FROM job_stages
-                WHERE finished_at IS NOT NULL GROUP BY stage
+                SELECT stage, COUNT(*) AS n, SUM(\(stageExpr)) AS secs, \(bucketColumns(StoreStatistics.stageBuckets, stageExpr))
+                FROM job_stages WHERE finished_at IS NOT NULL GROUP BY stage
                 """) {
-                s.stageDurations[r["stage"].text ?? ""] = (r["n"].int ?? 0, r["secs"].double ?? 0)
+                s.stageHistograms[r["stage"].text ?? ""] = histogram(r, StoreStatistics.stageBuckets)
+            }
+            let resultExpr = "MAX(0, j.finished_at - CASE WHEN j.rerun = 0 THEN s.first_received ELSE j.created_at END)"
+            if let r = try tx.query("""
+                SELECT COUNT(*) AS n, SUM(\(resultExpr)) AS secs, \(bucketColumns(StoreStatistics.resultBuckets, resultExpr))
+                FROM jobs j JOIN series s ON s.series_uid = j.series_uid WHERE j.state = 'done' AND j.finished_at IS NOT NULL
+                """).first {
+                s.timeToResult = histogram(r, StoreStatistics.resultBuckets)
             }
             for r in try tx.query("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state") {
                 s.outboxByState[r["state"].text ?? ""] = r["n"].int ?? 0

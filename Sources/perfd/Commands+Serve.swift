@@ -13,11 +13,11 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let config = try options.load()
-        let logger = makeLogger(level: config.logLevel)
+        let logger = makeLogger(level: config.logLevel, format: config.logFormat)
         // Patient data: every file and directory perfd creates is its user's alone.
         umask(0o077)
         let daemon: Daemon
-        do { daemon = try Daemon(config: config, logger: logger) } catch { throw CLIError("cannot start: \(error)") }
+        do { daemon = try Daemon(config: config, configPath: options.config, logger: logger) } catch { throw CLIError("cannot start: \(error)") }
         try await daemon.run(logger: logger)
     }
 }
@@ -31,6 +31,18 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Pipeline: \(Config.pipelineNames.joined(separator: ", ")).") var pipeline = "baseline-mean03"
     @Option(help: "Model directory for ncct/perfusion (model.json + weights.safetensors); default: the shipped model.") var model: String?
     @Option(help: "What perfusion runs instead on a series outside its model's training envelope: perfusion-svd, or none (volumes withheld).") var fallback = "perfusion-svd"
+    @Flag(help: "Machine-readable output on stdout (progress goes to stderr).") var json = false
+
+    struct Summary: Encodable {
+        struct Output: Encodable { var description: String; var series_uid: String; var instances: Int; var files: [String] }
+        var output: String
+        var pipeline: String
+        var outputs: [Output]
+        var qc: String?
+        var qc_flags: [String]
+        var maps: [String]
+        var timings_s: [String: Double]
+    }
 
     func run() throws {
         guard Config.pipelineNames.contains(pipeline) else {
@@ -49,7 +61,14 @@ struct RunCommand: ParsableCommand {
         let processing = Processing(pipelineName: pipeline, outputDirectory: output, modelDirectory: model,
                                     fallbackPipeline: fallback == "none" ? nil : fallback)
         do {
-            let (report, outputs) = try processing.run(paths: files, observer: TerminalObserver())
+            let (report, outputs) = try processing.run(paths: files, observer: TerminalObserver(toStderr: json))
+            if json {
+                try printJSON(Summary(output: output, pipeline: pipeline,
+                                      outputs: outputs.map { .init(description: $0.description, series_uid: $0.seriesUID, instances: $0.instances, files: $0.files) },
+                                      qc: report.qc?.line, qc_flags: report.qc?.flagged.map { "\($0.name) \($0.outcome): \($0.reason)" } ?? [],
+                                      maps: report.maps.keys.sorted().map { "\(output)/maps/\($0).nii" }, timings_s: report.timingsS))
+                return
+            }
             for o in outputs { print("  \(o.description): \(o.instances) files") }
             if let qc = report.qc {
                 print("QC: \(qc.line)\(qc.fallback.map { " (\($0))" } ?? "")")
@@ -62,23 +81,42 @@ struct RunCommand: ParsableCommand {
     }
 }
 
-/// Prints stages as they go; a progress line on a terminal.
+/// Prints stages as they go with their in-stage progress (the percentages the daemon
+/// records on the job): one updating line on a terminal, a line per 10 % step otherwise.
 final class TerminalObserver: StageObserver, Sendable {
     // begin/finish come from the thread that runs the command; progress also from the
     // threads a stage fans out to (concurrentPerform in registration and the maps).
-    let tty = isatty(STDOUT_FILENO) == 1
+    let fd: Int32
+    let tty: Bool
     let started = Mutex(Date())
+    let lastStep = Mutex(-1)
+    init(toStderr: Bool = false) {
+        fd = toStderr ? STDERR_FILENO : STDOUT_FILENO
+        tty = isatty(fd) == 1
+    }
+    func say(_ s: String) {
+        let b = Array(s.utf8)
+        _ = b.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    }
     func begin(_ stage: String) throws {
         started.withLock { $0 = Date() }
-        print("\(stage)...", terminator: tty ? "" : "\n")
+        lastStep.withLock { $0 = 0 }
         fflush(nil)
+        say(tty ? "\(stage)... 0%" : "\(stage)... 0%\n")
     }
     func progress(_ stage: String, _ fraction: Double) {
-        guard tty else { return }
-        print("\r\(stage)... \(Int(fraction * 100))%", terminator: "")
-        fflush(nil)
+        let percent = Int((min(max(fraction, 0), 1) * 100).rounded(.down))
+        if tty {
+            say("\r\(stage)... \(percent)%")
+        } else if percent < 100, let step = lastStep.withLock({ last -> Int? in
+            guard percent / 10 > last else { return nil }
+            last = percent / 10
+            return last
+        }) {
+            say("\(stage)... \(step * 10)%\n")
+        }
     }
     func finish(_ stage: String, result: [String: Any]) throws {
-        print("\(tty ? "\r" : "")\(stage) done in \(String(format: "%.2f", Date().timeIntervalSince(started.withLock { $0 }))) s")
+        say("\(tty ? "\r" : "")\(stage) done in \(String(format: "%.2f", Date().timeIntervalSince(started.withLock { $0 }))) s\n")
     }
 }

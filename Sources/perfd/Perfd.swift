@@ -28,6 +28,7 @@ struct Perfd: AsyncParsableCommand {
         commandName: "perfd",
         abstract: "CT perfusion daemon: receives CTP series over DICOM, computes derived NCCT or perfusion maps, sends them back to the PACS.",
         discussion: "Start with `perfd check-config --config perfd.yaml`, then `perfd serve`. `perfd status` shows what the daemon is doing.",
+        version: "perfd \(PerfdVersion.string)",
         subcommands: [Serve.self, Status.self, Jobs.self, Show.self, Retry.self, Cancel.self, Purge.self, Audit.self, CheckConfig.self, RunCommand.self, ModelCommand.self, PhantomCommand.self])
 }
 
@@ -39,8 +40,13 @@ struct ConfigOption: ParsableArguments {
         do { return try Config.load(path: config) } catch { throw CLIError("\(error)") }
     }
 
+    /// The config and its database, which must exist: an admin command never creates one
+    /// (it would be owned by whoever ran it, and hide a wrong `database` path).
     func store() throws -> (Config, JobStore) {
         let c = try load()
+        guard FileManager.default.fileExists(atPath: c.database) else {
+            throw CLIError("no database at \(c.database): perfd serve has not run with \(config) yet, or `database` points elsewhere")
+        }
         try Self.becomeDatabaseOwner(c.database)
         umask(0o077)  // a database or -wal file this command creates is perfd's alone
         do { return (c, try JobStore(path: c.database)) } catch {
@@ -72,12 +78,13 @@ struct CLIError: Error, CustomStringConvertible {
 
 func printJSON<T: Encodable>(_ value: T) throws {
     let e = JSONEncoder()
-    e.outputFormatting = [.prettyPrinted, .sortedKeys]
+    e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     print(String(data: try e.encode(value), encoding: .utf8)!)
 }
 
-func makeLogger(level: String) -> Logger {
-    LoggingSystem.bootstrap { EscapingLogHandler(StreamLogHandler.standardError(label: $0)) }
+func makeLogger(level: String, format: String = "text") -> Logger {
+    let f = PerfdLogHandler.Format(rawValue: format) ?? .text
+    LoggingSystem.bootstrap { EscapingLogHandler(PerfdLogHandler(label: $0, format: f)) }
     var logger = Logger(label: "perfd")
     logger.logLevel = Logger.Level(rawValue: level) ?? .info
     return logger

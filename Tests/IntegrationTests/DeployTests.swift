@@ -43,7 +43,12 @@ import Testing
         #expect(FileManager.default.contentsEqual(atPath: unit, andPath: Paths.root + "/systemd/perfd.service"))
         #expect(FileManager.default.contentsEqual(atPath: config, andPath: Paths.root + "/deploy/perfd.yaml"))
 
-        // The staged binary accepts the staged sample config.
+        // The staged binary accepts the staged sample config once its PACS is one that
+        // resolves here (pacs.example.org does not: check-config names it).
+        let sample = try String(contentsOfFile: config, encoding: .utf8)
+        let unedited = try runTool(bin, ["check-config", "--config", config])
+        #expect(unedited.status != 0 && unedited.stderr.contains("pacs.example.org"), "\(unedited.output)")
+        try sample.replacingOccurrences(of: "pacs.example.org", with: "127.0.0.1").write(toFile: config, atomically: true, encoding: .utf8)
         let check = try runTool(bin, ["check-config", "--config", config])
         #expect(check.status == 0, "the sample config must pass check-config: \(check.output)")
         #expect(check.stdout.contains("OK"), "\(check.output)")

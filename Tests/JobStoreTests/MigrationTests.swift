@@ -14,7 +14,7 @@ import Testing
             // The schema as migrations 001–004 left it, with rows of that time.
             let c = try Connection(path: path)
             try c.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
-            for m in Migrations.all.prefix(while: { $0.name != "005_outbox_destination_id" }) {
+            for m in Migrations.all.prefix(while: { $0.name != "006_outbox_destination_id" }) {
                 try c.execute(m.sql)
                 try c.execute("INSERT INTO migrations (name, applied_at) VALUES (?, 0)", [.text(m.name)])
             }

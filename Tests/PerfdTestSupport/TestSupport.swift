@@ -152,18 +152,32 @@ public final class PerfdServer: @unchecked Sendable {
     public let configPath: String
     public let port: Int
     public let logPath: String
+    /// The perfd binary run (the build's, or a staged install's).
+    public let executable: String
 
-    public init(configPath: String, port: Int, logPath: String, environment: [String: String] = [:]) throws {
+    /// `unset` names environment variables the daemon must not see (PERFD_MODELS for a
+    /// staged install); `directory` is its working directory (default: the test's).
+    public init(configPath: String, port: Int, logPath: String, environment: [String: String] = [:],
+                executable: String = Paths.perfd, unset: [String] = [], directory: String? = nil, journal: Bool = false) throws {
         self.configPath = configPath
         self.port = port
         self.logPath = logPath
-        process.executableURL = URL(fileURLWithPath: Paths.perfd)
+        self.executable = executable
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = ["serve", "--config", configPath]
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         var env = ProcessInfo.processInfo.environment
+        for k in unset { env[k] = nil }
         for (k, v) in environment { env[k] = v }
-        process.environment = env
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = FileHandle(forWritingAtPath: logPath)!
+        if journal {
+            // As systemd does for a unit's output: JOURNAL_STREAM names stderr's device and inode.
+            var st = stat()
+            fstat(log.fileDescriptor, &st)
+            env["JOURNAL_STREAM"] = "\(st.st_dev):\(st.st_ino)"
+        }
+        process.environment = env
         log.seekToEndOfFile()
         process.standardOutput = log
         process.standardError = log
@@ -213,7 +227,7 @@ public final class PerfdServer: @unchecked Sendable {
 
     /// Runs a perfd CLI command against this server's config.
     public func cli(_ args: [String]) throws -> ToolResult {
-        try runTool(Paths.perfd, args + ["--config", configPath])
+        try runTool(executable, args + ["--config", configPath])
     }
 }
 

@@ -99,6 +99,11 @@ typedef struct {
     int verify_hostname;
 } pdcm_tls_config;
 
+/* Builds the TLS layer a listener (acceptor 1) or a destination (0) would use from `cfg`
+ * and throws it away: 0 when it could be made, else -1 with the reason in `err` (the same
+ * checks the listener and the exporter run: files readable, really PEM, key matches). */
+int pdcm_tls_check(int acceptor, const pdcm_tls_config *cfg, char *err, size_t err_len);
+
 /* ---- storage SCP ------------------------------------------------------------------- */
 
 typedef struct pdcm_scp pdcm_scp;
@@ -119,6 +124,7 @@ typedef struct {
     const char *modality;
     const char *patient_id;
     const char *patient_name;
+    const char *accession_number;
     const char *study_description;
     const char *series_description;
     const char *transfer_syntax;

@@ -61,6 +61,9 @@ public struct Config: Sendable, Equatable {
     /// Open connections (pending handshakes and associations) from one address, per listener.
     public var maxConnectionsPerHost = 16
     public var logLevel = "info"
+    /// "text" (one line per message; journald priority prefixes when stderr is the journal)
+    /// or "json" (one JSON object per line).
+    public var logFormat = "text"
     /// Registration QC: a displacement beyond this (mm) flags the job "motion".
     public var motionThresholdMM = 3.0
     public var tls: TLSListener?
@@ -75,7 +78,7 @@ public struct Config: Sendable, Equatable {
     public static let knownKeys: Set<String> = [
         "ae_title", "port", "allowed_peers", "spool_dir", "database", "series_quiet_seconds", "series_stalled_seconds", "pipelines",
         "default_pipeline", "destinations", "export_retry", "retention_days", "audit_retention_days", "min_free_disk_gb", "spool_reserve_mb", "workers",
-        "threads", "max_associations", "max_connections_per_host", "log_level", "motion_threshold_mm", "tls", "plain_listener", "metrics_port",
+        "threads", "max_associations", "max_connections_per_host", "log_level", "log_format", "motion_threshold_mm", "tls", "plain_listener", "metrics_port",
         "metrics_address",
     ]
 
@@ -97,6 +100,7 @@ public struct Config: Sendable, Equatable {
 public struct ConfigError: Error, CustomStringConvertible, Sendable {
     public var path: String
     public var problems: [String]
+    public init(path: String, problems: [String]) { self.path = path; self.problems = problems }
     public var description: String {
         "\(path): " + (problems.count == 1 ? problems[0] : "\(problems.count) problems:\n" + problems.map { "  - \($0)" }.joined(separator: "\n"))
     }
@@ -207,6 +211,10 @@ extension Config {
             case "metrics_port": c.metricsPort = p.int(v, key, 0...65535)
             case "metrics_address": c.metricsAddress = p.string(v, key) ?? c.metricsAddress
             case "motion_threshold_mm": c.motionThresholdMM = p.double(v, key, 0.01...100) ?? c.motionThresholdMM
+            case "log_format":
+                if let s = p.string(v, key) {
+                    if ["text", "json"].contains(s) { c.logFormat = s } else { p.add("log_format \"\(s)\" is not text or json") }
+                }
             case "log_level":
                 let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
                 if let s = p.string(v, key) {

@@ -41,19 +41,39 @@ public struct HealthChecks: Sendable {
 
 /// A small HTTP/1.1 server for Prometheus (`GET /metrics`) and load balancers or systemd
 /// checks (`GET /health`: 200 when listener, database and spool are usable, else 503).
-/// One request per connection, each served on its own thread; loopback by default.
+/// `HEAD` answers the same status and headers without a body.
+///
+/// One thread per connection (at most `maxConnections`), one request per connection, and a
+/// deadline for the whole request, not per read: a client has `requestSeconds` from accept
+/// to send its complete request head, and its answer must be written within `requestSeconds`
+/// more; a client trickling a byte at a time is cut off at the deadline, not kept alive by
+/// each byte. When every slot is taken, the oldest connection still sending its request is
+/// closed to make room (an idle or trickling client cannot hold /health off). Why threads and
+/// not SwiftNIO: docs/ARCHITECTURE.md §6.
 public final class MetricsServer: Service, @unchecked Sendable {
-    // @unchecked Sendable: `fd` and `port` are fixed in init; `stopping` and `inFlight` are guarded by `lock`.
+    // @unchecked Sendable: `fd` and `port` are fixed in init; `stopping` and `connections` are guarded by `lock`.
     private let fd: Int32
     public let port: Int
     let metrics: @Sendable () -> String
     let health: HealthChecks
     let logger: Logger
+    let requestSeconds: Double
+    let maxConnections: Int
     private let lock = NSLock()
     private var stopping = false
 
-    public init(address: String, port: Int, metrics: @escaping @Sendable () -> String, health: HealthChecks, logger: Logger) throws {
+    /// A connection's thread and what it is doing; the thread alone closes `fd`.
+    struct Connection { var fd: Int32; var accepted: Double; var reading: Bool }
+    // Guarded by `lock`.
+    private var connections: [Int: Connection] = [:]
+    private var nextID = 0
+    /// Connections closed to make room for newer ones, since start (tests and logs read it).
+    public private(set) var evicted = 0
+
+    public init(address: String, port: Int, metrics: @escaping @Sendable () -> String, health: HealthChecks, logger: Logger,
+                requestSeconds: Double = 2, maxConnections: Int = 32) throws {
         self.metrics = metrics; self.health = health; self.logger = logger
+        self.requestSeconds = requestSeconds; self.maxConnections = maxConnections
         let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard s >= 0 else { throw ServiceError(message: "metrics: cannot create a socket: \(String(cString: strerror(errno)))") }
         var one: Int32 = 1
@@ -66,7 +86,7 @@ public final class MetricsServer: Service, @unchecked Sendable {
             throw ServiceError(message: "metrics_address \"\(address)\" is not an IPv4 address (use 127.0.0.1 or 0.0.0.0)")
         }
         let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard bound == 0, listen(s, 16) == 0 else {
+        guard bound == 0, listen(s, 64) == 0 else {
             let e = String(cString: strerror(errno))
             close(s)
             throw ServiceError(message: "metrics: cannot listen on \(address):\(port): \(e) (change metrics_port)")
@@ -96,81 +116,125 @@ public final class MetricsServer: Service, @unchecked Sendable {
     public func stop() { lock.withLock { stopping = true } }
     var isStopping: Bool { lock.withLock { stopping } }
 
-    /// Accept loop: polls once a second for the stop flag.
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// Accept loop: polls once a second for the stop flag; every connection gets a thread.
     func serve() {
         while !isStopping {
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             guard poll(&p, 1, 1000) > 0 else { continue }
             let c = accept(fd, nil, nil)
             guard c >= 0 else { continue }
-            var tv = timeval(tv_sec: 2, tv_usec: 0)
-            setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            // Each request on its own thread: a /metrics waiting for a busy database must
-            // not hold up /health, which answers within its own limit.
-            let admitted: Bool = lock.withLock {
-                guard inFlight < Self.maxInFlight else { return false }
-                inFlight += 1
-                return true
+            _ = fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK)
+            let accepted = Self.now()
+            let id: Int? = lock.withLock {
+                if connections.count >= maxConnections {
+                    // Make room: the oldest connection still sending its request goes.
+                    guard let oldest = connections.filter({ $0.value.reading }).min(by: { $0.value.accepted < $1.value.accepted }) else { return nil }
+                    shutdown(oldest.value.fd, Int32(SHUT_RDWR))
+                    connections[oldest.key]?.reading = false
+                    evicted += 1
+                }
+                nextID += 1
+                connections[nextID] = Connection(fd: c, accepted: accepted, reading: true)
+                return nextID
             }
-            guard admitted else {
-                Self.answer(c, "503 Service Unavailable", "too many requests in progress\n")
+            guard let id else {
+                // Every slot is writing an answer: say so at once and close.
+                Self.writeAll(c, Self.response("503 Service Unavailable", "too many requests in progress\n", head: false), deadline: accepted + 0.2)
                 close(c)
                 continue
             }
-            let t = Thread {
-                let request = Self.readHead(c)
-                let (status, body) = self.respond(to: request)
-                Self.answer(c, status, body)
-                close(c)
-                self.lock.withLock { self.inFlight -= 1 }
-            }
+            let t = Thread { self.handle(c, id: id, accepted: accepted) }
             t.name = "perfd-http"
             t.start()
         }
     }
 
-    static let maxInFlight = 8
-    // Guarded by `lock`.
-    private var inFlight = 0
-
-    static func answer(_ c: Int32, _ status: String, _ body: String) {
-        let head = "HTTP/1.1 \(status)\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n"
-        writeAll(c, head + body)
+    func handle(_ c: Int32, id: Int, accepted: Double) {
+        defer {
+            lock.withLock { _ = connections.removeValue(forKey: id) }
+            close(c)
+        }
+        guard let request = Self.readHead(c, deadline: accepted + requestSeconds) else {
+            let reply = Self.response("408 Request Timeout", "the request was not complete within \(Int(requestSeconds)) s\n", head: false)
+            Self.writeAll(c, reply, deadline: Self.now() + 0.2)
+            return
+        }
+        lock.withLock { connections[id]?.reading = false }
+        let (status, body, isHead) = respond(to: request)
+        Self.writeAll(c, Self.response(status, body, head: isHead), deadline: Self.now() + requestSeconds)
     }
 
-    func respond(to request: String) -> (String, String) {
+    /// Connections open now (tests).
+    public var openConnections: Int { lock.withLock { connections.count } }
+
+    static func response(_ status: String, _ body: String, head: Bool) -> String {
+        var h = "HTTP/1.1 \(status)\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n"
+        if status.hasPrefix("405") { h += "Allow: GET, HEAD\r\n" }
+        return h + "\r\n" + (head ? "" : body)
+    }
+
+    /// (status, body, whether the method was HEAD: headers only).
+    func respond(to request: String) -> (String, String, Bool) {
         let parts = request.split(separator: " ", maxSplits: 2)
-        guard parts.count >= 2, parts[0] == "GET" || parts[0] == "HEAD" else { return ("405 Method Not Allowed", "only GET\n") }
+        guard parts.count >= 2, parts[0] == "GET" || parts[0] == "HEAD" else { return ("405 Method Not Allowed", "only GET and HEAD\n", false) }
+        let isHead = parts[0] == "HEAD"
         let path = parts[1].split(separator: "?").first.map(String.init) ?? ""
         switch path {
-        case "/metrics": return ("200 OK", metrics())
+        case "/metrics": return ("200 OK", metrics(), isHead)
         case "/health", "/healthz":
             let (ok, text) = health.evaluate()
-            return (ok ? "200 OK" : "503 Service Unavailable", text)
-        default: return ("404 Not Found", "perfd serves /metrics and /health\n")
+            return (ok ? "200 OK" : "503 Service Unavailable", text, isHead)
+        default: return ("404 Not Found", "perfd serves /metrics and /health\n", isHead)
         }
     }
 
-    static func readHead(_ c: Int32) -> String {
+    /// The request line, once the whole head (up to the blank line) is in before `deadline`;
+    /// nil when the client closed, sent more than 8 KiB, or ran out of time.
+    static func readHead(_ c: Int32, deadline: Double) -> String? {
         var data = [UInt8]()
         var buf = [UInt8](repeating: 0, count: 1024)
         while data.count < 8192 {
+            let left = deadline - now()
+            guard left > 0 else { return nil }
+            var p = pollfd(fd: c, events: Int16(POLLIN), revents: 0)
+            let r = poll(&p, 1, Int32(max(1, left * 1000)))
+            if r < 0 && errno == EINTR { continue }
+            guard r > 0 else { return nil }
             let n = read(c, &buf, buf.count)
-            if n <= 0 { break }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }
+            guard n > 0 else { return nil }
             data += buf[0..<n]
-            if data.count >= 4, data.suffix(4) == [13, 10, 13, 10] { break }
+            if let end = findBlankLine(data) {
+                return String(decoding: data[..<end], as: UTF8.self).split(separator: "\r\n").first.map(String.init) ?? ""
+            }
         }
-        return String(decoding: data, as: UTF8.self).split(separator: "\r\n").first.map(String.init) ?? ""
+        return nil
     }
 
-    static func writeAll(_ c: Int32, _ s: String) {
+    static func findBlankLine(_ d: [UInt8]) -> Int? {
+        guard d.count >= 4 else { return nil }
+        for i in 0...(d.count - 4) where d[i] == 13 && d[i + 1] == 10 && d[i + 2] == 13 && d[i + 3] == 10 { return i }
+        return nil
+    }
+
+    /// Writes `s` on the non-blocking socket until done or `deadline`.
+    static func writeAll(_ c: Int32, _ s: String, deadline: Double) {
         let bytes = Array(s.utf8)
         var off = 0
         while off < bytes.count {
-            let n = bytes.withUnsafeBytes { write(c, $0.baseAddress! + off, $0.count - off) }
-            if n <= 0 { return }
-            off += n
+            let n = bytes.withUnsafeBytes { send(c, $0.baseAddress! + off, $0.count - off, Int32(MSG_NOSIGNAL)) }
+            if n > 0 { off += n; continue }
+            guard n < 0, errno == EAGAIN || errno == EINTR else { return }
+            let left = deadline - now()
+            guard left > 0 else { return }
+            var p = pollfd(fd: c, events: Int16(POLLOUT), revents: 0)
+            guard poll(&p, 1, Int32(max(1, left * 1000))) > 0 else { return }
         }
     }
 }

@@ -4,8 +4,9 @@ import JobStore
 
 /// In-process counters (since this process started) plus gauges read from the database
 /// and the spool at scrape time, rendered as Prometheus text exposition format 0.0.4.
-/// Hand-written rather than swift-prometheus: a dozen series, no histograms, and one
-/// dependency fewer in a daemon that must build offline.
+/// Hand-written rather than swift-prometheus: a few dozen series, two histograms read from
+/// the database at scrape time (they survive restarts, which in-process histograms would
+/// not), and one dependency fewer in a daemon that must build offline.
 public final class PerfdMetrics: @unchecked Sendable {
     // @unchecked Sendable: every access to `counters` holds `lock`.
     private let lock = NSLock()
@@ -34,10 +35,13 @@ public final class PerfdMetrics: @unchecked Sendable {
         "perfd_associations_refused_by_reason_total": ("counter", "The same refusals by reason: calling_ae, host, handshake_timeout, not_dicom, tls, host_limit, association_limit."),
         "perfd_exported_instances_total": ("counter", "Result files the PACS accepted since start."),
         "perfd_export_retries_total": ("counter", "Export batches that failed and were scheduled again (or given up) since start."),
+        "perfd_jobs_failed_total": ("counter", "Jobs that failed since start, by the stage they failed at."),
         "perfd_jobs": ("gauge", "Jobs in the database, by state."),
         "perfd_job_qc_total": ("counter", "Perfusion jobs finished since start, by QC outcome (ok, warn: results flagged, withhold: volumes withheld)."),
         "perfd_qc_flags_total": ("counter", "QC checks that warned or withheld since start, by check and outcome."),
-        "perfd_stage_duration_seconds": ("summary", "Time spent in finished job stages (all jobs in the database)."),
+        "perfd_stage_duration_seconds": ("histogram", "Time spent in finished job stages (all jobs in the database), by stage."),
+        "perfd_time_to_result_seconds": ("histogram", "Done jobs: first instance received (a re-run: queued) to results accepted by every destination."),
+        "perfd_build_info": ("gauge", "Always 1; the labels say which perfd build is running."),
         "perfd_outbox_files": ("gauge", "Outbox files by state."),
         "perfd_queue_oldest_age_seconds": ("gauge", "How long the oldest queued job has waited."),
         "perfd_series_receiving": ("gauge", "Series still being received."),
@@ -52,9 +56,17 @@ public final class PerfdMetrics: @unchecked Sendable {
         var lines: [String: [String]] = [:]
         func put(_ series: String, _ v: Double) {
             let family = String(series.prefix { $0 != "{" })
-            let base = family.hasSuffix("_sum") || family.hasSuffix("_count")
+            let base = family.hasSuffix("_sum") || family.hasSuffix("_count") || family.hasSuffix("_bucket")
                 ? String(family[..<family.lastIndex(of: "_")!]) : family
             lines[base, default: []].append("\(series) \(Self.format(v))")
+        }
+        /// A histogram's lines: `labels` is "" or `name="value",` (the le label follows).
+        func histogram(_ name: String, _ labels: String, _ h: StoreStatistics.Histogram) {
+            for (bound, n) in zip(h.bounds, h.cumulative) { put("\(name)_bucket{\(labels)le=\"\(Self.format(bound))\"}", Double(n)) }
+            put("\(name)_bucket{\(labels)le=\"+Inf\"}", Double(h.count))
+            let plain = labels.isEmpty ? "" : "{\(labels.dropLast())}"
+            put("\(name)_sum\(plain)", h.sum)
+            put("\(name)_count\(plain)", Double(h.count))
         }
         let counters = snapshot()
         // Counters always appear, at 0 before the first event, so rate() works from the start.
@@ -63,16 +75,23 @@ public final class PerfdMetrics: @unchecked Sendable {
         for outcome in ["accepted", "refused"] where counters["perfd_associations_total{outcome=\"\(outcome)\"}"] == nil {
             put("perfd_associations_total{outcome=\"\(outcome)\"}", 0)
         }
+        // Labelled counters show one zero series until their first event, so the family exists
+        // for rate() and for dashboards from the first scrape.
+        if !counters.keys.contains(where: { $0.hasPrefix("perfd_stores_rejected_total") }) { put("perfd_stores_rejected_total{status=\"0xA700\"}", 0) }
+        if !counters.keys.contains(where: { $0.hasPrefix("perfd_associations_refused_by_reason_total") }) {
+            put("perfd_associations_refused_by_reason_total{reason=\"calling_ae\"}", 0)
+        }
+        if !counters.keys.contains(where: { $0.hasPrefix("perfd_jobs_failed_total") }) { put("perfd_jobs_failed_total{stage=\"assemble\"}", 0) }
         for outcome in ["ok", "warn", "withhold"] where counters["perfd_job_qc_total{outcome=\"\(outcome)\"}"] == nil {
             put("perfd_job_qc_total{outcome=\"\(outcome)\"}", 0)
         }
         for (k, v) in counters { put(k, v) }
         if let s = try? store.statistics() {
             for state in JobState.allCases { put("perfd_jobs{state=\"\(state.rawValue)\"}", Double(s.jobsByState[state] ?? 0)) }
-            for (stage, d) in s.stageDurations.sorted(by: { $0.key < $1.key }) {
-                put("perfd_stage_duration_seconds_sum{stage=\"\(stage)\"}", d.seconds)
-                put("perfd_stage_duration_seconds_count{stage=\"\(stage)\"}", Double(d.count))
+            for (stage, h) in s.stageHistograms.sorted(by: { $0.key < $1.key }) {
+                histogram("perfd_stage_duration_seconds", "stage=\"\(stage)\",", h)
             }
+            histogram("perfd_time_to_result_seconds", "", s.timeToResult)
             for state in ["pending", "sent", "failed"] { put("perfd_outbox_files{state=\"\(state)\"}", Double(s.outboxByState[state] ?? 0)) }
             put("perfd_queue_oldest_age_seconds", s.oldestQueuedSeconds)
             put("perfd_series_receiving", Double(s.seriesReceiving))
@@ -81,10 +100,13 @@ public final class PerfdMetrics: @unchecked Sendable {
         put("perfd_spool_min_free_bytes", minFreeBytes)
         put("perfd_spool_reserve_bytes", Double(DiskSpace.reserveBytes(spoolDir)))
         put("perfd_start_time_seconds", startTime)
+        put("perfd_build_info{swift=\"\(PerfdVersion.swift)\",version=\"\(PerfdVersion.string)\"}", 1)
         var out = ""
         for family in lines.keys.sorted() {
             if let h = Self.help[family] { out += "# HELP \(family) \(h.help)\n# TYPE \(family) \(h.type)\n" }
-            out += lines[family]!.sorted().joined(separator: "\n") + "\n"
+            // Histogram lines keep their order (buckets ascending, +Inf, sum, count); others sort.
+            let body = Self.help[family]?.type == "histogram" ? lines[family]! : lines[family]!.sorted()
+            out += body.joined(separator: "\n") + "\n"
         }
         return out
     }

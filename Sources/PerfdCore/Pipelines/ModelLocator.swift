@@ -16,9 +16,18 @@ public enum ModelLocator {
         k.defaultModel.map { (k.rawValue, $0) }
     })
 
+    /// This process's executable: /proc/self/exe, so `perfd` started through PATH (argv[0]
+    /// "perfd", no directory) still finds share/perfd/models beside its own prefix.
+    public static func currentExecutable() -> String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        if n > 0 { return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        return CommandLine.arguments.first ?? ""
+    }
+
     /// The directories searched for a default model, first match wins.
     public static func searchRoots(environment: [String: String] = ProcessInfo.processInfo.environment,
-                                   executable: String = CommandLine.arguments.first ?? "",
+                                   executable: String = ModelLocator.currentExecutable(),
                                    currentDirectory: String = FileManager.default.currentDirectoryPath) -> [String] {
         var roots: [String] = []
         if let env = environment["PERFD_MODELS"], !env.isEmpty { roots.append(env) }
@@ -40,7 +49,7 @@ public enum ModelLocator {
     /// The model directory for `pipeline` (its task), or an error that names where it looked and the fix.
     public static func locate(pipeline: String, explicit: String?,
                               environment: [String: String] = ProcessInfo.processInfo.environment,
-                              executable: String = CommandLine.arguments.first ?? "",
+                              executable: String = ModelLocator.currentExecutable(),
                               currentDirectory: String = FileManager.default.currentDirectoryPath) throws -> String {
         let fm = FileManager.default
         if let explicit {

@@ -13,7 +13,16 @@ public struct Daemon {
     /// Held while the daemon lives: no second daemon on this database or spool.
     public let lock: DaemonLock
 
-    public init(config: Config, logger: Logger) throws {
+    /// Runs `ConfigValidation` first (the same checks as `perfd check-config`) and refuses
+    /// to start on any problem, before the lock, the database or a port is touched.
+    public init(config: Config, configPath: String, logger: Logger) throws {
+        let validation = ConfigValidation.run(config, configPath: configPath)
+        guard validation.ok else {
+            throw ConfigError(path: configPath, problems: validation.problems + ["(perfd check-config --config \(configPath) lists the same problems)"])
+        }
+        for (pipeline, dir) in validation.models.sorted(by: { $0.key < $1.key }) {
+            logger.info("model for pipeline \(pipeline): \(dir)")
+        }
         // Before anything is opened, reconciled or resumed.
         lock = try DaemonLock(database: config.database, spoolDir: config.spoolDir)
         DICOMInit.once

@@ -156,6 +156,7 @@ extension InstanceRecord {
                   position: i.imagePosition, patientID: i.patientID, patientName: i.patientName,
                   studyDescription: i.studyDescription, seriesDescription: i.seriesDescription,
                   modality: i.modality, callingAE: i.callingAE)
+        accessionNumber = i.accessionNumber
     }
 }
 

@@ -153,6 +153,7 @@ public struct JobWorkerService: Service {
     /// superseded or cancelled meanwhile stays so, and sends no notice: its successor (or
     /// nobody) speaks for the series.
     func fail(_ job: JobRecord, stage: String, reason: String, notice: String, workDir: String) {
+        metrics?.add("perfd_jobs_failed_total{stage=\"\(stage)\"}")
         if (try? store.fail(job: job.id, stage: stage, reason: reason)) ?? true {
             sendFailureNotice(job: job, stage: stage, reason: notice, workDir: workDir)
         }

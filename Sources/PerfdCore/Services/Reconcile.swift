@@ -60,7 +60,7 @@ public enum SpoolReconciler {
                         contentTime: f.string("ContentTime"), position: f.doubles("ImagePositionPatient"),
                         patientID: f.string("PatientID") ?? "", patientName: f.string("PatientName") ?? "",
                         studyDescription: f.string("StudyDescription") ?? "", seriesDescription: f.string("SeriesDescription") ?? "",
-                        modality: f.string("Modality") ?? "", callingAE: "(recovered)"), sameContent: { DicomFile.sameDataset($0, path) })
+                        modality: f.string("Modality") ?? "", callingAE: "(recovered)", accessionNumber: f.string("AccessionNumber") ?? ""), sameContent: { DicomFile.sameDataset($0, path) })
                     if let why = outcome.refused {
                         // Never acknowledged (it has no row), and in conflict with what is.
                         try? fm.removeItem(atPath: path)

@@ -155,7 +155,8 @@ public struct StatusReport: Codable, Sendable {
         return out.map(PeerText.escaped).joined(separator: "\n")
     }
 
-    static func iso(_ t: Double) -> String {
+    static func iso(_ t: Double) -> String { ISOTime.string(t) }
+    static func isoSeconds(_ t: Double) -> String {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime]
         return f.string(from: Date(timeIntervalSince1970: t))
