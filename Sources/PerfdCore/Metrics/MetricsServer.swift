@@ -2,6 +2,7 @@ import Foundation
 import JobStore
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// What /health checks, each a closure so tests and the daemon wire their own.
 public struct HealthChecks: Sendable {
@@ -50,8 +51,7 @@ public struct HealthChecks: Sendable {
 /// each byte. When every slot is taken, the oldest connection still sending its request is
 /// closed to make room (an idle or trickling client cannot hold /health off). Why threads and
 /// not SwiftNIO: docs/ARCHITECTURE.md §6.
-public final class MetricsServer: Service, @unchecked Sendable {
-    // @unchecked Sendable: `fd` and `port` are fixed in init; `stopping` and `connections` are guarded by `lock`.
+public final class MetricsServer: Service, Sendable {
     private let fd: Int32
     public let port: Int
     let metrics: @Sendable () -> String
@@ -59,16 +59,17 @@ public final class MetricsServer: Service, @unchecked Sendable {
     let logger: Logger
     let requestSeconds: Double
     let maxConnections: Int
-    private let lock = NSLock()
-    private var stopping = false
-
     /// A connection's thread and what it is doing; the thread alone closes `fd`.
     struct Connection { var fd: Int32; var accepted: Double; var reading: Bool }
-    // Guarded by `lock`.
-    private var connections: [Int: Connection] = [:]
-    private var nextID = 0
+    private struct State {
+        var stopping = false
+        var connections: [Int: Connection] = [:]
+        var nextID = 0
+        var evicted = 0
+    }
+    private let state = Mutex(State())
     /// Connections closed to make room for newer ones, since start (tests and logs read it).
-    public private(set) var evicted = 0
+    public var evicted: Int { state.withLock { $0.evicted } }
 
     public init(address: String, port: Int, metrics: @escaping @Sendable () -> String, health: HealthChecks, logger: Logger,
                 requestSeconds: Double = 2, maxConnections: Int = 32) throws {
@@ -113,8 +114,8 @@ public final class MetricsServer: Service, @unchecked Sendable {
         }
     }
 
-    public func stop() { lock.withLock { stopping = true } }
-    var isStopping: Bool { lock.withLock { stopping } }
+    public func stop() { state.withLock { $0.stopping = true } }
+    var isStopping: Bool { state.withLock { $0.stopping } }
 
     static func now() -> Double {
         var ts = timespec()
@@ -131,17 +132,17 @@ public final class MetricsServer: Service, @unchecked Sendable {
             guard c >= 0 else { continue }
             _ = fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK)
             let accepted = Self.now()
-            let id: Int? = lock.withLock {
-                if connections.count >= maxConnections {
+            let id: Int? = state.withLock { s in
+                if s.connections.count >= maxConnections {
                     // Make room: the oldest connection still sending its request goes.
-                    guard let oldest = connections.filter({ $0.value.reading }).min(by: { $0.value.accepted < $1.value.accepted }) else { return nil }
+                    guard let oldest = s.connections.filter({ $0.value.reading }).min(by: { $0.value.accepted < $1.value.accepted }) else { return nil }
                     shutdown(oldest.value.fd, Int32(SHUT_RDWR))
-                    connections[oldest.key]?.reading = false
-                    evicted += 1
+                    s.connections[oldest.key]?.reading = false
+                    s.evicted += 1
                 }
-                nextID += 1
-                connections[nextID] = Connection(fd: c, accepted: accepted, reading: true)
-                return nextID
+                s.nextID += 1
+                s.connections[s.nextID] = Connection(fd: c, accepted: accepted, reading: true)
+                return s.nextID
             }
             guard let id else {
                 // Every slot is writing an answer: say so at once and close.
@@ -157,7 +158,7 @@ public final class MetricsServer: Service, @unchecked Sendable {
 
     func handle(_ c: Int32, id: Int, accepted: Double) {
         defer {
-            lock.withLock { _ = connections.removeValue(forKey: id) }
+            state.withLock { _ = $0.connections.removeValue(forKey: id) }
             close(c)
         }
         guard let request = Self.readHead(c, deadline: accepted + requestSeconds) else {
@@ -165,13 +166,13 @@ public final class MetricsServer: Service, @unchecked Sendable {
             Self.writeAll(c, reply, deadline: Self.now() + 0.2)
             return
         }
-        lock.withLock { connections[id]?.reading = false }
+        state.withLock { $0.connections[id]?.reading = false }
         let (status, body, isHead) = respond(to: request)
         Self.writeAll(c, Self.response(status, body, head: isHead), deadline: Self.now() + requestSeconds)
     }
 
     /// Connections open now (tests).
-    public var openConnections: Int { lock.withLock { connections.count } }
+    public var openConnections: Int { state.withLock { $0.connections.count } }
 
     static func response(_ status: String, _ body: String, head: Bool) -> String {
         var h = "HTTP/1.1 \(status)\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n"

@@ -1,30 +1,25 @@
 import DICOM
 import Foundation
 import JobStore
+import Synchronization
 
 /// In-process counters (since this process started) plus gauges read from the database
 /// and the spool at scrape time, rendered as Prometheus text exposition format 0.0.4.
 /// Hand-written rather than swift-prometheus: a few dozen series, two histograms read from
 /// the database at scrape time (they survive restarts, which in-process histograms would
 /// not), and one dependency fewer in a daemon that must build offline.
-public final class PerfdMetrics: @unchecked Sendable {
-    // @unchecked Sendable: every access to `counters` holds `lock`.
-    private let lock = NSLock()
-    private var counters: [String: Double] = [:]
+public final class PerfdMetrics: Sendable {
+    private let counters = Mutex<[String: Double]>([:])
     public let startTime = Date().timeIntervalSince1970
 
     public init() {}
 
     /// Adds to a counter; `name` may carry labels: `perfd_x_total{status="0xA700"}`.
     public func add(_ name: String, _ value: Double = 1) {
-        lock.lock(); defer { lock.unlock() }
-        counters[name, default: 0] += value
+        counters.withLock { $0[name, default: 0] += value }
     }
 
-    func snapshot() -> [String: Double] {
-        lock.lock(); defer { lock.unlock() }
-        return counters
-    }
+    func snapshot() -> [String: Double] { counters.withLock { $0 } }
 
     static let help: [String: (type: String, help: String)] = [
         "perfd_instances_received_total": ("counter", "Instances stored and acknowledged (0x0000) since start."),
