@@ -55,12 +55,20 @@ struct Audit: ParsableCommand {
     @OptionGroup var options: ConfigOption
     @Option(help: "Only rows at or after this time: YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] (UTC), or seconds since 1970.")
     var since: String?
+    @Option(help: "At most this many rows, oldest first (0: all).") var limit = 100_000
     @Flag(help: "Machine-readable output.") var json = false
 
     func run() throws {
         let (_, store) = try options.store()
         let from = try since.map(Self.parseTime) ?? 0
-        let rows = try store.auditTrail(since: from)
+        // One row more than asked for tells whether the list was cut.
+        var rows = try store.auditTrail(since: from, limit: limit > 0 ? limit + 1 : Int.max)
+        let cut = limit > 0 && rows.count > limit
+        if cut { rows.removeLast() }
+        if cut {
+            let last = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: rows.last?.at ?? from))
+            FileHandle.standardError.write(Data("perfd audit: the first \(limit) rows shown; more follow — use --since \(last) or --limit 0\n".utf8))
+        }
         if json { try printJSON(rows); return }
         if rows.isEmpty { print("no audit rows\(since.map { " since \($0)" } ?? "")"); return }
         let f = ISO8601DateFormatter()
@@ -77,6 +85,12 @@ struct Audit: ParsableCommand {
 
     static func parseTime(_ s: String) throws -> Double {
         if let v = Double(s) { return v }
+        // ISO 8601 with a zone ("2026-12-02T14:00:00Z", "+01:00"), as the JSON output prints.
+        for options: ISO8601DateFormatter.Options in [[.withInternetDateTime, .withFractionalSeconds], [.withInternetDateTime]] {
+            let iso = ISO8601DateFormatter()
+            iso.formatOptions = options
+            if let d = iso.date(from: s) { return d.timeIntervalSince1970 }
+        }
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
         f.timeZone = TimeZone(identifier: "UTC")

@@ -416,6 +416,15 @@ import Testing
         let times = audit.compactMap { $0["at"] as? String }
         #expect(times.count == audit.count && !times.isEmpty)
         #expect(times == times.sorted(), "audit rows out of time order")
+        // A cut list says so, and the time it prints (ISO with its zone) is taken by --since.
+        if audit.count >= 2 {
+            let cut = try server.cli(["audit", "--json", "--limit", "1"])
+            #expect((try? JSONSerialization.jsonObject(with: Data(cut.stdout.utf8)) as? [Any])?.count == 1, "\(cut.output)")
+            #expect(cut.stderr.contains("more follow"), "\(cut.output)")
+            let since = try server.cli(["audit", "--json", "--since", times[0]])
+            let later = (try? JSONSerialization.jsonObject(with: Data(since.stdout.utf8)) as? [Any])?.count ?? -1
+            #expect(since.status == 0 && later >= 1 && later <= audit.count, "\(since.output)")
+        }
 
         // status exits 3 once the daemon is down.
         server.stop()
