@@ -39,15 +39,23 @@ def load(path):
     return np.asarray(nib.load(path).dataobj, dtype=np.float64)
 
 
-def case(bin_, work, seed, sigma, pipeline, extra, rerun):
-    tag = f"s{seed}_n{sigma:g}" + ("_" + "_".join(a.strip("-") for a in extra) if extra else "")
-    ph = os.path.join(work, tag)
+def tag(seed, sigma, extra):
+    return f"s{seed}_n{sigma:g}" + ("_" + "_".join(a.strip("-") for a in extra) if extra else "")
+
+
+def phantom(bin_, work, seed, sigma, extra):
+    ph = os.path.join(work, tag(seed, sigma, extra))
     if not os.path.exists(os.path.join(ph, "truth.json")):
-        e = run([bin_, "phantom", "--output", ph, "--size", "128", "--slices", "8", "--seed", str(seed),
-                 "--noise", f"{sigma:g}"] + extra)
-        if e:
-            return dict(seed=seed, sigma=sigma, pipeline=pipeline, error=e)
-    out = os.path.join(work, f"out_{pipeline}_{tag}")
+        return run([bin_, "phantom", "--output", ph, "--size", "128", "--slices", "8", "--seed", str(seed),
+                    "--noise", f"{sigma:g}"] + extra)
+    return None
+
+
+def case(bin_, work, seed, sigma, pipeline, extra, rerun):
+    ph = os.path.join(work, tag(seed, sigma, extra))
+    if not os.path.exists(os.path.join(ph, "truth.json")):
+        return dict(seed=seed, sigma=sigma, pipeline=pipeline, error="no phantom")
+    out = os.path.join(work, f"out_{pipeline}_{tag(seed, sigma, extra)}")
     if rerun or not os.path.exists(os.path.join(out, "report.json")):
         e = run([bin_, "run", ph, "--output", out, "--pipeline", pipeline])
         if e:
@@ -104,6 +112,10 @@ def main():
     extra = a.extra.split()
     jobs = [(seed, float(sg), p) for sg in a.sigmas.split(",") for seed in seeds for p in a.pipelines.split(",")]
     # Phantoms first (one writer per phantom), then the runs.
+    with ThreadPoolExecutor(a.jobs) as ex:
+        for e in ex.map(lambda j: phantom(bin_, work, j[0], j[1], extra), sorted({(s, sg) for s, sg, _ in jobs})):
+            if e:
+                print(e, file=sys.stderr)
     with ThreadPoolExecutor(a.jobs) as ex:
         rows = list(ex.map(lambda j: case(bin_, work, j[0], j[1], j[2], extra, a.rerun), jobs))
     print("seed  σ   pipeline       core            penumbra        qc        in core: Tmax>6 CBF<cut called")
