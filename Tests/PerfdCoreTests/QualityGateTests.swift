@@ -278,6 +278,21 @@ final class Locked<T>: @unchecked Sendable {
         #expect(w.qc?.withheld == true && w.qc?.fallback == nil)
     }
 
+    /// A cross-check that withholds says so in words: the page it goes on shows no volume.
+    @Test func crossCheckWithholdsWithoutNumbersInItsWords() {
+        let learned: [String: SummaryValue] = ["core_ml": .number(29.4), "penumbra_ml": .number(42.5)]
+        let svd: [String: SummaryValue] = ["core_ml": .number(13.5), "penumbra_ml": .number(51.1)]
+        let c = QualityControl.crossCheck(learned, svd: svd, error: nil)
+        #expect(c.outcome == "withhold" && c.value > 1)
+        #expect(c.reason.contains("29.4") && c.reason.contains("13.5"), "\(c.reason)")
+        let plain = c.plain ?? ""
+        #expect(!plain.isEmpty && !plain.contains("29") && !plain.contains("13") && !plain.contains("ml"), "\(plain)")
+        // Within the tolerance (45 % of the larger, or 3 ml): agreement.
+        let near = QualityControl.crossCheck(["core_ml": .number(20), "penumbra_ml": .number(40)],
+                                             svd: ["core_ml": .number(12), "penumbra_ml": .number(42)], error: nil)
+        #expect(near.outcome == "ok" && near.plain == nil)
+    }
+
     @Test func validityFollowsTheTransforms() {
         let g = Geometry(origin: .zero, rowDirection: SIMD3(1, 0, 0), columnDirection: SIMD3(0, 1, 0), sliceDirection: SIMD3(0, 0, 1),
                          spacing: SIMD3(5, 1, 1))

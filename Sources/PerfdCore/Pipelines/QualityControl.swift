@@ -331,7 +331,8 @@ public enum QualityControl {
         return .init(name: "cross_check", value: worst, threshold: 1, outcome: outcome,
                      reason: String(format: "core %.1f ml vs perfusion-svd %.1f, penumbra %.1f vs %.1f (tolerance: %.0f ml or %@ of the larger; value = difference / tolerance)",
                                     c, sc, p, sp, crossCheckML, pct(crossCheckFraction)),
-                     plain: outcome == "ok" ? nil : String(format: "the learned and the classical method disagree — core %.0f vs %.0f ml, penumbra %.0f vs %.0f ml", c, sc, p, sp))
+                     // In words only: a withheld page shows no volume as a number (report.json has them).
+                     plain: outcome == "ok" ? nil : "the learned and the classical method disagree on the lesion volumes by more than \(pct(crossCheckFraction)) of the larger")
     }
 }
 
