@@ -184,15 +184,20 @@ public enum QualityControl {
     /// motion (outside the slab at some time point) warns, 25 % withholds.
     public static let brainWarnML = 100.0, brainWithholdML = 30.0, lostWarn = 0.10, lostWithhold = 0.25
     /// Cross-check of a learned pipeline against perfusion-svd: the volumes agree when they
-    /// differ by at most 3 ml (the smallest region the lesion rules count) or 55 % of the
-    /// larger; beyond, one of them is badly wrong and
-    /// which one is not known: withheld. The failures this is for read 2–5× (issue 17: a
-    /// penumbra of 146.8 ml for 51.3, a core 3–5× too large); perfusion-svd alone reads a
-    /// held-out core at σ 20 HU 52 % small (seed 9003, where the learned pipeline is within
-    /// 5 %), so a tolerance of 40 % withheld a right answer there (measured on the evaluation
-    /// seeds 9001–9003: the tolerance is not independent of them).
+    /// differ by at most 3 ml (the smallest region the lesion rules count) or 45 % of the
+    /// larger; beyond, one of them is badly wrong and which one is not known: withheld.
+    /// Derived on training seeds only (scripts/eval/qc_seeds.py --seeds 101-110 --sigmas 0,10
+    /// and 101-116 at 20 HU, then scripts/eval/crosscheck_tolerance.py; 36 cases): for each
+    /// tolerance from 20 to 80 %, the cases where the learned volumes would be withheld though
+    /// both were within 25 % of the truth (false), and shown though one was off by more than
+    /// 50 % (missed). The rule: fewest missed with false ≤ 5 % of the cases, then the largest
+    /// tolerance. 30 %: 2 false, 4 missed; 35–40 %: 1, 4; 45 %: 0, 4; 50–60 %: 0, 5; 70 %:
+    /// 0, 6. It sits between two bounds: two answers within 25 % of the truth differ by at most
+    /// 40 % of the larger, one right and one off by 2× by 50 %. (The 55 % before it had been
+    /// chosen after looking at held-out seed 9003.) The 4 missed are σ 20 HU cores where both
+    /// methods read too large together (+56…+88 %), which no cross-check between them can see.
     /// (An 8 ml floor let a core of 0 ml pass against 6.5 on the motion case, truth 9.3.)
-    public static let crossCheckML = 3.0, crossCheckFraction = 0.55
+    public static let crossCheckML = 3.0, crossCheckFraction = 0.45
 
     static func pct(_ x: Double) -> String { String(format: "%.0f %%", 100 * x) }
 
@@ -326,7 +331,8 @@ public enum QualityControl {
         return .init(name: "cross_check", value: worst, threshold: 1, outcome: outcome,
                      reason: String(format: "core %.1f ml vs perfusion-svd %.1f, penumbra %.1f vs %.1f (tolerance: %.0f ml or %@ of the larger; value = difference / tolerance)",
                                     c, sc, p, sp, crossCheckML, pct(crossCheckFraction)),
-                     plain: outcome == "ok" ? nil : String(format: "the learned and the classical method disagree — core %.0f vs %.0f ml, penumbra %.0f vs %.0f ml", c, sc, p, sp))
+                     // In words only: a withheld page shows no volume as a number (report.json has them).
+                     plain: outcome == "ok" ? nil : "the learned and the classical method disagree on the lesion volumes by more than \(pct(crossCheckFraction)) of the larger")
     }
 }
 
