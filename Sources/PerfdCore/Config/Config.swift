@@ -63,6 +63,12 @@ public struct Config: Sendable, Equatable {
     public var logLevel = "info"
     /// Registration QC: a displacement beyond this (mm) flags the job "motion".
     public var motionThresholdMM = 3.0
+    /// Thin slices are averaged into analysis slabs of at most this thickness (mm); thicker
+    /// series are analysed as they are.
+    public var analysisSlabMM = 5.0
+    /// What the daemon's jobs may use of memory (GB), shared among `workers`; the installed
+    /// unit's MemoryMax= matches it. Default: three quarters of the machine's memory.
+    public var memoryLimitGB = MemoryBudget.machineDefaultGB
     public var tls: TLSListener?
     /// Whether the plain-TCP listener on `port` runs (off for TLS-only sites).
     public var plainListener = true
@@ -76,7 +82,7 @@ public struct Config: Sendable, Equatable {
         "ae_title", "port", "allowed_peers", "spool_dir", "database", "series_quiet_seconds", "series_stalled_seconds", "pipelines",
         "default_pipeline", "destinations", "export_retry", "retention_days", "audit_retention_days", "min_free_disk_gb", "spool_reserve_mb", "workers",
         "threads", "max_associations", "max_connections_per_host", "log_level", "motion_threshold_mm", "tls", "plain_listener", "metrics_port",
-        "metrics_address",
+        "metrics_address", "analysis_slab_mm", "memory_limit_gb",
     ]
 
     public static let pipelineNames = ["baseline-t0", "baseline-mean03", "baseline-mean-all", "ncct", "perfusion", "perfusion-svd"]
@@ -207,6 +213,8 @@ extension Config {
             case "metrics_port": c.metricsPort = p.int(v, key, 0...65535)
             case "metrics_address": c.metricsAddress = p.string(v, key) ?? c.metricsAddress
             case "motion_threshold_mm": c.motionThresholdMM = p.double(v, key, 0.01...100) ?? c.motionThresholdMM
+            case "analysis_slab_mm": c.analysisSlabMM = p.double(v, key, 0...100) ?? c.analysisSlabMM
+            case "memory_limit_gb": c.memoryLimitGB = p.double(v, key, 0.01...100_000) ?? c.memoryLimitGB
             case "log_level":
                 let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
                 if let s = p.string(v, key) {
