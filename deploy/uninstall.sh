@@ -82,6 +82,7 @@ for f in "$BIN" "$UNIT"; do
     if [ -e "$f" ]; then rm -f "$f"; say "removed $f"; else say "$f is already gone"; fi
 done
 rm -rf "$DOC_DIR"
+[ -d "$UNIT.d" ] && { rm -rf "$UNIT.d"; say "removed $UNIT.d"; }
 if [ "$STAGING" -eq 0 ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     systemctl reset-failed perfd.service 2>/dev/null || true
