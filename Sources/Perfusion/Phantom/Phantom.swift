@@ -110,8 +110,8 @@ public enum Phantom {
             let hu = Tissue.allCases.map { model.baseHU[$0]! + enhancement[$0.rawValue][t] }
             let moved = o.motion != nil && t > 0
             let inverse = poses[t].inverseMatrix
-            // Each slice is drawn and written on the cores side by side (8,000 files of a
-            // whole-brain series in about a minute); only --format npy keeps the pixels.
+            // Each slice is drawn and encoded on the cores side by side; only --format npy
+            // keeps the pixels once written.
             let slices = parallelMap(o.slices) { z -> Result<(image: [Float], path: String?), Error> in
                 let lab = moved ? layout.labels(z: z, pose: inverse) : still[z]
                 var rng = SeededRandom(seed: o.seed &* 0x9E37_79B9 &+ UInt64(t) << 32 &+ UInt64(z) &+ 0xA11CE)
