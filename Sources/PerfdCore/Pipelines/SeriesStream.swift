@@ -18,8 +18,10 @@ public struct MemoryBudget: Sendable, Equatable {
 
     /// Bytes the daemon holds besides the series: code, models, DCMTK, the SCP's buffers.
     static let fixedBytes = 450e6
-    /// How many copies of the slab 4D series the pipelines hold at their peak (the series,
-    /// the perfusion pipelines' preprocessed curves and maps; measured with scripts/bench-scale).
+    /// How many copies of the slab 4D series the pipelines may hold at their peak (the
+    /// series, the perfusion pipelines' preprocessed curves and maps). Kept high on purpose:
+    /// the estimate is an upper bound (3.9 GB for 512² × 320 × 25, where scripts/bench-scale
+    /// measured 1.8–2.2 GB peak RSS).
     static let seriesCopies = 2.2
 
     /// The working set of a series of T time points × `native` slices of H×W analysed on
