@@ -184,6 +184,21 @@ fi
 install -d -m 0755 "$UNIT_DIR"
 install -m 0644 "$REPO/systemd/perfd.service" "$UNIT_DIR/perfd.service"
 say "installed $UNIT_DIR/perfd.service"
+# MemoryMax= matches memory_limit_gb: the unit's own 80% of the machine sits above the
+# default budget (75%); a config that sets memory_limit_gb gets a drop-in 7% above it, so
+# the kernel's limit is never what stops a job (perfd fails a series that would not fit).
+DROPIN_DIR=$UNIT_DIR/perfd.service.d
+limit=$(sed -n 's/^memory_limit_gb:[[:space:]]*\([0-9.]*\).*/\1/p' "$ETC_DIR/perfd.yaml" | head -1)
+if [ -n "$limit" ]; then
+    install -d -m 0755 "$DROPIN_DIR"
+    mb=$(awk -v g="$limit" 'BEGIN { printf "%d", g * 1.07 * 1000 + 0.999 }')
+    printf '# Written by deploy/install.sh from memory_limit_gb: %s in /etc/perfd/perfd.yaml\n[Service]\nMemoryMax=%sM\n' "$limit" "$mb" > "$DROPIN_DIR/memory.conf"
+    chmod 0644 "$DROPIN_DIR/memory.conf"
+    say "MemoryMax=${mb}M ($DROPIN_DIR/memory.conf, from memory_limit_gb: $limit)"
+else
+    rm -f "$DROPIN_DIR/memory.conf"
+    say "MemoryMax=80% of the machine (the unit's default; memory_limit_gb defaults to 75%)"
+fi
 
 install -d -m 0755 "$DOC_DIR"
 for f in README.md deploy/CONFORMANCE.md docs/ARCHITECTURE.md; do

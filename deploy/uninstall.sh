@@ -84,6 +84,7 @@ for f in "$BIN" "$UNIT" "$DESTDIR/usr/local/share/man/man1/perfd.1" \
 done
 rm -rf "$DOC_DIR" "$DESTDIR/usr/local/share/perfd"
 say "removed the models in $DESTDIR/usr/local/share/perfd"
+[ -d "$UNIT.d" ] && { rm -rf "$UNIT.d"; say "removed $UNIT.d"; }
 if [ "$STAGING" -eq 0 ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     systemctl reset-failed perfd.service 2>/dev/null || true

@@ -222,3 +222,39 @@ extension Volume3D {
         return Volume3D(depth: depth, height: height, width: width, voxels: out, geometry: geometry)
     }
 }
+
+extension Volume3D {
+    /// This (native, thin-slice) frame resampled through `t` onto the slab grid of `plan`
+    /// and averaged: slab k, pixel (y, x) is the mean of the trilinear samples at the
+    /// `plan.factor` native voxel centres (k·factor + first + j, y, x), each moved by `t`,
+    /// with the same edge and fill rules as `resampled(through:)`. Written into `out`
+    /// (plan.count × height × width floats). Factor 1 gives exactly `resampled(through:)`.
+    public func resampledIntoSlabs(through t: RigidTransform, plan: SlabPlan, into out: UnsafeMutableBufferPointer<Float>,
+                                   outside: Float = -1000) {
+        let g = geometry
+        let (b, ax, ay, az) = t.indexAffine(in: g)
+        let top = SIMD3(Double(width - 1), Double(height - 1), Double(depth - 1))
+        let lo = SIMD3<Double>(repeating: -0.5), hi = top + 0.5
+        let plane = height * width
+        let inv = 1 / Float(plan.factor)
+        precondition(out.count >= plan.count * plane, "slab buffer too small")
+        for k in 0..<plan.count { for y in 0..<height {
+            let row = k * plane + y * width
+            for x in 0..<width { out[row + x] = 0 }
+            for j in 0..<plan.factor {
+                let z = plan.first + k * plan.factor + j
+                var i = b + ay * Double(y) + az * Double(z)
+                for x in 0..<width {
+                    var v = outside
+                    if let s = sample(i) {
+                        v = s
+                    } else if all(i .>= lo) && all(i .<= hi), let s = sample(i.clamped(lowerBound: .zero, upperBound: top)) {
+                        v = s
+                    }
+                    out[row + x] += plan.factor == 1 ? v : v * inv
+                    i += ax
+                }
+            }
+        } }
+    }
+}

@@ -5,7 +5,7 @@ import Foundation
 public struct AssemblyError: Error, CustomStringConvertible, Sendable {
     public var message: String
     public var description: String { message }
-    init(_ m: String) { message = m }
+    public init(_ m: String) { message = m }
 }
 
 /// The attributes 4D assembly needs from one instance.
@@ -142,7 +142,7 @@ public enum Assembler {
         return series
     }
 
-    public struct Layout {
+    public struct Layout: Sendable {
         public var grid: [[SliceHeader]]   // [t][z]
         public var geometry: Geometry
         public var frameTimes: [Double]
@@ -255,3 +255,120 @@ public enum Assembler {
         return Layout(grid: grid, geometry: geometry, frameTimes: frameTimes, temporalSource: source)
     }
 }
+
+/// How a series' slices are grouped into analysis slabs: `factor` adjacent native slices
+/// are averaged into one slab, as thin-slice perfusion analysis does against noise. A series
+/// whose slices are already as thick as `analysis_slab_mm` (or thicker) keeps factor 1 and
+/// is analysed as it is. When the slices do not divide evenly, the slabs are centred and the
+/// few slices left over at either end are not analysed (`first` is the first one used).
+public struct SlabPlan: Sendable, Equatable {
+    public var factor: Int
+    public var first: Int
+    public var count: Int
+    public var nativeDepth: Int
+
+    /// The largest whole number of slices whose total thickness stays within `slabMM`
+    /// (at least 1, at most the series' slices).
+    public init(nativeDepth: Int, sliceSpacingMM: Double, slabMM: Double) {
+        var f = 1
+        if slabMM > 0, sliceSpacingMM > 0 { f = max(1, Int((slabMM / sliceSpacingMM) * (1 + 1e-6))) }
+        f = min(f, max(1, nativeDepth))
+        factor = f
+        count = max(1, nativeDepth / f)
+        first = (nativeDepth - count * f) / 2
+        self.nativeDepth = nativeDepth
+    }
+
+    /// The slab grid: slab k's position is the centre of its native slices.
+    public func geometry(native g: Geometry) -> Geometry {
+        var s = g
+        s.origin = g.position(z: Double(first) + Double(factor - 1) / 2, y: 0, x: 0)
+        s.spacing.x = g.spacing.x * Double(factor)
+        return s
+    }
+
+    /// The native slice at the middle of slab k (the source image its outputs reference).
+    public func middleSlice(_ k: Int) -> Int { first + k * factor + factor / 2 }
+}
+
+extension Volume3D {
+    /// Native slices averaged into the slabs of `plan` (no resampling).
+    public func slabAveraged(_ plan: SlabPlan) -> Volume3D {
+        guard plan.factor > 1 || plan.count != depth else { return self }
+        let plane = height * width
+        var out = [Float](repeating: 0, count: plan.count * plane)
+        let inv = 1 / Float(plan.factor)
+        voxels.withUnsafeBufferPointer { v in
+            out.withUnsafeMutableBufferPointer { o in
+                for k in 0..<plan.count {
+                    for j in 0..<plan.factor {
+                        let src = (plan.first + k * plan.factor + j) * plane
+                        for i in 0..<plane { o[k * plane + i] += v[src + i] }
+                    }
+                    for i in 0..<plane { o[k * plane + i] *= inv }
+                }
+            }
+        }
+        return Volume3D(depth: plan.count, height: height, width: width, voxels: out, geometry: plan.geometry(native: geometry))
+    }
+}
+
+extension Assembler {
+    /// The headers of every file, read side by side on the cores (DCMTK reads up to the
+    /// pixel data and leaves it on disk). Throws the first file's error in path order.
+    public static func readHeaders(paths: [String]) throws -> [SliceHeader] {
+        guard !paths.isEmpty else { throw AssemblyError("the series has no instances") }
+        let box = HeaderBox(count: paths.count)
+        DispatchQueue.concurrentPerform(iterations: paths.count) { i in
+            do { box.set(i, .success(try SliceHeader(file: DicomFile(path: paths[i])))) } catch { box.set(i, .failure(error)) }
+        }
+        return try box.values()
+    }
+
+    /// Decodes the given slices (one time point, in slice order) to HU into `out`
+    /// (`slices.count` × rows × columns floats), `threads` files at a time. Returns the
+    /// lossy compression methods the files went through (nil: all lossless).
+    public static func decode(_ slices: [SliceHeader], into out: UnsafeMutableBufferPointer<Float>, threads: Int) throws -> [String]? {
+        let n = slices[0].rows * slices[0].columns
+        precondition(out.count >= slices.count * n, "output buffer too small")
+        let box = DecodeBox(count: slices.count)
+        let target = SendableBuffer(out)
+        let lanes = max(1, min(threads, slices.count))
+        DispatchQueue.concurrentPerform(iterations: lanes) { lane in
+            for z in stride(from: lane, to: slices.count, by: lanes) {
+                let h = slices[z]
+                do {
+                    let f = try DicomFile(path: h.path)
+                    let stored = try f.storedPixels()
+                    guard stored.count >= n else { throw AssemblyError("\(h.path): pixel data holds \(stored.count) values, expected \(n)") }
+                    let slope = Float(h.slope), icpt = Float(h.intercept)
+                    let base = z * n
+                    stored.withUnsafeBufferPointer { s in for i in 0..<n { target.buffer[base + i] = s[i] * slope + icpt } }
+                    box.set(z, .success(LossyCompression.methods(of: f)))
+                } catch { box.set(z, .failure(error)) }
+            }
+        }
+        var methods: [String]? = nil
+        for r in try box.values() { methods = LossyCompression.merge(methods, r) }
+        return methods
+    }
+}
+
+/// A buffer written by concurrent workers at disjoint indices.
+// @unchecked Sendable: each worker writes only its own slices' ranges; the owner reads after
+// `concurrentPerform` has returned.
+public struct SendableBuffer: @unchecked Sendable {
+    public let buffer: UnsafeMutableBufferPointer<Float>
+    public init(_ b: UnsafeMutableBufferPointer<Float>) { buffer = b }
+}
+
+// @unchecked Sendable: every slot is written once under `lock` and read after the workers return.
+final class ResultSlots<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [Result<T, Error>?]
+    init(count: Int) { items = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ r: Result<T, Error>) { lock.lock(); items[i] = r; lock.unlock() }
+    func values() throws -> [T] { try items.map { try $0!.get() } }
+}
+typealias HeaderBox = ResultSlots<SliceHeader>
+typealias DecodeBox = ResultSlots<[String]?>

@@ -28,6 +28,7 @@ struct PhantomCommand: ParsableCommand {
     @Option(help: "Seconds between time points.") var interval = 2.0
     @Flag(help: "Irregular sampling: each interval drawn from 1–3 s (overrides --interval).") var irregular = false
     @Option(help: "Slice thickness and spacing in mm.") var sliceThickness = 5.0
+    @Option(name: .customLong("slice-mm"), help: "The same as --slice-thickness (e.g. --slices 320 --slice-mm 0.5: a whole-brain series).") var sliceMM: Double?
     @Option(help: "Field of view in mm (pixel size = fov / size).") var fov = 240.0
     @Option(help: "Image noise σ in HU (0–20).") var noise = 10.0
     @Option(help: "σ in mm of the Gaussian that correlates the noise in-plane (0: white noise).") var noiseCorrelation = 0.8
@@ -47,6 +48,7 @@ struct PhantomCommand: ParsableCommand {
         guard (8...1024).contains(size) else { throw ValidationError("--size must be between 8 and 1024") }
         guard timepoints >= 1 else { throw ValidationError("--timepoints must be at least 1") }
         guard slices >= 1 else { throw ValidationError("--slices must be at least 1") }
+        guard (0.1...20).contains(sliceMM ?? sliceThickness) else { throw ValidationError("--slice-mm/--slice-thickness must be between 0.1 and 20 mm") }
         guard (0...50).contains(noise) else { throw ValidationError("--noise must be between 0 and 50 HU") }
         guard interval > 0 else { throw ValidationError("--interval must be positive") }
         guard lesionSide == nil || ["left", "right"].contains(lesionSide!) else { throw ValidationError("--lesion-side must be left or right") }
@@ -62,7 +64,7 @@ struct PhantomCommand: ParsableCommand {
         }
         var o = PhantomOptions()
         o.size = size; o.slices = slices; o.timepoints = timepoints; o.frameInterval = interval; o.irregular = irregular
-        o.sliceThickness = sliceThickness; o.fieldOfView = fov; o.noiseSigma = noise; o.noiseCorrelationMM = noiseCorrelation
+        o.sliceThickness = sliceMM ?? sliceThickness; o.fieldOfView = fov; o.noiseSigma = noise; o.noiseCorrelationMM = noiseCorrelation
         o.ncctNoiseSigma = ncctNoise; o.seed = seed; o.lesion = !noLesion; o.transferSyntax = ts
         o.writeDICOM = format != "npy"; o.writeNPY = format != "dicom"
         o.studyUID = studyUid; o.seriesDescription = seriesDescription

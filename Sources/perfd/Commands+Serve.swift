@@ -31,6 +31,8 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Pipeline: \(Config.pipelineNames.joined(separator: ", ")).") var pipeline = "baseline-mean03"
     @Option(help: "Model directory for ncct/perfusion (model.json + weights.safetensors); default: the shipped model.") var model: String?
     @Option(help: "What perfusion runs instead on a series outside its model's training envelope: perfusion-svd, or none (volumes withheld).") var fallback = "perfusion-svd"
+    @Option(name: .customLong("slab-mm"), help: "Average thin slices into analysis slabs of at most this many mm (0: analyse every slice as it is).") var slabMM = Processing.defaultSlabMM
+    @Option(name: .customLong("memory-limit-gb"), help: "Memory the run may use (GB); default: three quarters of the machine's.") var memoryLimitGB: Double?
     @Flag(help: "Machine-readable output on stdout (progress goes to stderr).") var json = false
 
     struct Summary: Encodable {
@@ -58,8 +60,11 @@ struct RunCommand: ParsableCommand {
         guard !files.isEmpty else { throw CLIError("no files in \(input)") }
         try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
         guard ["perfusion-svd", "none"].contains(fallback) else { throw CLIError("--fallback must be perfusion-svd or none") }
+        guard slabMM >= 0, slabMM <= 100 else { throw CLIError("--slab-mm must be between 0 and 100") }
+        guard (memoryLimitGB ?? 1) > 0 else { throw CLIError("--memory-limit-gb must be positive") }
         let processing = Processing(pipelineName: pipeline, outputDirectory: output, modelDirectory: model,
-                                    fallbackPipeline: fallback == "none" ? nil : fallback)
+                                    fallbackPipeline: fallback == "none" ? nil : fallback, slabMM: slabMM,
+                                    memoryBudget: MemoryBudget(limitGB: memoryLimitGB ?? MemoryBudget.machineDefaultGB))
         do {
             let (report, outputs) = try processing.run(paths: files, observer: TerminalObserver(toStderr: json))
             if json {

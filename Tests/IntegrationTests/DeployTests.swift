@@ -78,6 +78,28 @@ import Testing
         #expect(!exists(state) && !exists(root + "/etc/perfd"))
     }
 
+    /// MemoryMax= follows memory_limit_gb: the unit's 80% by default, a drop-in 7% above the
+    /// key when the config sets it; uninstall removes the drop-in.
+    @Test func unitMemoryMaxMatchesMemoryLimit() throws {
+        let dir = TempDir("perfd-deploy")
+        let root = dir.path + "/root"
+        #expect(try stage(root).status == 0)
+        let unit = try String(contentsOfFile: root + "/etc/systemd/system/perfd.service", encoding: .utf8)
+        #expect(unit.contains("\nMemoryMax=80%\n"))
+        let dropIn = root + "/etc/systemd/system/perfd.service.d/memory.conf"
+        #expect(!exists(dropIn))
+        let config = root + "/etc/perfd/perfd.yaml"
+        let text = try String(contentsOfFile: config, encoding: .utf8) + "\nmemory_limit_gb: 12\n"
+        try text.write(toFile: config, atomically: false, encoding: .utf8)
+        #expect(try Config.load(path: config).memoryLimitGB == 12)
+        let again = try stage(root)
+        #expect(again.status == 0, "\(again.output)")
+        let conf = try String(contentsOfFile: dropIn, encoding: .utf8)
+        #expect(conf.contains("[Service]\nMemoryMax=12840M\n"), "\(conf)")
+        #expect(try runTool("/bin/bash", [Self.uninstall, "--destdir", root]).status == 0)
+        #expect(!exists(dropIn))
+    }
+
     @Test func installRefusesABinaryThatIsNotThere() throws {
         let dir = TempDir("perfd-deploy")
         let r = try runTool("/bin/bash", [Self.install, "--destdir", dir.path + "/root", "--binary", dir.path + "/no-such-perfd"])

@@ -249,8 +249,10 @@ public func waitFor(_ seconds: Double, _ what: String, _ condition: () throws ->
 /// A small phantom written for a test.
 public func makePhantom(in dir: String, size: Int = 32, slices: Int = 3, timepoints: Int = 19, seed: UInt64 = 1,
                         transferSyntax: TransferSyntax = .explicitLittleEndian, studyUID: String? = nil,
-                        motion: (degrees: Double, millimetres: Double)? = nil, noise: Double = 10, interval: Double = 2) throws -> PhantomResult {
+                        motion: (degrees: Double, millimetres: Double)? = nil, noise: Double = 10, interval: Double = 2,
+                        sliceThickness: Double = 5) throws -> PhantomResult {
     var o = PhantomOptions()
+    o.sliceThickness = sliceThickness
     o.motion = motion; o.noiseSigma = noise; o.frameInterval = interval
     o.size = size; o.slices = slices; o.timepoints = timepoints; o.seed = seed; o.transferSyntax = transferSyntax
     o.studyUID = studyUID

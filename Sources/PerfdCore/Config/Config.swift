@@ -66,6 +66,12 @@ public struct Config: Sendable, Equatable {
     public var logFormat = "text"
     /// Registration QC: a displacement beyond this (mm) flags the job "motion".
     public var motionThresholdMM = 3.0
+    /// Thin slices are averaged into analysis slabs of at most this thickness (mm); thicker
+    /// series are analysed as they are.
+    public var analysisSlabMM = 5.0
+    /// What the daemon's jobs may use of memory (GB), shared among `workers`; the installed
+    /// unit's MemoryMax= matches it. Default: three quarters of the machine's memory.
+    public var memoryLimitGB = MemoryBudget.machineDefaultGB
     public var tls: TLSListener?
     /// Whether the plain-TCP listener on `port` runs (off for TLS-only sites).
     public var plainListener = true
@@ -79,7 +85,7 @@ public struct Config: Sendable, Equatable {
         "ae_title", "port", "allowed_peers", "spool_dir", "database", "series_quiet_seconds", "series_stalled_seconds", "pipelines",
         "default_pipeline", "destinations", "export_retry", "retention_days", "audit_retention_days", "min_free_disk_gb", "spool_reserve_mb", "workers",
         "threads", "max_associations", "max_connections_per_host", "log_level", "log_format", "motion_threshold_mm", "tls", "plain_listener", "metrics_port",
-        "metrics_address",
+        "metrics_address", "analysis_slab_mm", "memory_limit_gb",
     ]
 
     public static var pipelineNames: [String] { PipelineKind.names }
@@ -215,6 +221,8 @@ extension Config {
                 if let s = p.string(v, key) {
                     if ["text", "json"].contains(s) { c.logFormat = s } else { p.add("log_format \"\(s)\" is not text or json") }
                 }
+            case "analysis_slab_mm": c.analysisSlabMM = p.double(v, key, 0...100) ?? c.analysisSlabMM
+            case "memory_limit_gb": c.memoryLimitGB = p.double(v, key, 0.01...100_000) ?? c.memoryLimitGB
             case "log_level":
                 let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
                 if let s = p.string(v, key) {

@@ -55,21 +55,29 @@ public struct MotionCorrection: Sendable {
         for t in 0..<T { voxels.append(contentsOf: box.frames[t]!.voxels) }
         var registered = s
         registered.voxels = voxels
-        registered.validity = Self.validity(s, transforms: box.transforms.map { $0! })
-        // Largest displacement of any brain voxel (t = 0 HU between −20 and 100) at any time.
+        let transforms = box.transforms.map { $0! }
+        registered.validity = Self.validity(s, transforms: transforms)
+        return Self.outcome(series: registered, fixed: fixed, transforms: transforms, converged: box.converged.map { $0 ?? false },
+                            thresholdMM: thresholdMM)
+    }
+
+    /// The outcome of registered time points: the largest displacement of any brain voxel
+    /// (t = 0 HU between −20 and 100) at any time, and the QC flag.
+    static func outcome(series registered: Series4D, fixed: Volume3D, transforms: [RigidTransform], converged: [Bool],
+                        thresholdMM: Double) -> Outcome {
+        let s = registered
         var maxD = 0.0
         for z in 0..<s.depth { for y in stride(from: 0, to: s.height, by: 4) { for x in stride(from: 0, to: s.width, by: 4) {
             let hu = fixed[z, y, x]
             guard hu > -20 && hu < 100 else { continue }
             let p = s.geometry.position(z: Double(z), y: Double(y), x: Double(x))
-            for tr in box.transforms.compactMap({ $0 }) {
+            for tr in transforms {
                 let d = tr.apply(p) - p
                 maxD = max(maxD, (d * d).sum().squareRoot())
             }
         } } }
-        let converged = box.converged.map { $0 ?? false }
         let qc = maxD > thresholdMM || converged.contains(false) ? "motion" : "ok"
-        return Outcome(series: registered, transforms: box.transforms.map { $0! }, converged: converged,
+        return Outcome(series: registered, transforms: transforms, converged: converged,
                        maxDisplacementMM: (maxD * 1000).rounded() / 1000, qc: qc,
                        note: converged.contains(false) ? "registration did not converge at t = \(converged.indices.filter { !converged[$0] })" : nil)
     }
@@ -112,8 +120,12 @@ final class ResultBox: @unchecked Sendable {
         converged = Array(repeating: nil, count: count)
         frames = Array(repeating: nil, count: count)
     }
-    func set(_ t: Int, _ x: RigidTransform, _ ok: Bool, _ frame: Volume3D) {
+    func set(_ t: Int, _ x: RigidTransform, _ ok: Bool, _ frame: Volume3D?) {
         lock.lock(); defer { lock.unlock() }
         transforms[t] = x; converged[t] = ok; frames[t] = frame; done += 1
     }
+    /// The first error of a streamed registration (the other workers stop at their next time point).
+    private(set) var error: Error?
+    func fail(_ e: Error) { lock.lock(); if error == nil { error = e }; lock.unlock() }
+    var failed: Bool { lock.lock(); defer { lock.unlock() }; return error != nil }
 }

@@ -23,11 +23,20 @@ public struct Processing: Sendable {
     /// What a learned perfusion pipeline falls back to on a series outside its model's
     /// envelope (nil: none; its volumes are then withheld).
     public var fallbackPipeline: String?
+    /// Thin slices are averaged into analysis slabs of at most this thickness (mm); a series
+    /// with slices this thick or thicker is analysed as it is (`analysis_slab_mm`).
+    public var slabMM: Double
+    /// What this job may use of memory (`memory_limit_gb`, shared among the workers).
+    public var memoryBudget: MemoryBudget
+
+    public static let defaultSlabMM = 5.0
 
     public init(pipelineName: String, rerun: Int = 0, outputDirectory: String, job: Int? = nil, motionThresholdMM: Double = 3,
-                modelDirectory: String? = nil, fallbackPipeline: String? = "perfusion-svd") {
+                modelDirectory: String? = nil, fallbackPipeline: String? = "perfusion-svd", slabMM: Double = Processing.defaultSlabMM,
+                memoryBudget: MemoryBudget = MemoryBudget(limitGB: MemoryBudget.machineDefaultGB)) {
         self.pipelineName = pipelineName; self.rerun = rerun; self.outputDirectory = outputDirectory; self.job = job
         self.motionThresholdMM = motionThresholdMM; self.modelDirectory = modelDirectory; self.fallbackPipeline = fallbackPipeline
+        self.slabMM = slabMM; self.memoryBudget = memoryBudget
     }
 
     public static let outputNames: [String: (title: String, unit: String, range: (Double, Double))] = [
@@ -45,26 +54,45 @@ public struct Processing: Sendable {
         let modelInfo = (pipeline as? CLSTMPipeline)?.modelInfo
         let version = modelInfo?.version ?? Self.modelVersion(pipelineName)
 
+        // Assemble: every header (read side by side), the time point × slice layout, the
+        // analysis slabs and the memory check, then time point 0 on the slab grid. Nothing
+        // else is decoded until the register stage streams the time points through.
         try observer.begin("assemble")
         var t0 = Date()
-        let assembled = try Assembler.assemble(paths: paths)
+        let headers = try Assembler.readHeaders(paths: paths)
+        let layout = try Assembler.plan(headers)
+        let stream = try SeriesStream(layout: layout, slabMM: slabMM, budget: memoryBudget)
+        let reference = try stream.reference()
         timings["assemble"] = Date().timeIntervalSince(t0)
-        let sourceFirst = assembled.files[0][0]
-        var source = try SourceInfo.read(path: sourceFirst)
-        source.lossyCompressionMethods = LossyCompression.merge(source.lossyCompressionMethods, assembled.lossyCompressionMethods)
-        let input = Report.Input(seriesUID: source.seriesUID, timepoints: assembled.timepoints,
-                                 shape: [assembled.timepoints, assembled.depth, assembled.height, assembled.width],
-                                 spacingMM: [assembled.geometry.spacing.x, assembled.geometry.spacing.y, assembled.geometry.spacing.z],
-                                 frameTimesS: assembled.frameTimes, temporalSource: assembled.temporalSource)
-        try observer.finish("assemble", result: ["shape": input.shape, "spacing_mm": input.spacingMM,
+        let native = layout.geometry
+        let grid = Report.Grid(nativeShape: [stream.timepoints, stream.slabs.nativeDepth, stream.height, stream.width],
+                               nativeSpacingMM: [native.spacing.x, native.spacing.y, native.spacing.z],
+                               slabMM: native.spacing.x * Double(stream.slabs.factor), slicesPerSlab: stream.slabs.factor,
+                               firstSlice: stream.slabs.first, slabs: stream.slabs.count,
+                               originMM: [reference.slabs.geometry.origin.x, reference.slabs.geometry.origin.y, reference.slabs.geometry.origin.z],
+                               workers: stream.workers, memoryEstimateGB: (stream.estimateBytes / 1e7).rounded() / 100,
+                               memoryLimitGB: memoryBudget.limitGB)
+        let g = reference.slabs.geometry
+        let input = Report.Input(seriesUID: "", timepoints: stream.timepoints,
+                                 shape: [stream.timepoints, stream.slabs.count, stream.height, stream.width],
+                                 spacingMM: [g.spacing.x, g.spacing.y, g.spacing.z],
+                                 frameTimesS: layout.frameTimes, temporalSource: layout.temporalSource, grid: grid)
+        try observer.finish("assemble", result: ["shape": input.shape, "spacing_mm": input.spacingMM, "native_shape": grid.nativeShape,
+                                                 "slices_per_slab": grid.slicesPerSlab, "workers": grid.workers,
                                                  "frame_times_s": input.frameTimesS, "temporal_source": input.temporalSource,
                                                  "seconds": timings["assemble"]!])
 
-        // Every pipeline sees the series aligned to its first time point.
+        // Every pipeline sees the series aligned to its first time point, on the slab grid.
         try observer.begin("register")
         t0 = Date()
-        let motion = MotionCorrection(thresholdMM: motionThresholdMM).run(assembled) { observer.progress("register", $0) }
+        let motion = try stream.register(reference: reference.slabs, lossy: reference.lossy, thresholdMM: motionThresholdMM) {
+            observer.progress("register", $0)
+        }
         let series = motion.series
+        var source = try SourceInfo.read(path: series.files[0][0])
+        source.lossyCompressionMethods = LossyCompression.merge(source.lossyCompressionMethods, series.lossyCompressionMethods)
+        var reportInput = input
+        reportInput.seriesUID = source.seriesUID
         timings["register"] = Date().timeIntervalSince(t0)
         try observer.finish("register", result: ["qc": motion.qc, "max_displacement_mm": motion.maxDisplacementMM,
                                                  "seconds": timings["register"]!])
@@ -197,7 +225,7 @@ public struct Processing: Sendable {
         }
         timings["render"] = Date().timeIntervalSince(t0)
         timings["total"] = Date().timeIntervalSince(total)
-        let report = Report(job: job, pipeline: pipelineName, model: modelInfo, input: input, registration: motion.report,
+        let report = Report(job: job, pipeline: pipelineName, model: modelInfo, input: reportInput, registration: motion.report,
                             outputs: outputs.map { .init(seriesUID: $0.seriesUID, description: $0.description, instances: $0.instances) },
                             maps: maps, summary: output.summary, timingsS: timings, arterialInput: output.arterialInput, qc: qc)
         try report.json().write(toFile: outputDirectory + "/report.json", atomically: true, encoding: .utf8)

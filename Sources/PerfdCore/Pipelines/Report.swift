@@ -11,9 +11,31 @@ public struct Report: Codable, Sendable {
         public var spacingMM: [Double]
         public var frameTimesS: [Double]
         public var temporalSource: String
+        /// The analysis grid against the series as sent (nil in reports written before it).
+        public var grid: Grid?
         enum CodingKeys: String, CodingKey {
-            case timepoints, shape, seriesUID = "series_uid", spacingMM = "spacing_mm", frameTimesS = "frame_times_s",
+            case timepoints, shape, grid, seriesUID = "series_uid", spacingMM = "spacing_mm", frameTimesS = "frame_times_s",
                  temporalSource = "temporal_source"
+        }
+    }
+    /// report.json `input.grid`: the series as sent (native) and the slab grid the maps and
+    /// outputs lie on (`input.shape`/`spacing_mm`); `slices_per_slab` native slices, from
+    /// `first_slice`, are averaged into each slab; `origin_mm` is the first slab's centre.
+    public struct Grid: Codable, Sendable {
+        public var nativeShape: [Int]
+        public var nativeSpacingMM: [Double]
+        public var slabMM: Double
+        public var slicesPerSlab: Int
+        public var firstSlice: Int
+        public var slabs: Int
+        public var originMM: [Double]
+        public var workers: Int
+        public var memoryEstimateGB: Double
+        public var memoryLimitGB: Double
+        enum CodingKeys: String, CodingKey {
+            case slabs, workers, nativeShape = "native_shape", nativeSpacingMM = "native_spacing_mm", slabMM = "slab_mm",
+                 slicesPerSlab = "slices_per_slab", firstSlice = "first_slice", originMM = "origin_mm",
+                 memoryEstimateGB = "memory_estimate_gb", memoryLimitGB = "memory_limit_gb"
         }
     }
     public struct Output: Codable, Sendable {

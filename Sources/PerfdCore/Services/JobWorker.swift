@@ -91,7 +91,9 @@ public struct JobWorkerService: Service {
             let processing = Processing(pipelineName: job.pipeline, rerun: job.rerun, outputDirectory: workDir, job: job.id,
                                         motionThresholdMM: config.motionThresholdMM,
                                         modelDirectory: config.pipelines.first { $0.pipeline == job.pipeline && $0.model != nil }?.model,
-                                        fallbackPipeline: rule.map { $0.fallback } ?? Config.defaultFallback)
+                                        fallbackPipeline: rule.map { $0.fallback } ?? Config.defaultFallback,
+                                        slabMM: config.analysisSlabMM,
+                                        memoryBudget: MemoryBudget(limitGB: config.memoryLimitGB / Double(max(1, config.workers))))
             let (report, outputs) = try processing.run(paths: paths, observer: observer)
             if let r = report.registration {
                 // The job's QC: the perfusion checks' outcome when there are any, else the registration's flag.

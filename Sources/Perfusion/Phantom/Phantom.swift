@@ -110,14 +110,21 @@ public enum Phantom {
             let hu = Tissue.allCases.map { model.baseHU[$0]! + enhancement[$0.rawValue][t] }
             let moved = o.motion != nil && t > 0
             let inverse = poses[t].inverseMatrix
-            let images = parallelMap(o.slices) { z in
+            // Each slice is drawn and encoded on the cores side by side; only --format npy
+            // keeps the pixels once written.
+            let slices = parallelMap(o.slices) { z -> Result<(image: [Float], path: String?), Error> in
                 let lab = moved ? layout.labels(z: z, pose: inverse) : still[z]
                 var rng = SeededRandom(seed: o.seed &* 0x9E37_79B9 &+ UInt64(t) << 32 &+ UInt64(z) &+ 0xA11CE)
-                return layout.image(labels: lab, hu: hu, noise: o.noiseSigma, rng: &rng)
+                let image = layout.image(labels: lab, hu: hu, noise: o.noiseSigma, rng: &rng)
+                do {
+                    let path = try writer?.write(image, t: t, z: z)
+                    return .success((o.writeNPY ? image : [], path))
+                } catch { return .failure(error) }
             }
             for z in 0..<o.slices {
-                if let writer { files.append(try writer.write(images[z], t: t, z: z)) }
-                if o.writeNPY { series.append(contentsOf: images[z]) }
+                let r = try slices[z].get()
+                if let p = r.path { files.append(p) }
+                if o.writeNPY { series.append(contentsOf: r.image) }
             }
         }
         if o.writeNPY {
