@@ -32,7 +32,7 @@ public struct AuditEntry: Sendable, Equatable, Encodable {
 }
 
 extension JobStore {
-    public func audit(_ e: AuditEntry, now: Double = Clock.now()) throws {
+    public func audit(_ e: AuditEntry, now: Double = WallClock.now()) throws {
         try db.write { tx in try Self.audit(tx, e, now) }
     }
 

@@ -39,7 +39,7 @@ public final class JobStore: Sendable {
     /// are refused with an audit row. (`sameContent` nil: the content is taken as the same;
     /// it returning nil: the stored copy is unreadable, and the new one takes its place.)
     @discardableResult
-    public func recordInstance(_ i: InstanceRecord, sameContent: ((String) -> Bool?)? = nil, now: Double = Clock.now()) throws -> RecordOutcome {
+    public func recordInstance(_ i: InstanceRecord, sameContent: ((String) -> Bool?)? = nil, now: Double = WallClock.now()) throws -> RecordOutcome {
         try db.write { tx in
             func refuse(_ why: String) throws -> RecordOutcome {
                 try Self.audit(tx, AuditEntry(kind: .series, outcome: "refused", actor: i.callingAE, seriesUID: i.seriesUID,
@@ -131,7 +131,7 @@ public final class JobStore: Sendable {
     /// whose latest job is still queued): a power cut between the row's commit and the
     /// directory fsync, before the instance was acknowledged. Finished series are left to
     /// retention, which deletes files before rows. Returns the SOP instance UIDs dropped.
-    public func dropUnacknowledged(paths: [String], now: Double = Clock.now()) throws -> [String] {
+    public func dropUnacknowledged(paths: [String], now: Double = WallClock.now()) throws -> [String] {
         try db.write { tx in
             var dropped: [String] = []
             for path in paths {
@@ -186,7 +186,7 @@ public final class JobStore: Sendable {
 
     /// Marks a receiving series complete and queues its job, in one transaction.
     /// Returns nil if the series was no longer receiving (someone else got there first).
-    public func completeSeries(_ uid: String, reason: String, pipeline: String, now: Double = Clock.now()) throws -> JobRecord? {
+    public func completeSeries(_ uid: String, reason: String, pipeline: String, now: Double = WallClock.now()) throws -> JobRecord? {
         defer { jobsQueued.ring() }
         return try db.write { tx in
             guard let s = try tx.query("SELECT * FROM series WHERE series_uid = ? AND state = 'receiving'", uid).first.map(SeriesRecord.init) else { return nil }
@@ -287,7 +287,7 @@ public final class JobStore: Sendable {
 
     /// The next job to work on: a running one (resumed after a restart) before a queued
     /// one, oldest first. The job is marked running in the same transaction.
-    public func claimNextJob(excluding busy: Set<Int> = [], now: Double = Clock.now()) throws -> JobRecord? {
+    public func claimNextJob(excluding busy: Set<Int> = [], now: Double = WallClock.now()) throws -> JobRecord? {
         try db.write { tx in
             let candidates = try tx.query("""
                 SELECT * FROM jobs WHERE state IN ('running', 'queued')
@@ -320,7 +320,7 @@ public final class JobStore: Sendable {
 
     /// Records that a stage began. Throws `JobGone` when the job was cancelled or
     /// superseded meanwhile, so the worker stops.
-    public func beginStage(job id: Int, stage: String, now: Double = Clock.now()) throws {
+    public func beginStage(job id: Int, stage: String, now: Double = WallClock.now()) throws {
         try db.write { tx in
             try Self.requireRunning(tx, id)
             try tx.execute("UPDATE jobs SET stage = ?, progress = 0, updated_at = ? WHERE id = ?", stage, now, id)
@@ -331,7 +331,7 @@ public final class JobStore: Sendable {
         }
     }
 
-    public func setProgress(job id: Int, _ progress: Double, now: Double = Clock.now()) throws {
+    public func setProgress(job id: Int, _ progress: Double, now: Double = WallClock.now()) throws {
         try db.write { tx in
             try tx.execute("UPDATE jobs SET progress = ?, updated_at = ? WHERE id = ? AND state IN ('running', 'exporting')",
                            min(max(progress, 0), 1), now, id)
@@ -339,7 +339,7 @@ public final class JobStore: Sendable {
     }
 
     /// Commits a finished stage with its result summary (JSON text).
-    public func finishStage(job id: Int, stage: String, result: String?, now: Double = Clock.now()) throws {
+    public func finishStage(job id: Int, stage: String, result: String?, now: Double = WallClock.now()) throws {
         try db.write { tx in
             try Self.requireRunning(tx, id)
             try tx.execute("UPDATE job_stages SET finished_at = ?, result = ? WHERE job_id = ? AND stage = ?", now, result, id, stage)
@@ -357,7 +357,7 @@ public final class JobStore: Sendable {
         }
     }
 
-    public func setState(job id: Int, _ state: JobState, now: Double = Clock.now()) throws {
+    public func setState(job id: Int, _ state: JobState, now: Double = WallClock.now()) throws {
         try db.write { tx in
             try Self.requireRunning(tx, id)
             let finished: Double? = state.isActive ? nil : now
@@ -374,7 +374,7 @@ public final class JobStore: Sendable {
     /// false when the job was no longer active (superseded or cancelled meanwhile): the
     /// error is still recorded as an event, but the job keeps its state.
     @discardableResult
-    public func fail(job id: Int, stage: String?, reason: String, now: Double = Clock.now()) throws -> Bool {
+    public func fail(job id: Int, stage: String?, reason: String, now: Double = WallClock.now()) throws -> Bool {
         try db.write { tx in
             try tx.execute("UPDATE jobs SET state = 'failed', error = ?, stage = COALESCE(?, stage), finished_at = ?, updated_at = ? WHERE id = ? AND state IN ('running', 'exporting', 'queued')",
                            reason, stage, now, now, id)
@@ -406,7 +406,7 @@ public final class JobStore: Sendable {
 
     /// Queues a finished job again with the next re-run number (so its outputs get new UIDs).
     @discardableResult
-    public func retry(job id: Int, actor: String = "", now: Double = Clock.now()) throws -> JobRecord {
+    public func retry(job id: Int, actor: String = "", now: Double = WallClock.now()) throws -> JobRecord {
         defer { jobsQueued.ring() }
         return try db.write { tx in
             guard let job = try tx.query("SELECT * FROM jobs WHERE id = ?", id).first.map(JobRecord.init) else { throw AdminError.noSuchJob(id) }
@@ -433,7 +433,7 @@ public final class JobStore: Sendable {
     }
 
     @discardableResult
-    public func cancel(job id: Int, actor: String = "", now: Double = Clock.now()) throws -> JobRecord {
+    public func cancel(job id: Int, actor: String = "", now: Double = WallClock.now()) throws -> JobRecord {
         try db.write { tx in
             guard let job = try tx.query("SELECT * FROM jobs WHERE id = ?", id).first.map(JobRecord.init) else { throw AdminError.noSuchJob(id) }
             guard job.state.isActive else { throw AdminError.notCancellable(id, job.state) }
@@ -446,7 +446,7 @@ public final class JobStore: Sendable {
         }
     }
 
-    public func addEvent(job id: Int, _ level: EventLevel, _ message: String, now: Double = Clock.now()) throws {
+    public func addEvent(job id: Int, _ level: EventLevel, _ message: String, now: Double = WallClock.now()) throws {
         try db.write { tx in try Self.addEvent(tx, id, level, message, now) }
     }
 
@@ -470,7 +470,7 @@ public final class JobStore: Sendable {
 
     // MARK: daemon and global events
 
-    public func logEvent(kind: String, _ message: String, now: Double = Clock.now()) throws {
+    public func logEvent(kind: String, _ message: String, now: Double = WallClock.now()) throws {
         try db.write { tx in
             try tx.execute("INSERT INTO events (at, kind, message) VALUES (?, ?, ?)", now, kind, PeerText.escaped(message))
             // Keep the table bounded: the log file has the full history.
@@ -486,7 +486,7 @@ public final class JobStore: Sendable {
         }
     }
 
-    public func daemonStarted(pid: Int, aeTitle: String, port: Int, now: Double = Clock.now()) throws {
+    public func daemonStarted(pid: Int, aeTitle: String, port: Int, now: Double = WallClock.now()) throws {
         try db.write { tx in
             try tx.execute("""
                 INSERT INTO daemon (id, pid, ae_title, port, started_at, heartbeat_at, stopped_at) VALUES (1, ?, ?, ?, ?, ?, NULL)
@@ -496,11 +496,11 @@ public final class JobStore: Sendable {
         }
     }
 
-    public func daemonHeartbeat(now: Double = Clock.now()) throws {
+    public func daemonHeartbeat(now: Double = WallClock.now()) throws {
         try db.write { tx in try tx.execute("UPDATE daemon SET heartbeat_at = ? WHERE id = 1", now) }
     }
 
-    public func daemonStopped(now: Double = Clock.now()) throws {
+    public func daemonStopped(now: Double = WallClock.now()) throws {
         try db.write { tx in try tx.execute("UPDATE daemon SET stopped_at = ? WHERE id = 1", now) }
     }
 

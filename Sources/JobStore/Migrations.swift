@@ -192,14 +192,15 @@ enum Migrations {
             try db.write { tx in
                 guard try tx.query("SELECT 1 FROM migrations WHERE name = ?", m.name).isEmpty else { return }
                 try tx.executeScript(m.sql)
-                try tx.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", m.name, Clock.now())
+                try tx.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", m.name, WallClock.now())
             }
         }
     }
 }
 
-/// Wall-clock seconds since 1970: what every timestamp column holds.
-public enum Clock {
+/// Wall-clock seconds since 1970: what every timestamp column holds. (Not `Clock`: that
+/// name is the standard library's clock protocol.)
+public enum WallClock {
     public static func now() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)

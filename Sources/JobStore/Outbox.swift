@@ -123,7 +123,7 @@ extension JobStore {
 
     /// Commits the render stage, its report and the outbox rows in one transaction, and
     /// moves the job to exporting (or done when there is nowhere to send).
-    public func finishRender(job id: Int, result: String, report: String, outbox: [OutboxEntry], now: Double = Clock.now()) throws {
+    public func finishRender(job id: Int, result: String, report: String, outbox: [OutboxEntry], now: Double = WallClock.now()) throws {
         defer { outboxFilled.ring() }
         try db.write { tx in
             try Self.requireRunning(tx, id)
@@ -138,7 +138,7 @@ extension JobStore {
     }
 
     /// Queues a failure notice for export (whatever the job's state).
-    public func enqueueNotice(job id: Int, _ entries: [OutboxEntry], now: Double = Clock.now()) throws {
+    public func enqueueNotice(job id: Int, _ entries: [OutboxEntry], now: Double = WallClock.now()) throws {
         defer { outboxFilled.ring() }
         try db.write { tx in try Self.insertOutbox(tx, job: id, entries, now: now) }
     }
@@ -148,7 +148,7 @@ extension JobStore {
     }
 
     /// The next batch to send: due rows of one (job, destination), oldest first.
-    public func nextOutboxBatch(now: Double = Clock.now(), limit: Int = 500) throws -> [OutboxItem] {
+    public func nextOutboxBatch(now: Double = WallClock.now(), limit: Int = 500) throws -> [OutboxItem] {
         try db.read { tx in
             guard let first = try tx.query("""
                 SELECT job_id, destination_id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?
@@ -167,7 +167,7 @@ extension JobStore {
         try db.read { tx in try tx.query("SELECT state FROM outbox WHERE id = ?", id).first?["state"].text == "pending" }
     }
 
-    public func markSent(_ ids: [Int], now: Double = Clock.now()) throws {
+    public func markSent(_ ids: [Int], now: Double = WallClock.now()) throws {
         try db.write { tx in
             for id in ids {
                 try tx.execute("UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?", now, id)
@@ -191,7 +191,7 @@ extension JobStore {
 
     /// An exporting job whose outbox has drained becomes done, or failed if any result
     /// file could not be delivered.
-    public func settleExport(job id: Int, now: Double = Clock.now()) throws {
+    public func settleExport(job id: Int, now: Double = WallClock.now()) throws {
         try db.write { tx in
             guard let job = try tx.query("SELECT state FROM jobs WHERE id = ?", id).first, job["state"].text == "exporting" else { return }
             let r = try tx.query("""
@@ -215,7 +215,7 @@ extension JobStore {
     /// (or a database error there) would otherwise leave the job exporting for ever — never
     /// retryable, never purged. Returns the jobs it looked at.
     @discardableResult
-    public func settleDrainedExports(now: Double = Clock.now()) throws -> [Int] {
+    public func settleDrainedExports(now: Double = WallClock.now()) throws -> [Int] {
         let ids = try db.read { tx in
             try tx.query("""
                 SELECT j.id FROM jobs j WHERE j.state = 'exporting'
@@ -226,7 +226,7 @@ extension JobStore {
         return ids
     }
 
-    public func setExportProgress(job id: Int, now: Double = Clock.now()) throws {
+    public func setExportProgress(job id: Int, now: Double = WallClock.now()) throws {
         try db.write { tx in
             let r = try tx.query("SELECT COUNT(*) AS n, SUM(state != 'pending') AS d FROM outbox WHERE job_id = ? AND kind = 'result'", id).first
             let n = r?["n"].int ?? 0, d = r?["d"].int ?? 0
@@ -234,7 +234,7 @@ extension JobStore {
         }
     }
 
-    public func outboxSummary(now: Double = Clock.now()) throws -> [OutboxSummary] {
+    public func outboxSummary(now: Double = WallClock.now()) throws -> [OutboxSummary] {
         try db.read { tx in
             try tx.query("""
                 SELECT d.ae_title || '@' || d.host || ':' || d.port AS destination,

@@ -66,7 +66,7 @@ extension JobStore {
     /// Forgets a purged series' instances (after its files were deleted): instance rows go,
     /// the series row keeps its UIDs and counts but loses the patient's name and ID; jobs,
     /// their events and the audit trail stay. One audit row records the purge.
-    public func markPurged(_ c: PurgeCandidate, actor: String, now: Double = Clock.now()) throws {
+    public func markPurged(_ c: PurgeCandidate, actor: String, now: Double = WallClock.now()) throws {
         try db.write { tx in
             // Only if nothing started on the series since the candidate list was made.
             guard try !Self.hasActiveJob(tx, series: c.seriesUID) else { return }

@@ -179,7 +179,7 @@ public final class Database: Sendable {
     private func noteWrite(_ error: Error?) {
         if let e = error as? StoreError {
             guard Self.fatalCodes.contains(e.code & 0xff) else { return }
-            lastFailure.withLock { $0 = (Clock.now(), e.message) }
+            lastFailure.withLock { $0 = (WallClock.now(), e.message) }
         } else if error == nil {
             lastFailure.withLock { if $0 != nil { $0 = nil } }
         }
@@ -222,11 +222,11 @@ public final class Database: Sendable {
     }
 
     private func probe(_ c: Connection, timeout: Double) -> String? {
-        let started = Clock.now()
+        let started = WallClock.now()
         do {
             let box = Unmanaged.passRetained(DeadlineBox(started + timeout)).toOpaque()
             sqlite3_progress_handler(c.handle, 1000, { ctx in
-                Unmanaged<DeadlineBox>.fromOpaque(ctx!).takeUnretainedValue().deadline < Clock.now() ? 1 : 0
+                Unmanaged<DeadlineBox>.fromOpaque(ctx!).takeUnretainedValue().deadline < WallClock.now() ? 1 : 0
             }, box)
             defer {
                 sqlite3_progress_handler(c.handle, 0, nil, nil)
@@ -234,7 +234,7 @@ public final class Database: Sendable {
             }
             try c.execute("BEGIN IMMEDIATE")
             do {
-                let now = SQLValue.double(Clock.now())
+                let now = SQLValue.double(WallClock.now())
                 try c.execute("INSERT INTO health (id, at, pid) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET at = excluded.at, pid = excluded.pid",
                               [now, .int(Int64(getpid()))])
                 try c.execute("SAVEPOINT probe")
@@ -254,7 +254,7 @@ public final class Database: Sendable {
         } catch let e as StoreError {
             switch e.code & 0xff {
             case SQLITE_BUSY, SQLITE_LOCKED:
-                return String(format: "locked: no write possible within %.1f s (another process holds the database)", Clock.now() - started)
+                return String(format: "locked: no write possible within %.1f s (another process holds the database)", WallClock.now() - started)
             case SQLITE_INTERRUPT:
                 return String(format: "not answering within %.1f s", timeout)
             default:
@@ -264,7 +264,7 @@ public final class Database: Sendable {
             return "\(error)"
         }
         if let f = lastWriteFailure {
-            return "the last write failed \(Int(max(0, Clock.now() - f.at))) s ago: \(f.message)"
+            return "the last write failed \(Int(max(0, WallClock.now() - f.at))) s ago: \(f.message)"
         }
         return nil
     }

@@ -31,7 +31,7 @@ public struct StoreStatistics: Sendable {
 }
 
 extension JobStore {
-    public func statistics(now: Double = Clock.now()) throws -> StoreStatistics {
+    public func statistics(now: Double = WallClock.now()) throws -> StoreStatistics {
         try db.read { tx in
             var s = StoreStatistics()
             s.jobsByState = try Self.jobCounts(tx)

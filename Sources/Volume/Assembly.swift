@@ -1,5 +1,6 @@
 import DICOM
 import Foundation
+import Synchronization
 
 /// Why a set of instances does not make a 4D series; the message names what is wrong.
 public struct AssemblyError: Error, CustomStringConvertible, Sendable {
@@ -362,13 +363,12 @@ public struct SendableBuffer: @unchecked Sendable {
     public init(_ b: UnsafeMutableBufferPointer<Float>) { buffer = b }
 }
 
-// @unchecked Sendable: every slot is written once under `lock` and read after the workers return.
-final class ResultSlots<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var items: [Result<T, Error>?]
-    init(count: Int) { items = Array(repeating: nil, count: count) }
-    func set(_ i: Int, _ r: Result<T, Error>) { lock.lock(); items[i] = r; lock.unlock() }
-    func values() throws -> [T] { try items.map { try $0!.get() } }
+/// One slot per worker's item, written once each and read after the workers return.
+final class ResultSlots<T>: Sendable {
+    private let items: Mutex<[Result<T, Error>?]>
+    init(count: Int) { items = Mutex(Array(repeating: nil, count: count)) }
+    func set(_ i: Int, _ r: sending Result<T, Error>) { items.withLock { $0[i] = r } }
+    func values() throws -> [T] { try items.withLock { try $0.map { try $0!.get() } } }
 }
 typealias HeaderBox = ResultSlots<SliceHeader>
 typealias DecodeBox = ResultSlots<[String]?>

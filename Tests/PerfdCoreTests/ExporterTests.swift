@@ -35,7 +35,7 @@ import Testing
         config.exportRetry.initialSeconds = 5
         config.exportRetry.giveUpHours = 24
         let exporter = ExporterService(store: store, config: config, logger: Logger(label: "test"))
-        let t0 = Clock.now()
+        let t0 = WallClock.now()
         #expect(try !exporter.sendNextBatch(now: t0 + 1))
         var item = try #require(try store.outbox(job: job.id).first)
         #expect(item.state == .pending && item.attempts == 1)
@@ -137,7 +137,7 @@ func exportingJob(_ store: JobStore, files: [String], toPort port: Int) throws -
         #expect(row.state == .pending && row.attempts == 1, "\(row)")
 
         config.destinations[0].tls?.verifyHostname = false
-        #expect(try ExporterService(store: store, config: config, logger: Logger(label: "test")).sendNextBatch(now: Clock.now() + 3600))
+        #expect(try ExporterService(store: store, config: config, logger: Logger(label: "test")).sendNextBatch(now: WallClock.now() + 3600))
         #expect(try store.job(j)?.state == .done)
         #expect(try FileManager.default.contentsOfDirectory(atPath: received).count == 1)
     }

@@ -193,7 +193,7 @@ struct QualityGateCorpusTests {
         for f in qc.flagged { #expect(allowed.contains(f.name), "\(c.name) \(pipeline): \(f.name) \(f.outcome) — \(f.reason)") }
         if c.failure != nil && !qc.withheld { Issue.record("\(c.name) \(pipeline): neither failed nor withheld: \(r.line)") }
         guard !qc.withheld else {
-            #expect(!qc.flagged.filter { $0.outcome == "withhold" }.isEmpty)
+            #expect(!qc.flagged.filter { $0.outcome == .withhold }.isEmpty)
             return
         }
         // Shown as numbers: never off by more than half; off by more than a quarter only when flagged.
@@ -208,10 +208,10 @@ struct QualityGateCorpusTests {
             if e > 0.25 {
                 if let why = c.knownMiss {
                     withKnownIssue(Comment(rawValue: why), isIntermittent: true) {
-                        #expect(qc.outcome == "warn", "\(c.name) \(pipeline): \(what) off by \(Int(100 * e)) % without a flag")
+                        #expect(qc.outcome == .warn, "\(c.name) \(pipeline): \(what) off by \(Int(100 * e)) % without a flag")
                     }
                 } else {
-                    #expect(qc.outcome == "warn", "\(c.name) \(pipeline): \(what) off by \(Int(100 * e)) % without a flag")
+                    #expect(qc.outcome == .warn, "\(c.name) \(pipeline): \(what) off by \(Int(100 * e)) % without a flag")
                 }
             }
         }
@@ -235,9 +235,9 @@ final class Locked<T>: @unchecked Sendable {
         let c = CorpusCase.all.first { $0.name.hasPrefix("truncated") }!
         let r = try QualityGateCorpusTests.run(c, pipeline: "perfusion-svd", dir: dir)
         let qc = try #require(r.qc)
-        #expect(qc.outcome == "withhold")
+        #expect(qc.outcome == .withhold)
         let t = try #require(qc.checks.first { $0.name == "truncation" })
-        #expect(t.outcome == "withhold" && t.value > t.threshold)
+        #expect(t.outcome == .withhold && t.value > t.threshold)
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir.sub("out") + "/report.json"))) as! [String: Any]
         let q = try #require(report["qc"] as? [String: Any])
         #expect(q["outcome"] as? String == "withhold")
@@ -283,14 +283,14 @@ final class Locked<T>: @unchecked Sendable {
         let learned: [String: SummaryValue] = ["core_ml": .number(29.4), "penumbra_ml": .number(42.5)]
         let svd: [String: SummaryValue] = ["core_ml": .number(13.5), "penumbra_ml": .number(51.1)]
         let c = QualityControl.crossCheck(learned, svd: svd, error: nil)
-        #expect(c.outcome == "withhold" && c.value > 1)
+        #expect(c.outcome == .withhold && c.value > 1)
         #expect(c.reason.contains("29.4") && c.reason.contains("13.5"), "\(c.reason)")
         let plain = c.plain ?? ""
         #expect(!plain.isEmpty && !plain.contains("29") && !plain.contains("13") && !plain.contains("ml"), "\(plain)")
         // Within the tolerance (45 % of the larger, or 3 ml): agreement.
         let near = QualityControl.crossCheck(["core_ml": .number(20), "penumbra_ml": .number(40)],
                                              svd: ["core_ml": .number(12), "penumbra_ml": .number(42)], error: nil)
-        #expect(near.outcome == "ok" && near.plain == nil)
+        #expect(near.outcome == .ok && near.plain == nil)
     }
 
     @Test func validityFollowsTheTransforms() {

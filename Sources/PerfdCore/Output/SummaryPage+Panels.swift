@@ -91,7 +91,7 @@ extension SummaryPage {
             x += c.text(value, x: x, y: y, size: 24, color: colour, bold: true) + 40
         }
         var y = y
-        if let qc, qc.outcome == "warn" || qc.fallback != nil {
+        if let qc, qc.outcome == .warn || qc.fallback != nil {
             // What to be wary of, above the rules: the results stand, with this warning.
             let words = qc.plainWords
             // paragraph returns the next baseline; the rules below start 28 px under `y`.

@@ -1,5 +1,6 @@
 import Foundation
 import Registration
+import Synchronization
 import Volume
 
 /// The register stage: every time point aligned to t = 0, the series resampled onto t = 0,
@@ -52,7 +53,8 @@ public struct MotionCorrection: Sendable {
         }
         var voxels = [Float]()
         voxels.reserveCapacity(s.voxels.count)
-        for t in 0..<T { voxels.append(contentsOf: box.frames[t]!.voxels) }
+        let frames = box.frames
+        for t in 0..<T { voxels.append(contentsOf: frames[t]!.voxels) }
         var registered = s
         registered.voxels = voxels
         let transforms = box.transforms.map { $0! }
@@ -110,22 +112,26 @@ extension MotionCorrection {
 }
 
 /// Results written from concurrent registrations.
-// @unchecked Sendable: every access goes through `lock`.
-final class ResultBox: @unchecked Sendable {
-    let lock = NSLock()
-    var transforms: [RigidTransform?], converged: [Bool?], frames: [Volume3D?]
-    var done = 0
+final class ResultBox: Sendable {
+    private struct Results {
+        var transforms: [RigidTransform?], converged: [Bool?], frames: [Volume3D?]
+        var done = 0
+        /// The first error of a streamed registration (the other workers stop at their next time point).
+        var error: Error?
+    }
+    private let results: Mutex<Results>
     init(count: Int) {
-        transforms = Array(repeating: nil, count: count)
-        converged = Array(repeating: nil, count: count)
-        frames = Array(repeating: nil, count: count)
+        results = Mutex(Results(transforms: Array(repeating: nil, count: count), converged: Array(repeating: nil, count: count),
+                                frames: Array(repeating: nil, count: count)))
     }
     func set(_ t: Int, _ x: RigidTransform, _ ok: Bool, _ frame: Volume3D?) {
-        lock.lock(); defer { lock.unlock() }
-        transforms[t] = x; converged[t] = ok; frames[t] = frame; done += 1
+        results.withLock { r in r.transforms[t] = x; r.converged[t] = ok; r.frames[t] = frame; r.done += 1 }
     }
-    /// The first error of a streamed registration (the other workers stop at their next time point).
-    private(set) var error: Error?
-    func fail(_ e: Error) { lock.lock(); if error == nil { error = e }; lock.unlock() }
-    var failed: Bool { lock.lock(); defer { lock.unlock() }; return error != nil }
+    func fail(_ e: Error) { results.withLock { r in if r.error == nil { r.error = e } } }
+    var failed: Bool { results.withLock { $0.error != nil } }
+    var error: Error? { results.withLock { $0.error } }
+    var done: Int { results.withLock { $0.done } }
+    var transforms: [RigidTransform?] { results.withLock { $0.transforms } }
+    var converged: [Bool?] { results.withLock { $0.converged } }
+    var frames: [Volume3D?] { results.withLock { $0.frames } }
 }

@@ -115,20 +115,20 @@ public struct Processing: Sendable {
                                              noiseHU: e.noiseHU, noiseCorrelationMM: e.noiseCorrelationMM)
                 let outside = QualityControl.envelopeViolations(view, m)
                 if outside.isEmpty {
-                    envelopeCheck = .init(name: "envelope", value: 0, threshold: 0, outcome: "ok", reason: "within \(tag)'s training envelope")
+                    envelopeCheck = .init(name: "envelope", value: 0, threshold: 0, outcome: .ok, reason: "within \(tag)'s training envelope")
                 } else if let fb = fallbackPipeline {
                     active = try Pipelines.make(fb)
                     fallbackNote = "the series is outside what \(tag) was trained on: " + outside.joined(separator: ", ")
-                    envelopeCheck = .init(name: "envelope", value: Double(outside.count), threshold: 0, outcome: "warn",
+                    envelopeCheck = .init(name: "envelope", value: Double(outside.count), threshold: 0, outcome: .warn,
                                           reason: "outside \(tag)'s training envelope (\(outside.joined(separator: ", "))); fell back to \(fb)",
                                           plain: "results from \(fb): the series is outside what the learned model was trained on (\(outside.joined(separator: ", ")))")
                 } else {
-                    envelopeCheck = .init(name: "envelope", value: Double(outside.count), threshold: 0, outcome: "withhold",
+                    envelopeCheck = .init(name: "envelope", value: Double(outside.count), threshold: 0, outcome: .withhold,
                                           reason: "outside \(tag)'s training envelope (\(outside.joined(separator: ", "))); no fallback configured",
                                           plain: "the series is outside what the learned model was trained on (\(outside.joined(separator: ", ")))")
                 }
             } else {
-                envelopeCheck = .init(name: "envelope", value: 0, threshold: 0, outcome: "warn",
+                envelopeCheck = .init(name: "envelope", value: 0, threshold: 0, outcome: .warn,
                                       reason: "\(tag) declares no training envelope in model.json: not checked",
                                       plain: "the learned model does not say what it was trained on")
             }
@@ -174,7 +174,7 @@ public struct Processing: Sendable {
         var flags: [String] = motion.qc == "motion" ? ["MOTION"] : []
         if let qc {
             if qc.withheld { flags.append("WITHHELD") }
-            else if qc.checks.contains(where: { $0.outcome == "warn" && $0.name != "motion" && $0.name != "envelope" }) { flags.append("QC WARN") }
+            else if qc.checks.contains(where: { $0.outcome == .warn && $0.name != "motion" && $0.name != "envelope" }) { flags.append("QC WARN") }
             if qc.fallback != nil { flags.append("FALLBACK") }
         }
         let qcNote = qc.map { q in

@@ -6,42 +6,53 @@ import Volume
 /// `ok`: results as computed; `warn`: results sent, the warning on the summary page and in
 /// the series descriptions; `withhold`: maps sent, but no core/penumbra volumes or mismatch
 /// ratio shown as numbers, and the page says why.
+public enum QCOutcome: String, Codable, Sendable, Comparable {
+    /// Results sent as they are.
+    case ok
+    /// Results sent, the warning on the summary page and in the series description.
+    case warn
+    /// Maps sent; no core/penumbra volumes or mismatch ratio as numbers, the page says why.
+    case withhold
+
+    private var rank: Int { self == .ok ? 0 : self == .warn ? 1 : 2 }
+    public static func < (a: QCOutcome, b: QCOutcome) -> Bool { a.rank < b.rank }
+}
+
 public struct QCReport: Codable, Sendable, Equatable {
     public struct Check: Codable, Sendable, Equatable {
         public var name: String
         public var value: Double
         /// The limit `value` was held against (the withhold limit when that one was crossed).
         public var threshold: Double
-        public var outcome: String
+        public var outcome: QCOutcome
         public var reason: String
         /// The finding in plain words, for the summary page (nil when ok).
         public var plain: String?
-        public init(name: String, value: Double, threshold: Double, outcome: String, reason: String, plain: String? = nil) {
+        public init(name: String, value: Double, threshold: Double, outcome: QCOutcome, reason: String, plain: String? = nil) {
             self.name = name; self.value = value.isFinite ? (value * 1000).rounded() / 1000 : 0
             self.threshold = threshold; self.outcome = outcome; self.reason = reason; self.plain = plain
         }
     }
-    public var outcome: String
+    public var outcome: QCOutcome
     public var checks: [Check]
     /// Set when a learned pipeline fell back to another: which, and why.
     public var fallback: String?
 
     public init(checks: [Check], fallback: String? = nil) {
         self.checks = checks; self.fallback = fallback
-        outcome = checks.map(\.outcome).max { Self.rank($0) < Self.rank($1) } ?? "ok"
+        outcome = checks.map(\.outcome).max() ?? .ok
     }
 
-    static func rank(_ outcome: String) -> Int { ["ok": 0, "warn": 1, "withhold": 2][outcome] ?? 0 }
-    public var withheld: Bool { outcome == "withhold" }
-    public var flagged: [Check] { checks.filter { $0.outcome != "ok" } }
+    public var withheld: Bool { outcome == .withhold }
+    public var flagged: [Check] { checks.filter { $0.outcome != .ok } }
     /// The job's QC in one line (jobs table, `perfd jobs`, `perfd status`): "ok",
     /// "warn: motion, noise", "withhold: truncation".
     public var line: String {
-        outcome == "ok" ? "ok" : "\(outcome): " + checks.filter { $0.outcome == outcome }.map(\.name).joined(separator: ", ")
+        outcome == .ok ? "ok" : "\(outcome.rawValue): " + checks.filter { $0.outcome == outcome }.map(\.name).joined(separator: ", ")
     }
     /// What the summary page says, in plain words: the checks of the worst outcome first.
     public var plainWords: [String] {
-        flagged.sorted { Self.rank($0.outcome) > Self.rank($1.outcome) }.compactMap(\.plain)
+        flagged.sorted { $0.outcome > $1.outcome }.compactMap(\.plain)
     }
     enum CodingKeys: String, CodingKey { case outcome, checks, fallback }
 }
@@ -205,45 +216,45 @@ public enum QualityControl {
     public static func seriesChecks(_ m: QCMeasurements, motion: MotionCorrection.Outcome, motionThresholdMM: Double) -> [QCReport.Check] {
         var out: [QCReport.Check] = []
         let moved = motion.qc == "motion"
-        out.append(.init(name: "motion", value: motion.maxDisplacementMM, threshold: motionThresholdMM, outcome: moved ? "warn" : "ok",
+        out.append(.init(name: "motion", value: motion.maxDisplacementMM, threshold: motionThresholdMM, outcome: moved ? .warn : .ok,
                          reason: moved ? String(format: "head moved up to %.1f mm (threshold %.1f mm)%@", motion.maxDisplacementMM, motionThresholdMM,
                                                 motion.note.map { "; \($0)" } ?? "")
                                        : String(format: "largest displacement %.1f mm", motion.maxDisplacementMM),
                          plain: moved ? String(format: "the head moved %.1f mm during the scan", motion.maxDisplacementMM) : nil))
         let noise = m.noiseHU
-        let nOutcome = noise > noiseWithhold ? "withhold" : noise > noiseWarn ? "warn" : "ok"
-        out.append(.init(name: "noise", value: noise, threshold: nOutcome == "withhold" ? noiseWithhold : noiseWarn, outcome: nOutcome,
+        let nOutcome: QCOutcome = noise > noiseWithhold ? .withhold : noise > noiseWarn ? .warn : .ok
+        out.append(.init(name: "noise", value: noise, threshold: nOutcome == .withhold ? noiseWithhold : noiseWarn, outcome: nOutcome,
                          reason: String(format: "pre-bolus noise σ %.1f HU (warn above %.0f, withhold above %.0f: the methods hold at 0–20 HU)", noise, noiseWarn, noiseWithhold),
-                         plain: nOutcome == "ok" ? nil : String(format: "the images are noisier (%.0f HU) than the method is known to handle (20 HU)", noise)))
+                         plain: nOutcome == .ok ? nil : String(format: "the images are noisier (%.0f HU) than the method is known to handle (20 HU)", noise)))
         let texture = m.noiseCorrelationMM
-        let xOutcome = texture > noiseTextureWarnMM ? "warn" : "ok"
+        let xOutcome: QCOutcome = texture > noiseTextureWarnMM ? .warn : .ok
         out.append(.init(name: "noise_texture", value: texture, threshold: noiseTextureWarnMM, outcome: xOutcome,
                          reason: String(format: "pre-bolus noise correlated over %.2f mm (warn above %.1f mm: both methods were tuned on 0.8 mm, which reads 0.6–0.7)", texture, noiseTextureWarnMM),
-                         plain: xOutcome == "ok" ? nil : String(format: "the image noise is coarser-grained (%.1f mm) than the method was tuned on", texture)))
+                         plain: xOutcome == .ok ? nil : String(format: "the image noise is coarser-grained (%.1f mm) than the method was tuned on", texture)))
         let thick = m.sliceMM
-        let sOutcome = thick > sliceWithholdMM ? "withhold" : thick > sliceWarnMM ? "warn" : "ok"
-        out.append(.init(name: "slice_thickness", value: thick, threshold: sOutcome == "withhold" ? sliceWithholdMM : sliceWarnMM, outcome: sOutcome,
+        let sOutcome: QCOutcome = thick > sliceWithholdMM ? .withhold : thick > sliceWarnMM ? .warn : .ok
+        out.append(.init(name: "slice_thickness", value: thick, threshold: sOutcome == .withhold ? sliceWithholdMM : sliceWarnMM, outcome: sOutcome,
                          reason: String(format: "slices %.1f mm apart (warn above %.1f mm, withhold above %.1f mm: tuned on 5 mm)", thick, sliceWarnMM, sliceWithholdMM),
-                         plain: sOutcome == "ok" ? nil : String(format: "the slices are %.0f mm thick; the method was checked on 5 mm", thick)))
+                         plain: sOutcome == .ok ? nil : String(format: "the slices are %.0f mm thick; the method was checked on 5 mm", thick)))
         let tuned = tunedFrames.contains(m.frames) && tunedDurationS.contains(m.durationS)
-        out.append(.init(name: "acquisition", value: Double(m.frames), threshold: Double(tunedFrames.lowerBound), outcome: tuned ? "ok" : "warn",
+        out.append(.init(name: "acquisition", value: Double(m.frames), threshold: Double(tunedFrames.lowerBound), outcome: tuned ? .ok : .warn,
                          reason: String(format: "%d frames over %.0f s (tuned on 19 over 36 s; checked within %d–%d frames and %.0f–%.0f s)",
                                         m.frames, m.durationS, tunedFrames.lowerBound, tunedFrames.upperBound, tunedDurationS.lowerBound, tunedDurationS.upperBound),
                          plain: tuned ? nil : String(format: "%d frames over %.0f s, an acquisition the method was not checked on (19 over 36 s)", m.frames, m.durationS)))
         let gap = m.maxIntervalS
-        let gOutcome = gap > gapWithholdS ? "withhold" : gap > gapWarnS ? "warn" : "ok"
-        out.append(.init(name: "sampling", value: gap, threshold: gOutcome == "withhold" ? gapWithholdS : gapWarnS, outcome: gOutcome,
+        let gOutcome: QCOutcome = gap > gapWithholdS ? .withhold : gap > gapWarnS ? .warn : .ok
+        out.append(.init(name: "sampling", value: gap, threshold: gOutcome == .withhold ? gapWithholdS : gapWarnS, outcome: gOutcome,
                          reason: String(format: "largest interval between frames %.1f s (warn above %.0f s, withhold above %.0f s)", gap, gapWarnS, gapWithholdS),
-                         plain: gOutcome == "ok" ? nil : String(format: "a gap of %.0f s between frames", gap)))
+                         plain: gOutcome == .ok ? nil : String(format: "a gap of %.0f s between frames", gap)))
         let lost = m.brainML > 0 ? 1 - m.validBrainML / m.brainML : 0
-        var cOutcome = "ok"
-        if m.validBrainML < brainWithholdML || lost > lostWithhold { cOutcome = "withhold" }
-        else if m.validBrainML < brainWarnML || lost > lostWarn { cOutcome = "warn" }
-        out.append(.init(name: "brain_coverage", value: m.validBrainML, threshold: cOutcome == "withhold" ? brainWithholdML : brainWarnML,
+        var cOutcome: QCOutcome = .ok
+        if m.validBrainML < brainWithholdML || lost > lostWithhold { cOutcome = .withhold }
+        else if m.validBrainML < brainWarnML || lost > lostWarn { cOutcome = .warn }
+        out.append(.init(name: "brain_coverage", value: m.validBrainML, threshold: cOutcome == .withhold ? brainWithholdML : brainWarnML,
                          outcome: cOutcome,
                          reason: String(format: "%.0f ml of brain inside the slab at every time point, of %.0f ml (%@ lost to motion; warn below %.0f ml or above %@ lost, withhold below %.0f ml or above %@)",
                                         m.validBrainML, m.brainML, pct(lost), brainWarnML, pct(lostWarn), brainWithholdML, pct(lostWithhold)),
-                         plain: cOutcome == "ok" ? nil : (lost > lostWarn
+                         plain: cOutcome == .ok ? nil : (lost > lostWarn
                             ? "the head moved \(pct(lost)) of the brain out of the scanned slab at some time point"
                             : String(format: "the scan covers only %.0f ml of brain", m.validBrainML))))
         return out
@@ -263,19 +274,19 @@ public enum QualityControl {
         // Arrival before the tissue's: the arterial curve must peak before the brain does.
         let lead = tissueTTP - aifTTP
         let slices = Set(table("aif_voxels_zyx").compactMap { $0.first.map { Int($0) } }).count
-        let aOutcome = lead > 0 ? "ok" : "withhold"
+        let aOutcome: QCOutcome = lead > 0 ? .ok : .withhold
         out.append(.init(name: "arterial_input", value: lead, threshold: 0, outcome: aOutcome,
                          reason: String(format: "arterial curve peaks %.1f HU at %.1f s, the brain tissue at %.1f s (must be later); taken on %d slice%@",
                                         aifPeak, aifTTP, tissueTTP, slices, slices == 1 ? "" : "s"),
-                         plain: aOutcome == "ok" ? nil : String(format: "no plausible arterial input: the chosen vessel peaks at %.0f s, not before the brain tissue (%.0f s)", aifTTP, tissueTTP)))
+                         plain: aOutcome == .ok ? nil : String(format: "no plausible arterial input: the chosen vessel peaks at %.0f s, not before the brain tissue (%.0f s)", aifTTP, tissueTTP)))
         // Frames before the bolus: the arterial curve's arrival at 10 % of its peak.
         let arrival = aif.firstIndex { $0 >= 0.1 * aifPeak }.map { times[$0] } ?? 0
         let pre = Double(m.frameTimes.filter { $0 < arrival - 1e-6 }.count)
-        let pOutcome = pre < minPreBolusFrames ? "withhold" : "ok"
+        let pOutcome: QCOutcome = pre < minPreBolusFrames ? .withhold : .ok
         out.append(.init(name: "pre_bolus_frames", value: pre, threshold: minPreBolusFrames, outcome: pOutcome,
                          reason: String(format: "%.0f frame%@ before the arterial arrival at %.1f s (at least %.0f needed for a baseline)",
                                         pre, pre == 1 ? "" : "s", arrival, minPreBolusFrames),
-                         plain: pOutcome == "ok" ? nil : String(format: "the contrast arrived before a baseline was scanned (%.0f frame%@ before it, %.0f needed)", pre, pre == 1 ? "" : "s", minPreBolusFrames)))
+                         plain: pOutcome == .ok ? nil : String(format: "the contrast arrived before a baseline was scanned (%.0f frame%@ before it, %.0f needed)", pre, pre == 1 ? "" : "s", minPreBolusFrames)))
         // Truncation: the venous curve (else the tissue's) at the last frame.
         let last = m.frameTimes.last ?? 0
         var fraction = 0.0, what = ""
@@ -286,11 +297,11 @@ public enum QualityControl {
             fraction = (tissue.last ?? 0) / tPeak; what = "tissue"
         }
         let tFrac = (tissue.max() ?? 0) > 0 ? (tissue.last ?? 0) / tissue.max()! : 0
-        let tOutcome = fraction > truncationWithhold ? "withhold" : fraction > truncationWarn ? "warn" : "ok"
-        out.append(.init(name: "truncation", value: fraction, threshold: tOutcome == "withhold" ? truncationWithhold : truncationWarn, outcome: tOutcome,
+        let tOutcome: QCOutcome = fraction > truncationWithhold ? .withhold : fraction > truncationWarn ? .warn : .ok
+        out.append(.init(name: "truncation", value: fraction, threshold: tOutcome == .withhold ? truncationWithhold : truncationWarn, outcome: tOutcome,
                          reason: String(format: "%@ curve at %@ of its peak at the last frame (%.0f s), brain tissue at %@ (warn above %@, withhold above %@)",
                                         what, pct(fraction), last, pct(tFrac), pct(truncationWarn), pct(truncationWithhold)),
-                         plain: tOutcome == "ok" ? nil : String(format: "the acquisition ended before the contrast washed out — %@ curve at %@ of its peak at %.0f s",
+                         plain: tOutcome == .ok ? nil : String(format: "the acquisition ended before the contrast washed out — %@ curve at %@ of its peak at %.0f s",
                                                                  what, pct(fraction), last)))
         return out
     }
@@ -318,7 +329,7 @@ public enum QualityControl {
         func number(_ s: [String: SummaryValue], _ k: String) -> Double? { if case .number(let x)? = s[k] { return x }; return nil }
         guard let svd, let c = number(summary, "core_ml"), let p = number(summary, "penumbra_ml"),
               let sc = number(svd, "core_ml"), let sp = number(svd, "penumbra_ml") else {
-            return .init(name: "cross_check", value: 0, threshold: crossCheckFraction, outcome: "warn",
+            return .init(name: "cross_check", value: 0, threshold: crossCheckFraction, outcome: .warn,
                          reason: "perfusion-svd could not cross-check the volumes: \(error ?? "no volumes")",
                          plain: "the volumes could not be cross-checked against the classical method")
         }
@@ -327,12 +338,12 @@ public enum QualityControl {
             abs(a - b) / max(crossCheckML, crossCheckFraction * max(a, b))
         }
         let worst = max(excess(c, sc), excess(p, sp))
-        let outcome = worst > 1 ? "withhold" : "ok"
+        let outcome: QCOutcome = worst > 1 ? .withhold : .ok
         return .init(name: "cross_check", value: worst, threshold: 1, outcome: outcome,
                      reason: String(format: "core %.1f ml vs perfusion-svd %.1f, penumbra %.1f vs %.1f (tolerance: %.0f ml or %@ of the larger; value = difference / tolerance)",
                                     c, sc, p, sp, crossCheckML, pct(crossCheckFraction)),
                      // In words only: a withheld page shows no volume as a number (report.json has them).
-                     plain: outcome == "ok" ? nil : "the learned and the classical method disagree on the lesion volumes by more than \(pct(crossCheckFraction)) of the larger")
+                     plain: outcome == .ok ? nil : "the learned and the classical method disagree on the lesion volumes by more than \(pct(crossCheckFraction)) of the larger")
     }
 }
 

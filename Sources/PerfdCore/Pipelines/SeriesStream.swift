@@ -2,6 +2,7 @@ import DICOM
 import Foundation
 import Registration
 import Volume
+import Synchronization
 
 /// What a job may use of the machine's memory (`memory_limit_gb`), and the estimate of a
 /// series' working set it is checked against before any pixel is decoded.
@@ -146,10 +147,8 @@ public struct SeriesStream: Sendable {
 }
 
 /// Lossy-compression methods met while decoding, merged across workers.
-// @unchecked Sendable: every access goes through `lock`.
-final class LossyBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: [String]? = nil
-    func merge(_ m: [String]?) { lock.lock(); value = LossyCompression.merge(value, m); lock.unlock() }
-    var methods: [String]? { lock.lock(); defer { lock.unlock() }; return value }
+final class LossyBox: Sendable {
+    private let value = Mutex<[String]?>(nil)
+    func merge(_ m: [String]?) { value.withLock { $0 = LossyCompression.merge($0, m) } }
+    var methods: [String]? { value.withLock { $0 } }
 }

@@ -46,7 +46,7 @@ public struct ExporterService: Service {
 
     /// Sends one due batch; returns whether there was one.
     @discardableResult
-    public func sendNextBatch(now: Double = Clock.now()) throws -> Bool {
+    public func sendNextBatch(now: Double = WallClock.now()) throws -> Bool {
         let batch = try store.nextOutboxBatch(now: now)
         guard let first = batch.first else { return false }
         let backoff = ExportBackoff(config.exportRetry)

@@ -103,7 +103,7 @@ public struct JobWorkerService: Service {
                 }
             }
             if let qc = report.qc {
-                metrics?.add("perfd_job_qc_total{outcome=\"\(qc.outcome)\"}")
+                metrics?.add("perfd_job_qc_total{outcome=\"\(qc.outcome.rawValue)\"}")
                 for c in qc.flagged where c.name != "motion" {
                     metrics?.add("perfd_qc_flags_total{check=\"\(c.name)\",outcome=\"\(c.outcome)\"}")
                     try store.addEvent(job: job.id, .warning, "QC \(c.name) \(c.outcome): \(c.reason)")

@@ -28,7 +28,7 @@ public struct Retention: Sendable {
     }
 
     /// The series past the window at `now` (none when retention_days is 0: keep forever).
-    public func plan(now: Double = Clock.now()) throws -> [PurgeCandidate] {
+    public func plan(now: Double = WallClock.now()) throws -> [PurgeCandidate] {
         guard config.retentionDays > 0 else { return [] }
         return try store.purgeCandidates(finishedBefore: now - config.retentionDays * 86_400)
     }
@@ -36,7 +36,7 @@ public struct Retention: Sendable {
     /// Deletes what `plan` lists (or only reports it when `dryRun`). Files go first, then
     /// the rows: a crash in between leaves rows whose files are gone, and the next run
     /// finishes the job; the reverse order would let start-up reconciliation re-ingest files.
-    public func run(now: Double = Clock.now(), dryRun: Bool, actor: String) throws -> Outcome {
+    public func run(now: Double = WallClock.now(), dryRun: Bool, actor: String) throws -> Outcome {
         let candidates = try plan(now: now)
         var out = Outcome(series: candidates, files: 0, bytes: 0, dryRun: dryRun)
         let fm = FileManager.default

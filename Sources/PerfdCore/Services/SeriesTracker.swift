@@ -84,7 +84,7 @@ public struct SeriesTrackerService: Service {
     let startedAt: Double
     let warned = QuietWarnings()
 
-    public init(store: JobStore, config: Config, logger: Logger, interval: Duration = .milliseconds(250), startedAt: Double = Clock.now()) {
+    public init(store: JobStore, config: Config, logger: Logger, interval: Duration = .milliseconds(250), startedAt: Double = WallClock.now()) {
         self.store = store; self.config = config; self.logger = logger; self.interval = interval; self.startedAt = startedAt
     }
 
@@ -97,7 +97,7 @@ public struct SeriesTrackerService: Service {
 
     /// One pass over the receiving series; returns the jobs it queued.
     @discardableResult
-    public func tick(now: Double = Clock.now()) throws -> [JobRecord] {
+    public func tick(now: Double = WallClock.now()) throws -> [JobRecord] {
         var queued: [JobRecord] = []
         for s in try store.receivingSeries() {
             let shape = try store.seriesShape(s.seriesUID)

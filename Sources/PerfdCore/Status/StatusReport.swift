@@ -69,7 +69,7 @@ public struct StatusReport: Codable, Sendable {
         case recentFailures = "recent_failures", recentEvents = "recent_events", recentMotion = "recent_motion"
     }
 
-    public static func gather(store: JobStore, config: Config, now: Double = Clock.now()) throws -> StatusReport {
+    public static func gather(store: JobStore, config: Config, now: Double = WallClock.now()) throws -> StatusReport {
         let d = try store.daemon()
         var running = false
         if let d, d.stoppedAt == nil, now - d.heartbeatAt < 15, kill(pid_t(d.pid), 0) == 0 { running = true }
@@ -97,7 +97,7 @@ public struct StatusReport: Codable, Sendable {
     }
 
     /// One screen for a person.
-    public func text(now: Double = Clock.now()) -> String {
+    public func text(now: Double = WallClock.now()) -> String {
         var out: [String] = []
         if listener.running {
             out.append("listener   running: AE \(listener.aeTitle ?? "?") on port \(listener.port ?? 0), pid \(listener.pid ?? 0), up since \(listener.upSince ?? "?")")
