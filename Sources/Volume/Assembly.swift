@@ -364,10 +364,10 @@ public struct SendableBuffer: @unchecked Sendable {
 }
 
 /// One slot per worker's item, written once each and read after the workers return.
-final class ResultSlots<T>: Sendable {
+final class ResultSlots<T: Sendable>: Sendable {
     private let items: Mutex<[Result<T, Error>?]>
     init(count: Int) { items = Mutex(Array(repeating: nil, count: count)) }
-    func set(_ i: Int, _ r: sending Result<T, Error>) { items.withLock { $0[i] = r } }
+    func set(_ i: Int, _ r: Result<T, Error>) { items.withLock { $0[i] = r } }
     func values() throws -> [T] { try items.withLock { try $0.map { try $0!.get() } } }
 }
 typealias HeaderBox = ResultSlots<SliceHeader>

@@ -119,7 +119,7 @@ struct Show: ParsableCommand {
            let r = try? JSONDecoder().decode(QCOnly.self, from: data), let qc = r.qc {
             if let f = qc.fallback { print("fallback: \(f)") }
             for c in qc.checks {
-                print("  \(c.name.padding(16)) \(c.outcome.padding(8)) \(c.reason)")
+                print("  \(c.name.padding(16)) \(c.outcome.rawValue.padding(8)) \(c.reason)")
             }
         }
         if !detail.stages.isEmpty {

@@ -101,8 +101,8 @@ struct QualityGateCorpusTests {
     static func outcome(_ c: CorpusCase, pipeline: String, summary: [String: SummaryValue], qc: QCReport?, truth: (core: Double, penumbra: Double)) -> Outcome {
         func number(_ k: String) -> Double? { if case .number(let x)? = summary[k] { return x }; return nil }
         let core = number("core_ml"), pen = number("penumbra_ml")
-        let reasons = qc?.flagged.map { "\($0.name) \($0.outcome)" }.joined(separator: ", ") ?? ""
-        let line = "CORPUS | \(c.name) | \(pipeline) | \(qc?.outcome ?? "?")\(qc?.fallback != nil ? " (fallback)" : "") | \(reasons.isEmpty ? "—" : reasons) | core \(err(core, truth.core, qc)) | penumbra \(err(pen, truth.penumbra, qc))"
+        let reasons = qc?.flagged.map { "\($0.name) \($0.outcome.rawValue)" }.joined(separator: ", ") ?? ""
+        let line = "CORPUS | \(c.name) | \(pipeline) | \(qc?.outcome.rawValue ?? "?")\(qc?.fallback != nil ? " (fallback)" : "") | \(reasons.isEmpty ? "—" : reasons) | core \(err(core, truth.core, qc)) | penumbra \(err(pen, truth.penumbra, qc))"
         return Outcome(qc: qc, core: core, penumbra: pen, truthCore: truth.core, truthPenumbra: truth.penumbra, line: line)
     }
 
