@@ -312,7 +312,7 @@ public final class OrthancServer: @unchecked Sendable {
         p.standardError = log
         try p.run()
         process = p
-        try waitFor(30, "Orthanc to listen on \(httpPort) and \(dicomPort)") { portOpen(httpPort) && portOpen(dicomPort) }
+        try waitFor(90, "Orthanc to listen on \(httpPort) and \(dicomPort)") { portOpen(httpPort) && portOpen(dicomPort) }
     }
 
     public func stop() {
