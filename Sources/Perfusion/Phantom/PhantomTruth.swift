@@ -20,17 +20,24 @@ enum PhantomTruth {
         let cbv = tissues.map { model.kinetics[$0]?.cbv ?? 0 }
         let tmax = tissues.map { model.kinetics[$0]?.tmax ?? 0 }
         let base = tissues.map { model.baseHU[$0]! }
-        var maps: [String: [Float]] = ["ncct": [], "cbf": [], "cbv": [], "mtt": [], "tmax": [], "labels": []]
-        for (z, lab) in still.enumerated() {
-            let centre = layout.centreLabels(lab)
-            let f = layout.average(lab, cbf), v = layout.average(lab, cbv)
-            maps["cbf"]! += f
-            maps["cbv"]! += v
-            maps["mtt"]! += zip(f, v).map { $0 > 0 ? 60 * $1 / $0 : 0 }
-            maps["tmax"]! += centre.map { Float(tmax[Int($0)]) }
-            maps["labels"]! += centre.map { Float($0) }
-            var rng = SeededRandom(seed: o.seed &* 0x51ED &+ UInt64(z) &+ 0xC7)
-            maps["ncct"]! += layout.image(labels: lab, hu: base, noise: o.ncctNoiseSigma, rng: &rng)
+        let names = ["ncct", "cbf", "cbv", "mtt", "tmax", "labels"]
+        var maps: [String: [Float]] = Dictionary(uniqueKeysWithValues: names.map { name in
+            var a = [Float](); a.reserveCapacity(o.slices * o.size * o.size); return (name, a)
+        })
+        // Slices are drawn on the cores side by side, a few at a time (so only those few
+        // slices' maps are held twice), and appended in order: the same voxels as one by one.
+        let chunk = 16
+        for first in stride(from: 0, to: still.count, by: chunk) {
+            let part = parallelMap(min(chunk, still.count - first)) { i -> [String: [Float]] in
+                let z = first + i, lab = still[z]
+                let centre = layout.centreLabels(lab)
+                let f = layout.average(lab, cbf), v = layout.average(lab, cbv)
+                var rng = SeededRandom(seed: o.seed &* 0x51ED &+ UInt64(z) &+ 0xC7)
+                return ["cbf": f, "cbv": v, "mtt": zip(f, v).map { $0 > 0 ? 60 * $1 / $0 : 0 },
+                        "tmax": centre.map { Float(tmax[Int($0)]) }, "labels": centre.map { Float($0) },
+                        "ncct": layout.image(labels: lab, hu: base, noise: o.ncctNoiseSigma, rng: &rng)]
+            }
+            for slice in part { for name in names { maps[name]! += slice[name]! } }
         }
         let g = layout.geometry
         for (name, voxels) in maps {

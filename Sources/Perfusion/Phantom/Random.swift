@@ -12,12 +12,19 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
         return z ^ (z >> 31)
     }
 
+    /// Uniform in [0, 1): the low 53 bits of one draw times 2⁻⁵³, which is what
+    /// `Double.random(in: 0..<1, using:)` computes (same values, without its generic range
+    /// arithmetic on the phantom's hot path: two draws per noise pixel pair).
+    @inline(__always) mutating func unit() -> Double {
+        Double(next() & 0x1F_FFFF_FFFF_FFFF) * 0x1p-53
+    }
+
     /// Standard normal sample (Box–Muller, caching the second value).
     public mutating func gaussian() -> Double {
         if let s = spare { spare = nil; return s }
         var u1 = 0.0
-        repeat { u1 = Double.random(in: 0..<1, using: &self) } while u1 <= 1e-300
-        let u2 = Double.random(in: 0..<1, using: &self)
+        repeat { u1 = unit() } while u1 <= 1e-300
+        let u2 = unit()
         let r = (-2 * _log(u1)).squareRoot()
         spare = r * _sin(2 * .pi * u2)
         return r * _cos(2 * .pi * u2)
