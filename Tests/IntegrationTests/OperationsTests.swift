@@ -62,7 +62,7 @@ import Testing
     @Test func diskGuardRefusesStoresBelowTheLimitAndAcceptsAgainWhenSpaceReturns() throws {
         let dir = TempDir()
         let port = freePort(), metricsPort = freePort()
-        // The limit sits 400 MB below today's free space; a 900 MB file crosses it.
+        // The limit sits 400 MB below today's free space; a filler file crosses it.
         let free = try #require(DiskSpace.freeBytes(dir.path))
         let limitGB = (free - 400e6) / 1_073_741_824
         let config = writeConfig(in: dir, port: port, quietSeconds: 30, minFreeDiskGB: limitGB, extra: "metrics_port: \(metricsPort)")
@@ -72,8 +72,12 @@ import Testing
         #expect(try storescu([ph.files[0]], port: port).status == 0)
         #expect(try httpGet(port: metricsPort, "/health").status == 200)
 
+        // Sized from the free space now, not at the start: other processes on a shared
+        // machine free and take space meanwhile. The filler leaves 500 MB under the limit.
+        let freeNow = try #require(DiskSpace.freeBytes(dir.path))
+        let fill = max(100e6, freeNow - limitGB * 1_073_741_824 + 500e6)
         let filler = dir.path + "/filler"
-        let f = try runTool("fallocate", ["-l", "900M", filler])
+        let f = try runTool("fallocate", ["-l", String(Int64(fill)), filler])
         #expect(f.status == 0, "\(f.output)")
         let refused = try storescu([ph.files[1]], port: port, tls: ["-v"])
         #expect(refused.output.contains("Refused: OutOfResources"), "\(refused.output)")
