@@ -8,10 +8,6 @@ import Testing
 /// cost a few rows, and lossy sources that stay marked lossy — each against `perfd serve`
 /// or `perfd run` as a process.
 @Suite(.serialized) struct DaemonSafetyTests {
-    func storescu(_ files: [String], port: Int, aet: String = "SCANNER") throws -> ToolResult {
-        try runTool("storescu", ["-aet", aet, "-aec", "PERFD", "127.0.0.1", String(port)] + files)
-    }
-
     /// An A-ASSOCIATE-RQ for Verification, the calling AE title as raw bytes (up to 16).
     static func associateRQ(calling: [UInt8], called: String = "PERFD") -> [UInt8] {
         func field(_ b: [UInt8]) -> [UInt8] { Array((b + [UInt8](repeating: 0x20, count: 16)).prefix(16)) }

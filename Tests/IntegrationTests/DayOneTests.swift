@@ -11,11 +11,6 @@ import Testing
 @Suite(.serialized) struct DayOneTests {
     static let install = Paths.root + "/deploy/install.sh"
 
-    func push(_ files: [String], port: Int) throws {
-        let r = try runTool("storescu", ["-aet", "SCANNER", "-aec", "PERFD", "127.0.0.1", String(port)] + files)
-        guard r.status == 0 else { throw TestFailure("storescu failed: \(r.output)") }
-    }
-
     /// `perfd serve` that must refuse to start: its exit status and output (killed after 20 s
     /// if it does start, so a config serve accepts fails the test instead of hanging it).
     func serveRefusal(_ binary: String, _ config: String, directory: String? = nil) throws -> ToolResult {

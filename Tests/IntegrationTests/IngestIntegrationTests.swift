@@ -8,9 +8,7 @@ import Testing
 @Suite(.serialized) struct IngestIntegrationTests {
     func jobs(_ server: PerfdServer) throws -> [PerfdServer.JobRow] { try server.jobs() }
 
-    func store(_ files: [String], port: Int, aet: String = "SCANNER") throws -> ToolResult {
-        try runTool("storescu", ["-aet", aet, "-aec", "PERFD", "127.0.0.1", String(port)] + files)
-    }
+    func store(_ files: [String], port: Int, aet: String = "SCANNER") throws -> ToolResult { try storescu(files, port: port, aet: aet) }
 
     func rowCount(_ dir: TempDir, _ series: String) throws -> Int {
         try databaseInt(dir, "SELECT COUNT(*) FROM instances WHERE series_uid = '\(series)'")

@@ -6,10 +6,6 @@ import Testing
 /// What an admin relies on: TLS, the disk guard, the audit trail, metrics and /health,
 /// retention — each against `perfd serve` as a process and DCMTK's tools as peers.
 @Suite(.serialized) struct OperationsTests {
-    func storescu(_ files: [String], port: Int, aet: String = "SCANNER", tls: [String] = []) throws -> ToolResult {
-        try runTool("storescu", tls + ["-aet", aet, "-aec", "PERFD", "127.0.0.1", String(port)] + files)
-    }
-
 
     struct AuditRow: Decodable {
         var kind: String
@@ -37,7 +33,7 @@ import Testing
         #expect(portOpen(tlsPort))
         #expect(try server.cli(["status"]).stdout.contains("DICOM over TLS on port \(tlsPort)"))
         let ph = try makePhantom(in: dir.sub("ph"), size: 16, slices: 2, timepoints: 3)
-        let trusted = try storescu(ph.files, port: tlsPort, tls: ["+tls", pki.clientKey, pki.clientCert, "+cf", pki.caCert])
+        let trusted = try storescu(ph.files, port: tlsPort, options: ["+tls", pki.clientKey, pki.clientCert, "+cf", pki.caCert])
         #expect(trusted.status == 0, "\(trusted.output)")
         #expect(try databaseInt(dir, "SELECT COUNT(*) FROM instances") == ph.files.count)
 
@@ -45,8 +41,8 @@ import Testing
         // A plain scanner on the TLS port, a client whose certificate no trusted CA signed,
         // and an anonymous TLS client: all refused, nothing stored.
         let plain = try storescu(other.files, port: tlsPort)
-        let rogue = try storescu(other.files, port: tlsPort, tls: ["+tls", pki.rogueKey, pki.rogueCert, "+cf", pki.caCert])
-        let anonymous = try storescu(other.files, port: tlsPort, tls: ["+tla", "+cf", pki.caCert])
+        let rogue = try storescu(other.files, port: tlsPort, options: ["+tls", pki.rogueKey, pki.rogueCert, "+cf", pki.caCert])
+        let anonymous = try storescu(other.files, port: tlsPort, options: ["+tla", "+cf", pki.caCert])
         for r in [plain, rogue, anonymous] { #expect(r.status != 0, "\(r.output)") }
         #expect(try databaseInt(dir, "SELECT COUNT(*) FROM instances WHERE series_uid = '\(other.seriesUID)'") == 0)
         // The plain listener still serves plain scanners.
@@ -79,7 +75,7 @@ import Testing
         let filler = dir.path + "/filler"
         let f = try runTool("fallocate", ["-l", String(Int64(fill)), filler])
         #expect(f.status == 0, "\(f.output)")
-        let refused = try storescu([ph.files[1]], port: port, tls: ["-v"])
+        let refused = try storescu([ph.files[1]], port: port, options: ["-v"])
         #expect(refused.output.contains("Refused: OutOfResources"), "\(refused.output)")
         #expect(try databaseInt(dir, "SELECT COUNT(*) FROM instances") == 1)
         #expect(server.log.contains("below min_free_disk_gb"))

@@ -40,11 +40,6 @@ final class PACSRig {
 @Suite(.serialized) struct PACSIntegrationTests {
     func jobs(_ server: PerfdServer) throws -> [PerfdServer.JobRow] { try server.jobs() }
 
-    func push(_ files: [String], port: Int) throws {
-        let r = try runTool("storescu", ["-aet", "SCANNER", "-aec", "PERFD", "127.0.0.1", String(port)] + files)
-        guard r.status == 0 else { throw TestFailure("storescu failed: \(r.output)") }
-    }
-
     @Test func resultsReachOrthancAndAViewerRetrievesValidObjects() throws {
         let rig = try PACSRig()
         defer { rig.stop() }

@@ -15,7 +15,7 @@ import Volume
         DispatchQueue.global().async {
             DispatchQueue.concurrentPerform(iterations: groups.count) { g in
                 do {
-                    let r = try runTool("storescu", ["-aet", "SCANNER", "-aec", "PERFD", "127.0.0.1", String(port)] + groups[g])
+                    let r = try storescu(groups[g], port: port)
                     if r.status != 0 { failures.add("association \(g + 1): \(r.output)") }
                 } catch { failures.add("association \(g + 1): \(error)") }
             }
@@ -96,7 +96,7 @@ import Volume
         let server = try PerfdServer(configPath: config, port: port, logPath: dir.path + "/serve.log")
         defer { server.stop() }
         let ph = try makePhantom(in: dir.sub("ph"), size: 64, slices: 20, timepoints: 4, seed: 3, sliceThickness: 0.5)
-        let r = try runTool("storescu", ["-aet", "SCANNER", "-aec", "PERFD", "127.0.0.1", String(port)] + ph.files)
+        let r = try storescu(ph.files, port: port)
         #expect(r.status == 0, "\(r.output)")
         try waitFor(60, "the job to fail") { try server.jobs().first?.state == "failed" }
         let job = try #require(server.jobs().first)
@@ -106,7 +106,7 @@ import Volume
         #expect(server.process.isRunning, "the daemon died: \(server.log)")
         // Still serving: another series is acknowledged and gets its own job.
         let other = try makePhantom(in: dir.sub("ph2"), size: 32, slices: 3, timepoints: 4, seed: 4)
-        let r2 = try runTool("storescu", ["-aet", "SCANNER", "-aec", "PERFD", "127.0.0.1", String(port)] + other.files)
+        let r2 = try storescu(other.files, port: port)
         #expect(r2.status == 0, "\(r2.output)")
         try waitFor(60, "the second series' job to settle") { try server.jobs().count == 2 && server.jobs().allSatisfy { $0.state == "failed" || $0.state == "done" } }
         #expect(try httpGet(port: metricsPort, "/health").status == 200)

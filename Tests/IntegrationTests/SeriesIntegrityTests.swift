@@ -7,9 +7,7 @@ import Testing
 /// What a pause, a crash or a conflicting re-send does to a series, against `perfd serve`
 /// with storescu as the scanner.
 @Suite(.serialized) struct SeriesIntegrityTests {
-    func store(_ files: [String], port: Int) throws -> ToolResult {
-        try runTool("storescu", ["-aet", "SCANNER", "-aec", "PERFD", "127.0.0.1", String(port)] + files)
-    }
+    func store(_ files: [String], port: Int) throws -> ToolResult { try storescu(files, port: port) }
 
     func quietWarnings(_ dir: TempDir) throws -> Int {
         try databaseInt(dir, "SELECT COUNT(*) FROM events WHERE kind = 'series_quiet'")

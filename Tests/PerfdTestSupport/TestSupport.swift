@@ -231,6 +231,18 @@ public final class PerfdServer: @unchecked Sendable {
     }
 }
 
+/// DCMTK's storescu sending `files` to perfd (called AE PERFD) on loopback `port`, as
+/// `aet`; `options` go before the address (TLS flags, -v).
+public func storescu(_ files: [String], port: Int, aet: String = "SCANNER", options: [String] = []) throws -> ToolResult {
+    try runTool("storescu", options + ["-aet", aet, "-aec", "PERFD", "127.0.0.1", String(port)] + files)
+}
+
+/// storescu that must succeed: a failure throws with its output.
+public func push(_ files: [String], port: Int) throws {
+    let r = try storescu(files, port: port)
+    guard r.status == 0 else { throw TestFailure("storescu failed: \(r.output)") }
+}
+
 public struct TestFailure: Error, CustomStringConvertible {
     public var description: String
     public init(_ d: String) { description = d }
