@@ -9,34 +9,46 @@
 #include "dcmtk/oflog/oflog.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 
 #include <string>
 #include <vector>
 
 static std::string g_path;
+static int g_fd = -1;
+
+// The harness's own failures are not findings: say what failed and stop with a status that is
+// not libFuzzer's crash signal, so a full disk is never reported as a crashing input.
+[[noreturn]] static void harness_failure(const char *what) {
+    fprintf(stderr, "dicom_fuzz: harness failure: %s: %s\n", what, strerror(errno));
+    _exit(3);
+}
 
 extern "C" int LLVMFuzzerInitialize(int *, char ***) {
     pdcm_init();
     OFLog::configure(OFLogger::FATAL_LOG_LEVEL);   // codec complaints about fuzzed data would flood the log
-    const char *dir = getenv("TMPDIR");
-    g_path = std::string(dir && *dir ? dir : "/tmp") + "/perfd-fuzz-" + std::to_string(getpid()) + ".dcm";
-    atexit([] { unlink(g_path.c_str()); });
+    // DCMTK reads files; the input goes to an anonymous in-memory file, read back through its
+    // /proc path, so neither TMPDIR's size nor its mount options matter.
+    g_fd = memfd_create("perfd-fuzz", 0);
+    if (g_fd < 0) harness_failure("memfd_create");
+    g_path = "/proc/self/fd/" + std::to_string(g_fd);
     return 0;
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     std::string reason;
     if (!pdcm::scan_dataset(data, size, pdcm::ScanLimits(), reason)) return 0;
-    // DCMTK reads files; the input goes to one (tmpfs when TMPDIR is /dev/shm).
-    int fd = open(g_path.c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0600);
-    if (fd < 0) abort();
+    if (ftruncate(g_fd, 0) != 0) harness_failure("ftruncate");
     for (size_t off = 0; off < size;) {
-        ssize_t n = write(fd, data + off, size - off);
-        if (n <= 0) abort();
+        ssize_t n = pwrite(g_fd, data + off, size - off, off_t(off));
+        if (n <= 0) harness_failure("write");
         off += size_t(n);
     }
-    close(fd);
     {
         DcmFileFormat ff;
         if (ff.loadFile(g_path.c_str(), EXS_Unknown, EGL_noChange, 4096, ERM_autoDetect).bad()) return 0;
