@@ -1,8 +1,8 @@
 import Foundation
 import Inference
-import PerfdCore
 import PerfdTestSupport
 import Perfusion
+import Pipelines
 import Testing
 import Volume
 

@@ -1,7 +1,9 @@
 import DICOM
 import Foundation
-import PerfdCore
+import Jobs
 import PerfdTestSupport
+import Perfusion
+import Pipelines
 import Registration
 import Testing
 import Volume

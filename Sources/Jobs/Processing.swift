@@ -1,6 +1,8 @@
 import DICOM
 import Foundation
 import Perfusion
+import Pipelines
+import Rendering
 import Volume
 
 /// Watches the stages of one run: the job worker commits them, `perfd run` prints them.
@@ -38,11 +40,6 @@ public struct Processing: Sendable {
         self.motionThresholdMM = motionThresholdMM; self.modelDirectory = modelDirectory; self.fallbackPipeline = fallbackPipeline
         self.slabMM = slabMM; self.memoryBudget = memoryBudget
     }
-
-    public static let outputNames: [String: (title: String, unit: String, range: (Double, Double))] = [
-        "cbf": ("CBF", "ml/100g/min", (0, 80)), "cbv": ("CBV", "ml/100g", (0, 6)), "mtt": ("MTT", "s", (0, 14)),
-        "tmax": ("Tmax", "s", (0, 12)), "ttp": ("TTP", "s", (0, 40)),
-    ]
 
     public func run(paths: [String], observer: StageObserver) throws -> (report: Report, outputs: [OutputSeries]) {
         let total = Date()
@@ -202,7 +199,7 @@ public struct Processing: Sendable {
                                                     derivation: Self.derivation(pipelineName, model: modelInfo) + Self.motionNote(motion),
                                                     window: (40, 80), sourceSlices: sourceSlices))
             } else {
-                let meta = Self.outputNames[r.name] ?? (r.name.uppercased(), r.unit, (0, 1))
+                let meta = MapDisplay.byName[r.name] ?? (r.name.uppercased(), r.unit, (0, 1))
                 let images = (0..<r.volume.depth).map {
                     Pictures.colourSlice(r.volume, z: $0, title: "\(meta.title) — perfd \(shown)", unit: meta.unit,
                                          range: meta.range, footer: (motion.qc == "motion" ? "HEAD MOTION \(String(format: "%.1f", motion.maxDisplacementMM)) mm — " : "")
