@@ -63,8 +63,8 @@ public struct Processing: Sendable {
         timings["assemble"] = Date().timeIntervalSince(t0)
         let native = layout.geometry
         let grid = Report.Grid(nativeShape: [stream.timepoints, stream.slabs.nativeDepth, stream.height, stream.width],
-                               nativeSpacingMM: [native.spacing.x, native.spacing.y, native.spacing.z],
-                               slabMM: native.spacing.x * Double(stream.slabs.factor), slicesPerSlab: stream.slabs.factor,
+                               nativeSpacingMM: [native.sliceSpacing, native.rowSpacing, native.columnSpacing],
+                               slabMM: native.sliceSpacing * Double(stream.slabs.factor), slicesPerSlab: stream.slabs.factor,
                                firstSlice: stream.slabs.first, slabs: stream.slabs.count,
                                originMM: [reference.slabs.geometry.origin.x, reference.slabs.geometry.origin.y, reference.slabs.geometry.origin.z],
                                workers: stream.workers, memoryEstimateGB: (stream.estimateBytes / 1e7).rounded() / 100,
@@ -72,7 +72,7 @@ public struct Processing: Sendable {
         let g = reference.slabs.geometry
         let input = Report.Input(seriesUID: "", timepoints: stream.timepoints,
                                  shape: [stream.timepoints, stream.slabs.count, stream.height, stream.width],
-                                 spacingMM: [g.spacing.x, g.spacing.y, g.spacing.z],
+                                 spacingMM: [g.sliceSpacing, g.rowSpacing, g.columnSpacing],
                                  frameTimesS: layout.frameTimes, temporalSource: layout.temporalSource, grid: grid)
         try observer.finish("assemble", result: ["shape": input.shape, "spacing_mm": input.spacingMM, "native_shape": grid.nativeShape,
                                                  "slices_per_slab": grid.slicesPerSlab, "workers": grid.workers,
