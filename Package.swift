@@ -42,36 +42,84 @@ let package = Package(
         .target(name: "Volume", dependencies: ["DICOM"]),
         .target(name: "Registration", dependencies: ["Volume"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "JobStore", dependencies: ["CSQLite"]),
-        // Classical perfusion maps and the synthetic CTP phantom (docs/ARCHITECTURE.md §8).
-        .target(name: "Perfusion", dependencies: ["Volume", "DICOM", "Registration", "COpenBLAS"],
+        // Classical perfusion maps, NIfTI and .npy writers (docs/ARCHITECTURE.md §8).
+        .target(name: "Perfusion", dependencies: ["Volume", "COpenBLAS"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
+        // The synthetic CTP phantom: writes DICOM series and their truth maps.
+        .target(name: "Phantom", dependencies: ["Perfusion", "Volume", "DICOM", "Registration"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
+        // The pipeline registry and adapters, model lookup, preprocessing, streamed assembly and
+        // registration of a series, quality control and the report.
+        .target(name: "Pipelines", dependencies: ["DICOM", "Volume", "Registration", "Perfusion", "Inference"]),
+        // Output pictures (Cairo), the Secondary Capture writer, the summary page, derived UIDs.
+        .target(name: "Rendering", dependencies: ["DICOM", "Volume", "CCairo", "Pipelines"]),
+        // perfd.yaml: parsing, validation, the version.
+        .target(name: "Config", dependencies: ["DICOM", "Pipelines", .product(name: "Yams", package: "Yams")]),
+        // How the daemon runs and is watched: the polling loop and executors, metrics and
+        // /health, the status report, heartbeat and systemd notification, log handlers.
+        .target(
+            name: "Operations",
+            dependencies: [
+                "Config", "DICOM", "JobStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The storage SCP service, start-up reconciliation, series completion.
+        .target(
+            name: "Ingest",
+            dependencies: [
+                "DICOM", "JobStore", "Config", "Operations",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The job worker and the stages of one job, the exporter, retention.
+        .target(
+            name: "Jobs",
+            dependencies: [
+                "DICOM", "Volume", "Perfusion", "JobStore", "Config", "Operations", "Ingest", "Pipelines", "Rendering",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The daemon: the services composed, the single-instance lock.
         .target(
             name: "PerfdCore",
             dependencies: [
-                "DICOM", "Volume", "Registration", "JobStore", "CCairo", "Inference", "Perfusion",
+                "DICOM", "JobStore", "Config", "Operations", "Ingest", "Jobs",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .executableTarget(
             name: "perfd",
             dependencies: [
-                "PerfdCore", "Inference", "Perfusion",
+                "PerfdCore", "DICOM", "JobStore", "Config", "Operations", "Jobs", "Pipelines", "Inference", "Perfusion", "Phantom",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .target(name: "PerfdTestSupport", dependencies: ["DICOM", "PerfdCore", "Perfusion"], path: "Tests/PerfdTestSupport"),
+        .target(name: "PerfdTestSupport", dependencies: ["DICOM", "Perfusion", "Phantom"], path: "Tests/PerfdTestSupport"),
         .testTarget(name: "DICOMTests", dependencies: ["DICOM", "PerfdTestSupport"]),
-        .testTarget(name: "VolumeTests", dependencies: ["Volume", "PerfdCore", "PerfdTestSupport"]),
-        .testTarget(name: "RegistrationTests", dependencies: ["Registration", "PerfdCore", "PerfdTestSupport"]),
+        .testTarget(name: "VolumeTests", dependencies: ["Volume", "DICOM", "Perfusion", "PerfdTestSupport"]),
+        .testTarget(name: "RegistrationTests", dependencies: ["Registration", "Volume", "PerfdTestSupport"]),
         .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "PerfdTestSupport"]),
-        .testTarget(name: "InferenceTests", dependencies: ["Inference", "PerfdTestSupport"], exclude: ["python"]),
-        .testTarget(name: "PerfusionTests", dependencies: ["Perfusion", "PerfdCore", "PerfdTestSupport"]),
-        .testTarget(name: "PerfdCoreTests", dependencies: ["PerfdCore", "PerfdTestSupport"], exclude: ["fixtures"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["PerfdCore", "PerfdTestSupport"], exclude: ["python"]),
+        .testTarget(name: "InferenceTests", dependencies: ["Inference", "Perfusion", "PerfdTestSupport"], exclude: ["python"]),
+        .testTarget(name: "PerfusionTests", dependencies: ["Perfusion", "Phantom", "Registration", "Volume", "DICOM", "PerfdTestSupport"]),
+        .testTarget(
+            name: "PerfdCoreTests",
+            dependencies: [
+                "DICOM", "Volume", "Registration", "Perfusion", "Phantom", "Inference", "JobStore",
+                "Config", "Operations", "Ingest", "Jobs", "Pipelines", "Rendering", "PerfdTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["fixtures"]
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["DICOM", "Volume", "Perfusion", "Phantom", "Config", "Operations", "PerfdTestSupport"],
+            exclude: ["python"]
+        ),
         // Checks docs/ARCHITECTURE.md against the tree; no dependencies, so it builds in seconds.
         .testTarget(name: "DocsTests"),
     ],

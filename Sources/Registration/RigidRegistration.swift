@@ -92,7 +92,7 @@ public struct RigidRegistration: Sendable {
         var lambda = 1e-3
         let g = m.geometry
         // Finite-difference steps for the image gradient, one voxel along each axis, in mm.
-        let hx = g.rowDirection * g.spacing.z, hy = g.columnDirection * g.spacing.y, hz = g.sliceDirection * g.spacing.x
+        let hx = g.rowDirection * g.columnSpacing, hy = g.columnDirection * g.rowSpacing, hz = g.sliceDirection * g.sliceSpacing
         func evaluate(_ p: [Double], withJacobian: Bool) -> (cost: Double, n: Int, jtj: [[Double]], jtr: [Double]) {
             let r = RigidTransform.rotation(SIMD3(p[0], p[1], p[2]))
             // Derivatives of R with respect to each angle, by central differences.
@@ -122,9 +122,9 @@ public struct RigidRegistration: Sendable {
                       let yp = m.sample(g.index(of: mp + hy)), let ym = m.sample(g.index(of: mp - hy)) else { continue }
                 let zp = m.sample(g.index(of: mp + hz)) ?? mv, zm = m.sample(g.index(of: mp - hz)) ?? mv
                 // Gradient in patient space: along each (orthonormal) axis, divided by the step.
-                let grad = g.rowDirection * (Double(xp - xm) / (2 * g.spacing.z))
-                    + g.columnDirection * (Double(yp - ym) / (2 * g.spacing.y))
-                    + g.sliceDirection * (Double(zp - zm) / (2 * g.spacing.x))
+                let grad = g.rowDirection * (Double(xp - xm) / (2 * g.columnSpacing))
+                    + g.columnDirection * (Double(yp - ym) / (2 * g.rowSpacing))
+                    + g.sliceDirection * (Double(zp - zm) / (2 * g.sliceSpacing))
                 var j = [Double](repeating: 0, count: 6)
                 for k in 0..<3 {
                     let dk = dR[k]

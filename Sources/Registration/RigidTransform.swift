@@ -59,7 +59,7 @@ extension Geometry {
     @inline(__always)
     public func index(of p: SIMD3<Double>) -> SIMD3<Double> {
         let d = p - origin
-        return SIMD3((d * rowDirection).sum() / spacing.z, (d * columnDirection).sum() / spacing.y, (d * sliceDirection).sum() / spacing.x)
+        return SIMD3((d * rowDirection).sum() / columnSpacing, (d * columnDirection).sum() / rowSpacing, (d * sliceDirection).sum() / sliceSpacing)
     }
 
     /// Centre of a volume of the given size, in patient space.

@@ -38,7 +38,7 @@ extension Volume3D {
         // Block centres: the first block's centre is half a block minus half a voxel in.
         let shift = Double(factor - 1) / 2
         g.origin = geometry.position(z: 0, y: shift, x: shift)
-        g.spacing = SIMD3(geometry.spacing.x, geometry.spacing.y * Double(factor), geometry.spacing.z * Double(factor))
+        g.spacing = SIMD3(geometry.sliceSpacing, geometry.rowSpacing * Double(factor), geometry.columnSpacing * Double(factor))
         return Volume3D(depth: depth, height: h, width: w, voxels: out, geometry: g)
     }
 }

@@ -284,7 +284,7 @@ public struct SlabPlan: Sendable, Equatable {
     public func geometry(native g: Geometry) -> Geometry {
         var s = g
         s.origin = g.position(z: Double(first) + Double(factor - 1) / 2, y: 0, x: 0)
-        s.spacing.x = g.spacing.x * Double(factor)
+        s.sliceSpacing = g.sliceSpacing * Double(factor)
         return s
     }
 

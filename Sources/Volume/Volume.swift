@@ -26,8 +26,16 @@ public struct Geometry: Sendable, Equatable {
     public var columnDirection: SIMD3<Double>
     /// Unit vector from slice k to slice k+1.
     public var sliceDirection: SIMD3<Double>
-    /// Spacing in mm: (between slices, between rows, between columns).
+    /// Spacing in mm: (between slices, between rows, between columns); read it by name below.
     public var spacing: SIMD3<Double>
+    /// Millimetres from one slice to the next, along `sliceDirection` (`spacing.x`).
+    @inlinable public var sliceSpacing: Double { get { spacing.x } set { spacing.x = newValue } }
+    /// Millimetres from one row to the next, along `columnDirection` (`spacing.y`; DICOM's
+    /// PixelSpacing first value).
+    @inlinable public var rowSpacing: Double { get { spacing.y } set { spacing.y = newValue } }
+    /// Millimetres from one column to the next, along `rowDirection` (`spacing.z`; DICOM's
+    /// PixelSpacing second value).
+    @inlinable public var columnSpacing: Double { get { spacing.z } set { spacing.z = newValue } }
 
     public init(origin: SIMD3<Double>, rowDirection: SIMD3<Double>, columnDirection: SIMD3<Double>,
                 sliceDirection: SIMD3<Double>, spacing: SIMD3<Double>) {
@@ -37,7 +45,7 @@ public struct Geometry: Sendable, Equatable {
 
     /// Patient-space position (mm) of voxel index (z, y, x).
     public func position(z: Double, y: Double, x: Double) -> SIMD3<Double> {
-        origin + rowDirection * (x * spacing.z) + columnDirection * (y * spacing.y) + sliceDirection * (z * spacing.x)
+        origin + rowDirection * (x * columnSpacing) + columnDirection * (y * rowSpacing) + sliceDirection * (z * sliceSpacing)
     }
 }
 
@@ -109,8 +117,8 @@ extension Series4D {
         }
         var g = geometry
         let shift = Double(f - 1) / 2
-        g.origin += shift * (geometry.spacing.z * geometry.rowDirection + geometry.spacing.y * geometry.columnDirection)
-        g.spacing = SIMD3(geometry.spacing.x, geometry.spacing.y * Double(f), geometry.spacing.z * Double(f))
+        g.origin += shift * (geometry.columnSpacing * geometry.rowDirection + geometry.rowSpacing * geometry.columnDirection)
+        g.spacing = SIMD3(geometry.sliceSpacing, geometry.rowSpacing * Double(f), geometry.columnSpacing * Double(f))
         var small4D = Series4D(timepoints: timepoints, depth: depth, height: h, width: w, voxels: out, geometry: g,
                                frameTimes: frameTimes, temporalSource: temporalSource, files: files)
         // A block is valid when every voxel in it is.

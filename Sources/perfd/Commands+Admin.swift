@@ -1,10 +1,12 @@
 import ArgumentParser
+import Config
 import DICOM
 import Foundation
 import JobStore
 import Logging
-import PerfdCore
+import Operations
 import Inference
+import Pipelines
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -3,7 +3,6 @@ import DICOM
 import Foundation
 import JobStore
 import Logging
-import PerfdCore
 import Inference
 
 struct ModelCommand: ParsableCommand {

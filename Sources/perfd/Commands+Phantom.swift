@@ -5,6 +5,7 @@ import Foundation
 import Glibc
 #endif
 import Perfusion
+import Phantom
 
 struct PhantomCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

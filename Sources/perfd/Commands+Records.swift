@@ -1,8 +1,8 @@
 import ArgumentParser
 import Foundation
+import Jobs
 import JobStore
 import Logging
-import PerfdCore
 
 /// Who ran an admin command, for the audit trail: the user behind sudo if any, else the
 /// login of the process.

@@ -1,10 +1,13 @@
 import ArgumentParser
+import Config
 import DICOM
 import Foundation
+import Jobs
 import JobStore
 import Logging
 import PerfdCore
 import Inference
+import Pipelines
 import Synchronization
 
 struct Serve: AsyncParsableCommand {

@@ -1,9 +1,10 @@
 import ArgumentParser
+import Config
 import DICOM
 import Foundation
 import JobStore
 import Logging
-import PerfdCore
+import Operations
 import Inference
 
 @main

@@ -1,6 +1,7 @@
 import Foundation
 import Inference
 import PerfdTestSupport
+import Perfusion
 import Testing
 
 /// A model directory or .npy file is a user's file: whatever is wrong in it must come back as

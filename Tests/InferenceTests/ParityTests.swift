@@ -1,6 +1,7 @@
 import Foundation
 import Inference
 import PerfdTestSupport
+import Perfusion
 import Testing
 
 /// The engine against Keras 3 (JAX backend): random 2D and 3D models, K = 1…3, f ∈ {4, 12, 16},

@@ -1,6 +1,6 @@
 import Foundation
-import PerfdCore
 import PerfdTestSupport
+import Phantom
 import Testing
 
 /// One daemon per database, a /health that tells the truth about the database, no patient

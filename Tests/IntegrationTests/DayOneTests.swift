@@ -1,7 +1,8 @@
+import Config
 import DICOM
 import Foundation
-import PerfdCore
 import PerfdTestSupport
+import Phantom
 import Testing
 
 /// Issue 19, a hospital's first day: a staged install that runs the perfusion pipeline with

@@ -1,5 +1,5 @@
+import Config
 import Foundation
-import PerfdCore
 import PerfdTestSupport
 import Testing
 

@@ -1,7 +1,7 @@
 import DICOM
 import Foundation
-import PerfdCore
 import PerfdTestSupport
+import Perfusion
 import Testing
 
 /// `perfd serve` as a real process, DCMTK's storescu as the scanner, on loopback.

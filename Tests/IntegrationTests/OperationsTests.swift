@@ -1,5 +1,5 @@
 import Foundation
-import PerfdCore
+import Operations
 import PerfdTestSupport
 import Testing
 

@@ -1,6 +1,5 @@
 import DICOM
 import Foundation
-import PerfdCore
 import PerfdTestSupport
 import Testing
 

@@ -1,6 +1,7 @@
 import Foundation
 import PerfdTestSupport
 import Perfusion
+import Phantom
 import Testing
 
 /// A perfusion job whose series is too noisy for its volumes: the daemon withholds them and

@@ -1,8 +1,8 @@
 import Foundation
 import Inference
-import PerfdCore
 import PerfdTestSupport
 import Perfusion
+import Pipelines
 import Testing
 import Volume
 
@@ -99,7 +99,7 @@ import Volume
         // −12 %; 2.0.0 read 9.8 here): a guard, not the acceptance line.
         #expect(abs(core - trueCore) <= 0.40 * trueCore, "core \(core) ml vs truth \(trueCore) ml at 256²")
         // The lesion mask holds what the summary counts.
-        let voxelML = c.series.geometry.spacing.x * c.series.geometry.spacing.y * c.series.geometry.spacing.z / 1000
+        let voxelML = c.series.geometry.sliceSpacing * c.series.geometry.rowSpacing * c.series.geometry.columnSpacing / 1000
         let maskCore = Double(out.lesion!.voxels.filter { $0 == 1 }.count) * voxelML
         #expect(abs(maskCore - core) < 0.01 * max(core, 1), "mask core \(maskCore) ml vs summary \(core) ml")
     }

@@ -1,6 +1,7 @@
+import Config
 import DICOM
 import Foundation
-import PerfdCore
+import Ingest
 import Testing
 
 @Suite struct ConfigTests {

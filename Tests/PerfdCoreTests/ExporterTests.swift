@@ -1,8 +1,9 @@
+import Config
 import DICOM
 import Foundation
+import Jobs
 import JobStore
 import Logging
-import PerfdCore
 import PerfdTestSupport
 import Testing
 

@@ -1,6 +1,7 @@
+@testable import Config
 import Foundation
 import Logging
-@testable import PerfdCore
+@testable import Operations
 import PerfdTestSupport
 import Testing
 

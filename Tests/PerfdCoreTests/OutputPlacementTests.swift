@@ -1,7 +1,9 @@
 import DICOM
 import Foundation
-import PerfdCore
+import Jobs
 import PerfdTestSupport
+import Pipelines
+import Rendering
 import Testing
 import Volume
 

@@ -1,7 +1,8 @@
 import Foundation
 import Inference
-@testable import PerfdCore
 import PerfdTestSupport
+import Perfusion
+@testable import Pipelines
 import Testing
 import Volume
 

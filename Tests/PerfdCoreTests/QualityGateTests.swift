@@ -1,7 +1,9 @@
 import Foundation
-import PerfdCore
+import Jobs
 import PerfdTestSupport
 import Perfusion
+import Phantom
+import Pipelines
 import Registration
 import Testing
 import Volume

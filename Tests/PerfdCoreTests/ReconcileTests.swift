@@ -1,8 +1,8 @@
 import DICOM
 import Foundation
+import Ingest
 import JobStore
 import Logging
-import PerfdCore
 import PerfdTestSupport
 import Testing
 

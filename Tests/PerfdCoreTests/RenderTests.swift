@@ -1,7 +1,7 @@
 import DICOM
 import Foundation
-import PerfdCore
 import PerfdTestSupport
+import Rendering
 import Testing
 import Volume
 

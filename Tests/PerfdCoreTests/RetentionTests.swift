@@ -1,7 +1,8 @@
+import Config
 import Foundation
+import Jobs
 @testable import JobStore
 import Logging
-import PerfdCore
 import PerfdTestSupport
 import Testing
 

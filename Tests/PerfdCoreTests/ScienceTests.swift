@@ -1,6 +1,7 @@
 import Foundation
-import PerfdCore
 import PerfdTestSupport
+import Perfusion
+import Pipelines
 import Testing
 import Volume
 

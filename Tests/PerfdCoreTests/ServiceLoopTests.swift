@@ -1,6 +1,6 @@
 import Foundation
 @testable import JobStore
-@testable import PerfdCore
+@testable import Operations
 import PerfdTestSupport
 import Synchronization
 import Testing

@@ -1,7 +1,9 @@
 import DICOM
 import Foundation
-import PerfdCore
+import Jobs
 import PerfdTestSupport
+import Perfusion
+import Pipelines
 import Registration
 import Testing
 import Volume
@@ -35,7 +37,7 @@ import Volume
                          sliceDirection: SIMD3(0, 0, 1), spacing: SIMD3(0.5, 0.8, 0.8))
         let p = SlabPlan(nativeDepth: 14, sliceSpacingMM: 0.5, slabMM: 2)   // 4 per slab, 3 slabs, first 1
         let s = p.geometry(native: g)
-        #expect(s.spacing.x == 2 && s.spacing.y == 0.8 && s.spacing.z == 0.8)
+        #expect(s.sliceSpacing == 2 && s.rowSpacing == 0.8 && s.columnSpacing == 0.8)
         // Slices 1...4 at z = 40.5 ... 42: their mean 41.25.
         #expect(abs(s.origin.z - 41.25) < 1e-12 && s.origin.x == -100 && s.origin.y == -120)
         #expect(abs(s.position(z: 2, y: 0, x: 0).z - (40 + 0.5 * (9 + 10 + 11 + 12) / 4)) < 1e-12)
@@ -120,7 +122,7 @@ import Volume
         let ref = try stream.reference()
         let out = try stream.register(reference: ref.slabs, lossy: ref.lossy, thresholdMM: 3) { _ in }
         let s = out.series
-        #expect(s.depth == 4 && s.timepoints == 4 && s.geometry.spacing.x == 5)
+        #expect(s.depth == 4 && s.timepoints == 4 && s.geometry.sliceSpacing == 5)
         let native = try Assembler.assemble(paths: ph.files)
         // The slab grid: slab 0 at the mean position of native slices 0...9.
         let mid = native.geometry.position(z: 4.5, y: 0, x: 0)

@@ -1,7 +1,8 @@
 import DICOM
 import Foundation
-import PerfdCore
 import PerfdTestSupport
+import Pipelines
+import Rendering
 import Testing
 import Volume
 

@@ -1,6 +1,6 @@
 import DICOM
 import Foundation
-import PerfdCore
+import Phantom
 @_exported import Perfusion
 
 /// A temporary directory removed when the value is released.

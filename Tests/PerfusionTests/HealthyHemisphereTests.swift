@@ -1,6 +1,7 @@
 import Foundation
 import PerfdTestSupport
 import Perfusion
+import Phantom
 import Registration
 import Testing
 import Volume

@@ -2,6 +2,7 @@ import DICOM
 import Foundation
 import PerfdTestSupport
 import Perfusion
+import Phantom
 import Testing
 
 /// The phantom's output is fixed by its seed: speed work on the generator (blur, DICOM

@@ -1,5 +1,4 @@
 import Foundation
-import PerfdCore
 import PerfdTestSupport
 import Registration
 import Testing

@@ -1,7 +1,7 @@
 import DICOM
 import Foundation
-import PerfdCore
 import PerfdTestSupport
+import Perfusion
 import Testing
 @testable import Volume
 
@@ -26,7 +26,7 @@ func grid(_ T: Int, _ D: Int, dz: Double = 5, temporal: Bool = true, acquisition
         #expect(layout.grid.allSatisfy { $0.count == 4 })
         for t in 0..<5 { for z in 0..<4 { #expect(layout.grid[t][z].path == "t\(t)z\(z)") } }
         #expect(layout.temporalSource == "TemporalPositionIdentifier")
-        #expect(layout.geometry.spacing.x == 5)
+        #expect(layout.geometry.sliceSpacing == 5)
         #expect(layout.frameTimes.map { ($0 * 1000).rounded() / 1000 } == [0, 1.5, 3, 4.5, 6])
     }
 
@@ -42,7 +42,7 @@ func grid(_ T: Int, _ D: Int, dz: Double = 5, temporal: Bool = true, acquisition
         let h = grid(2, 3, dz: -2.5)
         let layout = try Assembler.plan(h)
         #expect(layout.grid[0].map(\.path) == ["t0z2", "t0z1", "t0z0"])
-        #expect(layout.geometry.spacing.x == 2.5)
+        #expect(layout.geometry.sliceSpacing == 2.5)
     }
 
     @Test func missingSliceIsNamed() {
@@ -115,8 +115,8 @@ func grid(_ T: Int, _ D: Int, dz: Double = 5, temporal: Bool = true, acquisition
         let shape: [Int] = [s.timepoints, s.depth, s.height, s.width]
         #expect(shape == [5, 3, 48, 48])
         #expect(s.frameTimes == ph.frameTimes)
-        #expect(abs(s.geometry.spacing.y - 5) < 1e-9)   // 240 mm / 48
-        #expect(s.geometry.spacing.x == 5)
+        #expect(abs(s.geometry.rowSpacing - 5) < 1e-9)   // 240 mm / 48
+        #expect(s.geometry.sliceSpacing == 5)
         // Corner voxel is air at −1000 HU exactly (no noise outside the head).
         #expect(s.voxels[0] == -1000)
         // The head centre holds brain tissue (white matter 28 HU ± noise), not air or bone.

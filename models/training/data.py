@@ -5,7 +5,7 @@ not silently change the training set) as series.npy (T, D, H, W) HU plus truth/*
 Seeds come from a training range that never reaches the held-out evaluation seeds (9001+).
 
 The perfusion model's input is prepared by `perfusion_input`, which the Swift pipeline
-(`Sources/PerfdCore/Pipelines/CLSTMPreprocessing.swift`) reimplements step by step; the two
+(`Sources/Pipelines/CLSTMPreprocessing.swift`) reimplements step by step; the two
 must change together.
 """
 import json

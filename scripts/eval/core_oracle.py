@@ -29,7 +29,7 @@ import tempfile
 import numpy as np
 from scipy.ndimage import uniform_filter
 
-KH, RHO = 0.73, 1.04           # as Sources/Perfusion/Phantom/Bolus.swift
+KH, RHO = 0.73, 1.04           # as Sources/Perfusion/Support/Bolus.swift
 CORE_WHITE, ARTERY = 8, 5      # truth.json "labels"
 THRESHOLDS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
 

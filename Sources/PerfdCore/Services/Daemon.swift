@@ -1,6 +1,10 @@
+import Config
 import Foundation
+import Ingest
+import Jobs
 import JobStore
 import Logging
+import Operations
 import ServiceLifecycle
 
 /// Builds perfd's services from a config, in dependency order (they stop in reverse).

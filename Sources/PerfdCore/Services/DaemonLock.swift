@@ -1,4 +1,5 @@
 import Foundation
+import Operations
 
 /// One `perfd serve` per database and per spool. A second daemon on the same files would
 /// resume the first's running jobs (sending their results twice), and its start-up

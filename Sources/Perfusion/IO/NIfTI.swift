@@ -6,7 +6,7 @@ import Volume
 public enum NIfTI {
     /// The 4×4 voxel-to-RAS affine (row-major) of a DICOM geometry; index order (i, j, k) = (x, y, z).
     public static func affine(_ g: Geometry) -> [[Double]] {
-        let cols: [SIMD3<Double>] = [g.rowDirection * g.spacing.z, g.columnDirection * g.spacing.y, g.sliceDirection * g.spacing.x]
+        let cols: [SIMD3<Double>] = [g.rowDirection * g.columnSpacing, g.columnDirection * g.rowSpacing, g.sliceDirection * g.sliceSpacing]
         let flip = SIMD3<Double>(-1, -1, 1)  // LPS → RAS
         let c = cols.map { $0 * flip }
         let o = g.origin * flip
@@ -55,7 +55,7 @@ public enum NIfTI {
         put(Int16(16), at: 70)   // datatype FLOAT32
         put(Int16(32), at: 72)   // bitpix
         let q = quaternion(v.geometry)
-        let pix: [Float] = [Float(q.qfac), Float(v.geometry.spacing.z), Float(v.geometry.spacing.y), Float(v.geometry.spacing.x), 1, 1, 1, 1]
+        let pix: [Float] = [Float(q.qfac), Float(v.geometry.columnSpacing), Float(v.geometry.rowSpacing), Float(v.geometry.sliceSpacing), 1, 1, 1, 1]
         for (i, p) in pix.enumerated() { put(p, at: 76 + 4 * i) }
         put(Float(352), at: 108) // vox_offset
         put(Float(1), at: 112)   // scl_slope

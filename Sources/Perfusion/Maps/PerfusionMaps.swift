@@ -123,7 +123,7 @@ public enum PerfusionMaps {
         guard s.timepoints >= 5 else {
             throw PerfusionError("perfusion maps need at least 5 time points (the series has \(s.timepoints))")
         }
-        let pixel = min(s.geometry.spacing.y, s.geometry.spacing.z)
+        let pixel = min(s.geometry.rowSpacing, s.geometry.columnSpacing)
         let f = max(1, Int(o.targetPixelMM / pixel))
         let gaps = zip(s.frameTimes.dropFirst(), s.frameTimes).map { $0 - $1 }.filter { $0 > 1e-3 }
         // At most 512 samples on the grid: the deconvolution's operators grow with its square

@@ -46,7 +46,7 @@ struct Prepared {
             let a = k * frame, b = min(k + 1, s.timepoints - 1) * frame, o = j * frame
             for i in 0..<frame { hu[o + i] = coarse[a + i] * (1 - w) + coarse[b + i] * w }
         }
-        voxelML = s.geometry.spacing.x * s.geometry.spacing.y * Double(f) * s.geometry.spacing.z * Double(f) / 1000
+        voxelML = s.geometry.sliceSpacing * s.geometry.rowSpacing * Double(f) * s.geometry.columnSpacing * Double(f) / 1000
     }
 
     /// Mean HU of samples 0..<count (the pre-bolus baseline).

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Image filters of the phantom: the scanner's point spread and correlated CT noise.
-enum ImageFilter {
+package enum ImageFilter {
     /// Normalised 1D Gaussian taps of σ `s` pixels (radius 3σ, at least 1).
     static func gaussianTaps(sigma s: Double) -> [Float] {
         let r = max(1, Int((3 * s).rounded(.up)))
@@ -11,7 +11,7 @@ enum ImageFilter {
     }
 
     /// Separable Gaussian blur of an h×w image in place (edges clamped).
-    static func blur(_ img: inout [Float], height h: Int, width w: Int, sigmaPixels s: Double) {
+    package static func blur(_ img: inout [Float], height h: Int, width w: Int, sigmaPixels s: Double) {
         guard s > 0 else { return }
         let k = gaussianTaps(sigma: s)
         let r = k.count / 2
@@ -52,7 +52,7 @@ enum ImageFilter {
     /// Spatially correlated Gaussian noise of standard deviation `sigma` (HU): white noise
     /// smoothed by a Gaussian of `correlationPixels` σ, then rescaled by the kernel's
     /// noise gain 1/Σk² (separable: (Σk_1D²)²) so the result has variance σ² away from edges.
-    static func correlatedNoise(height h: Int, width w: Int, sigma: Double, correlationPixels c: Double,
+    package static func correlatedNoise(height h: Int, width w: Int, sigma: Double, correlationPixels c: Double,
                                 rng: inout SeededRandom) -> [Float] {
         var n = [Float](repeating: 0, count: h * w)
         guard sigma > 0 else { return n }

@@ -15,7 +15,7 @@ final class Slots<T>: @unchecked Sendable {
 }
 
 /// `(0..<count).map(body)` with the items run concurrently (the order of the result is kept).
-func parallelMap<T>(_ count: Int, _ body: @Sendable (Int) -> T) -> [T] {
+package func parallelMap<T>(_ count: Int, _ body: @Sendable (Int) -> T) -> [T] {
     let slots = Slots<T>(count: count)
     DispatchQueue.concurrentPerform(iterations: count) { slots.set($0, body($0)) }
     return slots.values

@@ -1,6 +1,8 @@
+import Config
 import Foundation
 import JobStore
 import Logging
+import Operations
 import ServiceLifecycle
 
 /// Patient data is kept only as long as it is needed: once every job on a series has been

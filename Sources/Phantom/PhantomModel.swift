@@ -1,4 +1,5 @@
 import Foundation
+import Perfusion
 
 /// Kinetic parameters of one perfused region. The generating parameters (`flow`, `transit`,
 /// delay, dispersion, residue) make its curve, C = (ρ/k_H)·flow·AIF ⊛ (h_τ ⊛ R)(t − delay);

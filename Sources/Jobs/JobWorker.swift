@@ -1,7 +1,12 @@
+import Config
 import DICOM
 import Foundation
+import Ingest
 import JobStore
 import Logging
+import Operations
+import Pipelines
+import Rendering
 import ServiceLifecycle
 import Synchronization
 import Volume

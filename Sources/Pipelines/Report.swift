@@ -17,6 +17,9 @@ public struct Report: Codable, Sendable {
             case timepoints, shape, grid, seriesUID = "series_uid", spacingMM = "spacing_mm", frameTimesS = "frame_times_s",
                  temporalSource = "temporal_source"
         }
+        package init(seriesUID: String, timepoints: Int, shape: [Int], spacingMM: [Double], frameTimesS: [Double], temporalSource: String, grid: Grid? = nil) {
+            self.seriesUID = seriesUID; self.timepoints = timepoints; self.shape = shape; self.spacingMM = spacingMM; self.frameTimesS = frameTimesS; self.temporalSource = temporalSource; self.grid = grid
+        }
     }
     /// report.json `input.grid`: the series as sent (native) and the slab grid the maps and
     /// outputs lie on (`input.shape`/`spacing_mm`); `slices_per_slab` native slices, from
@@ -37,12 +40,18 @@ public struct Report: Codable, Sendable {
                  slicesPerSlab = "slices_per_slab", firstSlice = "first_slice", originMM = "origin_mm",
                  memoryEstimateGB = "memory_estimate_gb", memoryLimitGB = "memory_limit_gb"
         }
+        package init(nativeShape: [Int], nativeSpacingMM: [Double], slabMM: Double, slicesPerSlab: Int, firstSlice: Int, slabs: Int, originMM: [Double], workers: Int, memoryEstimateGB: Double, memoryLimitGB: Double) {
+            self.nativeShape = nativeShape; self.nativeSpacingMM = nativeSpacingMM; self.slabMM = slabMM; self.slicesPerSlab = slicesPerSlab; self.firstSlice = firstSlice; self.slabs = slabs; self.originMM = originMM; self.workers = workers; self.memoryEstimateGB = memoryEstimateGB; self.memoryLimitGB = memoryLimitGB
+        }
     }
     public struct Output: Codable, Sendable {
         public var seriesUID: String
         public var description: String
         public var instances: Int
         enum CodingKeys: String, CodingKey { case description, instances, seriesUID = "series_uid" }
+        package init(seriesUID: String, description: String, instances: Int) {
+            self.seriesUID = seriesUID; self.description = description; self.instances = instances
+        }
     }
 
     public struct Registration: Codable, Sendable {
@@ -83,6 +92,9 @@ public struct Report: Codable, Sendable {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
         return String(data: try! e.encode(self), encoding: .utf8)!
+    }
+    package init(job: Int? = nil, pipeline: String, model: Model? = nil, input: Input, registration: Registration? = nil, outputs: [Output], maps: [String: String], summary: [String: SummaryValue], timingsS: [String: Double], arterialInput: ArterialInputReport? = nil, qc: QCReport? = nil) {
+        self.job = job; self.pipeline = pipeline; self.model = model; self.input = input; self.registration = registration; self.outputs = outputs; self.maps = maps; self.summary = summary; self.timingsS = timingsS; self.arterialInput = arterialInput; self.qc = qc
     }
 }
 

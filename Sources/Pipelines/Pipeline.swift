@@ -67,13 +67,7 @@ public enum SummaryValue: Codable, Sendable, Equatable {
 public struct PipelineError: Error, CustomStringConvertible, Sendable {
     public var message: String
     public var description: String { message }
-}
-
-/// A daemon service (retention, metrics) cannot do its work: the message names the path or
-/// setting and the fix.
-public struct ServiceError: Error, CustomStringConvertible, Sendable {
-    public var message: String
-    public var description: String { message }
+    package init(message: String) { self.message = message }
 }
 
 /// Every pipeline this build can run, by the name the config, the CLI, job rows and

@@ -350,4 +350,7 @@ public enum QualityControl {
 /// The envelope a learned model declares in model.json (`envelope`): what it was trained on.
 public struct ModelEnvelopeView: Sendable {
     public var frames, frameIntervalS, durationS, pixelMM, noiseHU, noiseCorrelationMM: [Double]?
+    package init(frames: [Double]? = nil, frameIntervalS: [Double]? = nil, durationS: [Double]? = nil, pixelMM: [Double]? = nil, noiseHU: [Double]? = nil, noiseCorrelationMM: [Double]? = nil) {
+        self.frames = frames; self.frameIntervalS = frameIntervalS; self.durationS = durationS; self.pixelMM = pixelMM; self.noiseHU = noiseHU; self.noiseCorrelationMM = noiseCorrelationMM
+    }
 }

@@ -48,7 +48,7 @@ public struct PicturePlane: Sendable, Equatable {
     public static func of(_ g: Geometry, z: Int, x: Double, y: Double, scale: Double) -> PicturePlane {
         let p = g.position(z: Double(z), y: (0.5 - y) / scale - 0.5, x: (0.5 - x) / scale - 0.5)
         return PicturePlane(position: p, rowDirection: g.rowDirection, columnDirection: g.columnDirection,
-                            spacing: SIMD2(g.spacing.y / scale, g.spacing.z / scale), sliceThickness: g.spacing.x)
+                            spacing: SIMD2(g.rowSpacing / scale, g.columnSpacing / scale), sliceThickness: g.sliceSpacing)
     }
 
     /// Distance along the plane's normal (row × column) from the patient origin: the
@@ -203,8 +203,8 @@ public struct SecondaryCaptureWriter: Sendable {
             try ds.set("ImagePositionPatient", [pos.x, pos.y, pos.z])
             try ds.set("ImageOrientationPatient", [g.rowDirection.x, g.rowDirection.y, g.rowDirection.z,
                                                    g.columnDirection.x, g.columnDirection.y, g.columnDirection.z])
-            try ds.set("PixelSpacing", [g.spacing.y, g.spacing.z])
-            try ds.set("SliceThickness", DatasetWriter.decimalString(g.spacing.x))
+            try ds.set("PixelSpacing", [g.rowSpacing, g.columnSpacing])
+            try ds.set("SliceThickness", DatasetWriter.decimalString(g.sliceSpacing))
             try ds.set("SliceLocation", DatasetWriter.decimalString(Orientation.location(pos, g.rowDirection, g.columnDirection)))
             try ds.set("FrameOfReferenceUID", frameOfReference)
             try ds.set("PositionReferenceIndicator", "")

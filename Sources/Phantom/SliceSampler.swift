@@ -1,4 +1,5 @@
 import Foundation
+import Perfusion
 import Registration
 import Volume
 

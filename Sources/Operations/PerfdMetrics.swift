@@ -1,3 +1,4 @@
+import Config
 import DICOM
 import Foundation
 import JobStore

@@ -1,4 +1,5 @@
 import Foundation
+import Pipelines
 import Volume
 
 /// The one page a stroke team reads (docs/ARCHITECTURE.md §7 "Output DICOM", issue 6 item 5): one slice
@@ -60,7 +61,7 @@ public struct SummaryPage {
         header(c, z: z)
         let names = ["cbf", "cbv", "mtt", "tmax"]
         for (k, name) in names.enumerated() {
-            guard let v = maps[name], let meta = Processing.outputNames[name] else { continue }
+            guard let v = maps[name], let meta = MapDisplay.byName[name] else { continue }
             mapPanel(c, v, z: z, x: 16 + Double(k) * (Self.panel + 20), y: 100, title: meta.title, unit: meta.unit, range: meta.range)
         }
         lesionPanel(c, z: z, x: Self.lesionPanelOrigin.x, y: Self.lesionPanelOrigin.y - 26)

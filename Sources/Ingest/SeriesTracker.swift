@@ -1,6 +1,8 @@
+import Config
 import Foundation
 import JobStore
 import Logging
+import Operations
 import ServiceLifecycle
 import Synchronization
 

@@ -55,7 +55,7 @@ public struct SeriesStream: Sendable {
         self.layout = layout
         let T = layout.grid.count, D = layout.grid[0].count
         height = layout.grid[0][0].rows; width = layout.grid[0][0].columns
-        slabs = SlabPlan(nativeDepth: D, sliceSpacingMM: layout.geometry.spacing.x, slabMM: slabMM)
+        slabs = SlabPlan(nativeDepth: D, sliceSpacingMM: layout.geometry.sliceSpacing, slabMM: slabMM)
         let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
         let limit = budget.limitGB * 1e9
         var chosen: (Int, Double)?
@@ -66,7 +66,7 @@ public struct SeriesStream: Sendable {
         guard let (w, e) = chosen else {
             let need = MemoryBudget.estimateBytes(timepoints: T, height: height, width: width, slabs: slabs, workers: 1)
             throw AssemblyError(String(format: "the series (%d time points × %d slices of %d×%d, analysed as %d slabs of %.2f mm) needs about %.1f GB to process, more than memory_limit_gb = %g GB; raise memory_limit_gb (and the unit's MemoryMax=) or analyse thicker slabs (analysis_slab_mm)",
-                                      T, D, width, height, slabs.count, layout.geometry.spacing.x * Double(slabs.factor), need / 1e9, budget.limitGB))
+                                      T, D, width, height, slabs.count, layout.geometry.sliceSpacing * Double(slabs.factor), need / 1e9, budget.limitGB))
         }
         workers = w; estimateBytes = e
     }

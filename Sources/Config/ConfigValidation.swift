@@ -1,5 +1,6 @@
 import DICOM
 import Foundation
+import Pipelines
 
 /// The checks a parsed config must pass before perfd serves with it. `perfd check-config`
 /// and `perfd serve` both call `ConfigValidation.run` — one list, so check-config cannot say

@@ -1,6 +1,8 @@
 import DICOM
 import Foundation
 import Perfusion
+import Pipelines
+import Rendering
 import Volume
 
 /// Watches the stages of one run: the job worker commits them, `perfd run` prints them.
@@ -39,11 +41,6 @@ public struct Processing: Sendable {
         self.slabMM = slabMM; self.memoryBudget = memoryBudget
     }
 
-    public static let outputNames: [String: (title: String, unit: String, range: (Double, Double))] = [
-        "cbf": ("CBF", "ml/100g/min", (0, 80)), "cbv": ("CBV", "ml/100g", (0, 6)), "mtt": ("MTT", "s", (0, 14)),
-        "tmax": ("Tmax", "s", (0, 12)), "ttp": ("TTP", "s", (0, 40)),
-    ]
-
     public func run(paths: [String], observer: StageObserver) throws -> (report: Report, outputs: [OutputSeries]) {
         let total = Date()
         var timings: [String: Double] = [:]
@@ -66,8 +63,8 @@ public struct Processing: Sendable {
         timings["assemble"] = Date().timeIntervalSince(t0)
         let native = layout.geometry
         let grid = Report.Grid(nativeShape: [stream.timepoints, stream.slabs.nativeDepth, stream.height, stream.width],
-                               nativeSpacingMM: [native.spacing.x, native.spacing.y, native.spacing.z],
-                               slabMM: native.spacing.x * Double(stream.slabs.factor), slicesPerSlab: stream.slabs.factor,
+                               nativeSpacingMM: [native.sliceSpacing, native.rowSpacing, native.columnSpacing],
+                               slabMM: native.sliceSpacing * Double(stream.slabs.factor), slicesPerSlab: stream.slabs.factor,
                                firstSlice: stream.slabs.first, slabs: stream.slabs.count,
                                originMM: [reference.slabs.geometry.origin.x, reference.slabs.geometry.origin.y, reference.slabs.geometry.origin.z],
                                workers: stream.workers, memoryEstimateGB: (stream.estimateBytes / 1e7).rounded() / 100,
@@ -75,7 +72,7 @@ public struct Processing: Sendable {
         let g = reference.slabs.geometry
         let input = Report.Input(seriesUID: "", timepoints: stream.timepoints,
                                  shape: [stream.timepoints, stream.slabs.count, stream.height, stream.width],
-                                 spacingMM: [g.spacing.x, g.spacing.y, g.spacing.z],
+                                 spacingMM: [g.sliceSpacing, g.rowSpacing, g.columnSpacing],
                                  frameTimesS: layout.frameTimes, temporalSource: layout.temporalSource, grid: grid)
         try observer.finish("assemble", result: ["shape": input.shape, "spacing_mm": input.spacingMM, "native_shape": grid.nativeShape,
                                                  "slices_per_slab": grid.slicesPerSlab, "workers": grid.workers,
@@ -202,7 +199,7 @@ public struct Processing: Sendable {
                                                     derivation: Self.derivation(pipelineName, model: modelInfo) + Self.motionNote(motion),
                                                     window: (40, 80), sourceSlices: sourceSlices))
             } else {
-                let meta = Self.outputNames[r.name] ?? (r.name.uppercased(), r.unit, (0, 1))
+                let meta = MapDisplay.byName[r.name] ?? (r.name.uppercased(), r.unit, (0, 1))
                 let images = (0..<r.volume.depth).map {
                     Pictures.colourSlice(r.volume, z: $0, title: "\(meta.title) — perfd \(shown)", unit: meta.unit,
                                          range: meta.range, footer: (motion.qc == "motion" ? "HEAD MOTION \(String(format: "%.1f", motion.maxDisplacementMM)) mm — " : "")

@@ -68,7 +68,7 @@ public struct CLSTMPipeline: Pipeline {
     func runPerfusion(_ s: Series4D, progress: @Sendable (Double) -> Void) throws -> PipelineOutput {
         // A series finer than the training data is analysed on blocks of about the training
         // pixel size (model.json "pixel_mm"), and the maps come back to the series' grid.
-        let pixel = min(s.geometry.spacing.y, s.geometry.spacing.z)
+        let pixel = min(s.geometry.rowSpacing, s.geometry.columnSpacing)
         if let mm = model.spec.pixelMM, case let f = Int((mm / pixel).rounded()), f > 1, s.height >= 2 * f, s.width >= 2 * f {
             let small = s.blockAveraged(f)
             var out = try runPerfusion(small, progress: progress)

@@ -1,5 +1,6 @@
 import DICOM
 import Foundation
+import Pipelines
 import Yams
 
 /// perfd.yaml, validated. Key names are a contract (docs/ARCHITECTURE.md §7): they may grow, not change.

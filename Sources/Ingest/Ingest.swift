@@ -1,7 +1,9 @@
+import Config
 import DICOM
 import Foundation
 import JobStore
 import Logging
+import Operations
 import ServiceLifecycle
 import Synchronization
 

@@ -1,5 +1,6 @@
 internal import CCairo
 import Foundation
+import Pipelines
 
 /// A Cairo image surface to draw legends, text, curves and notices on; read back as RGB.
 public final class Canvas {

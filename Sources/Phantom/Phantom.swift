@@ -1,5 +1,6 @@
 import DICOM
 import Foundation
+import Perfusion
 import Registration
 import Volume
 
