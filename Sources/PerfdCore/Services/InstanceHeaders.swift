@@ -23,7 +23,7 @@ extension InstanceRecord {
 }
 
 extension StoredImage {
-    init(_ a: ImageAttributes) {
+    public init(_ a: ImageAttributes) {
         self.init(rows: a.rows, columns: a.columns, frames: a.frames, orientation: a.orientation, pixelSpacing: a.pixelSpacing,
                   sliceThickness: a.sliceThickness, rescaleSlope: a.rescaleSlope, rescaleIntercept: a.rescaleIntercept,
                   photometric: a.photometric, bitsAllocated: a.bitsAllocated, bitsStored: a.bitsStored,
