@@ -121,8 +121,13 @@ enum pdcm_xfer {
 };
 
 /* Writes the dataset as a Part 10 file in the given transfer syntax (compressing if
- * needed), then fsyncs it. Returns 0 on success. */
-int pdcm_ds_save(pdcm_ds *ds, const char *path, int xfer, char *err, size_t errlen);
+ * needed), then fsyncs it unless `durable` is 0 (a writer of many files then calls
+ * pdcm_sync_filesystem once at the end). Returns 0 on success. */
+int pdcm_ds_save(pdcm_ds *ds, const char *path, int xfer, int durable, char *err, size_t errlen);
+
+/* Flushes every file written on the file system holding `path` to disk (syncfs).
+ * Returns 0 on success. */
+int pdcm_sync_filesystem(const char *path, char *err, size_t errlen);
 
 /* ---- TLS ----------------------------------------------------------------------------- */
 
