@@ -68,7 +68,7 @@ let package = Package(
         .target(
             name: "Ingest",
             dependencies: [
-                "DICOM", "JobStore", "Config", "Operations",
+                "DICOM", "Volume", "JobStore", "Config", "Operations",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

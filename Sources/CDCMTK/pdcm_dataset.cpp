@@ -5,6 +5,10 @@
 #include "dcmtk/dcmdata/dcpath.h"
 #include "dcmtk/dcmdata/dcuid.h"
 
+#include <cerrno>
+#include <fcntl.h>
+#include <unistd.h>
+
 struct pdcm_ds {
     DcmFileFormat ff;
 };
@@ -49,7 +53,19 @@ static E_TransferSyntax xfer_of(int x) {
     }
 }
 
-extern "C" int pdcm_ds_save(pdcm_ds *ds, const char *path, int xfer, char *err, size_t errlen) {
+extern "C" int pdcm_sync_filesystem(const char *path, char *err, size_t errlen) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0 || syncfs(fd) != 0) {
+        int e = errno;
+        if (fd >= 0) close(fd);
+        pdcm::set_text(err, errlen, std::string("cannot sync the file system of ") + path + ": " + strerror(e));
+        return 1;
+    }
+    close(fd);
+    return 0;
+}
+
+extern "C" int pdcm_ds_save(pdcm_ds *ds, const char *path, int xfer, int durable, char *err, size_t errlen) {
     E_TransferSyntax ts = xfer_of(xfer);
     DcmDataset *d = ds->ff.getDataset();
     DcmXfer x(ts);
@@ -65,7 +81,7 @@ extern "C" int pdcm_ds_save(pdcm_ds *ds, const char *path, int xfer, char *err, 
         pdcm::set_text(err, errlen, std::string("cannot write ") + path + ": " + c.text());
         return 1;
     }
-    int e = pdcm::fsync_path(path, false);
+    int e = durable ? pdcm::fsync_path(path, false) : 0;
     if (e != 0) {
         pdcm::set_text(err, errlen, std::string("cannot fsync ") + path + ": " + strerror(e));
         return 1;

@@ -8,7 +8,46 @@
 
 struct pdcm_file {
     DcmFileFormat ff;
+    pdcm::HeaderFields header;
+    bool headerRead = false;
 };
+
+void pdcm::HeaderFields::read(DcmItem *ds, E_TransferSyntax xfer) {
+    const DcmTagKey keys[20] = {
+        DCM_SOPClassUID, DCM_SOPInstanceUID, DCM_StudyInstanceUID, DCM_SeriesInstanceUID, DCM_Modality,
+        DCM_PatientID, DCM_PatientName, DCM_AccessionNumber, DCM_StudyDescription, DCM_SeriesDescription,
+        DcmTagKey(), DCM_AcquisitionTime, DCM_ContentTime, DCM_ImagePositionPatient, DCM_ImageOrientationPatient,
+        DCM_PixelSpacing, DCM_SliceThickness, DCM_RescaleSlope, DCM_RescaleIntercept, DCM_PhotometricInterpretation};
+    for (int i = 0; i < 20; i++) text[i] = i == 10 ? std::string(DcmXfer(xfer).getXferID()) : get_string(ds, keys[i]);
+    const char **strings[20] = {
+        &fields.sop_class_uid, &fields.sop_instance_uid, &fields.study_uid, &fields.series_uid, &fields.modality,
+        &fields.patient_id, &fields.patient_name, &fields.accession_number, &fields.study_description,
+        &fields.series_description, &fields.transfer_syntax, &fields.acquisition_time, &fields.content_time,
+        &fields.image_position, &fields.image_orientation, &fields.pixel_spacing, &fields.slice_thickness,
+        &fields.rescale_slope, &fields.rescale_intercept, &fields.photometric};
+    for (int i = 0; i < 20; i++) *strings[i] = text[i].c_str();
+    fields.temporal_position = get_long(ds, DCM_TemporalPositionIdentifier);
+    fields.temporal_positions = get_long(ds, DCM_NumberOfTemporalPositions);
+    fields.acquisition_number = get_long(ds, DCM_AcquisitionNumber);
+    fields.images_in_acquisition = get_long(ds, DCM_ImagesInAcquisition);
+    fields.instance_number = get_long(ds, DCM_InstanceNumber);
+    fields.rows = get_long(ds, DCM_Rows);
+    fields.columns = get_long(ds, DCM_Columns);
+    fields.frames = get_long(ds, DCM_NumberOfFrames);
+    fields.bits_allocated = get_long(ds, DCM_BitsAllocated);
+    fields.bits_stored = get_long(ds, DCM_BitsStored);
+    fields.pixel_representation = get_long(ds, DCM_PixelRepresentation);
+    fields.samples_per_pixel = get_long(ds, DCM_SamplesPerPixel);
+}
+
+extern "C" const pdcm_header *pdcm_file_header(pdcm_file *f) {
+    if (!f->headerRead) {
+        DcmDataset *ds = f->ff.getDataset();
+        f->header.read(ds, ds->getOriginalXfer());
+        f->headerRead = true;
+    }
+    return &f->header.fields;
+}
 
 extern "C" pdcm_file *pdcm_file_open(const char *path, char *err, size_t errlen) {
     auto *f = new pdcm_file();

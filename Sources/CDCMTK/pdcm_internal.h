@@ -44,6 +44,18 @@ inline long get_long(DcmItem *item, const DcmTagKey &key) {
     return -1;
 }
 
+// The header fields of a dataset (pdcm_header) with the strings they point into. One
+// extraction for the SCP and for files read from disk. Not copyable: `fields` points into
+// `text`.
+struct HeaderFields {
+    pdcm_header fields{};
+    std::string text[20];
+    HeaderFields() = default;
+    HeaderFields(const HeaderFields &) = delete;
+    HeaderFields &operator=(const HeaderFields &) = delete;
+    void read(DcmItem *ds, E_TransferSyntax xfer);
+};
+
 // Receive timeouts (s) of DCMTK sockets: while an association is being negotiated (set
 // process-wide in pdcm_init), and once it is up (DCMTK's own default).
 constexpr int kAssociationRequestTimeoutSeconds = 5;

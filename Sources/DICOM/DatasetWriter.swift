@@ -62,9 +62,16 @@ public final class DatasetWriter {
         }
     }
 
-    /// Writes and fsyncs the file.
-    public func save(to path: String, transferSyntax: TransferSyntax = .explicitLittleEndian) throws {
-        let (rc, err) = withErrorBuffer { pdcm_ds_save(handle, path, transferSyntax.rawValue, $0, $1) }
+    /// Writes the file and fsyncs it; with `durable: false` it is left to the page cache
+    /// (a writer of many files then calls `syncFileSystem` once when it has written them).
+    public func save(to path: String, transferSyntax: TransferSyntax = .explicitLittleEndian, durable: Bool = true) throws {
+        let (rc, err) = withErrorBuffer { pdcm_ds_save(handle, path, transferSyntax.rawValue, durable ? 1 : 0, $0, $1) }
+        guard rc == 0 else { throw DICOMError(.writeFailed, err) }
+    }
+
+    /// Flushes everything written on the file system holding `path` to disk (one syncfs).
+    public static func syncFileSystem(of path: String) throws {
+        let (rc, err) = withErrorBuffer { pdcm_sync_filesystem(path, $0, $1) }
         guard rc == 0 else { throw DICOMError(.writeFailed, err) }
     }
 

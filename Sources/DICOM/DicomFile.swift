@@ -30,12 +30,11 @@ public final class DicomFile {
     }
 
     public func doubles(_ tagPath: String) -> [Double]? {
-        guard let s = string(tagPath) else { return nil }
-        let values = s.split(separator: "\\", omittingEmptySubsequences: false).map { Double(String($0).trimmingSpaces()) }
-        // A decimal string (DS) is a finite number: Swift also reads "nan", "inf" and "1e400".
-        guard values.allSatisfy({ $0?.isFinite == true }) else { return nil }
-        return values.map { $0! }
+        string(tagPath).flatMap(Self.decimals)
     }
+
+    /// The fields `InstanceHeader` is built from (strings valid while the file is open).
+    var headerFields: pdcm_header { pdcm_file_header(handle).pointee }
 
     public func double(_ tagPath: String) -> Double? { doubles(tagPath)?.first }
 

@@ -20,28 +20,18 @@ public enum AssociationDecision: Sendable {
 /// One instance received, written to the spool and fsync'd — not yet acknowledged.
 public struct ReceivedInstance: Sendable {
     public var path: String
-    public var sopClassUID: String
-    public var sopInstanceUID: String
-    public var studyUID: String
-    public var seriesUID: String
-    public var modality: String
-    public var patientID: String
-    public var patientName: String
-    public var accessionNumber: String = ""
-    public var studyDescription: String
-    public var seriesDescription: String
-    public var transferSyntaxUID: String
+    /// The dataset's header fields (the same extraction files read from disk get).
+    public var header: InstanceHeader
     public var callingAE: String
     public var peerHost: String
-    public var acquisitionTime: String?
-    public var contentTime: String?
-    public var imagePosition: [Double]?
-    public var temporalPosition: Int?
-    public var temporalPositions: Int?
-    public var acquisitionNumber: Int?
-    public var imagesInAcquisition: Int?
-    public var instanceNumber: Int?
     public var fileSize: Int
+
+    public init(path: String, header: InstanceHeader, callingAE: String, peerHost: String, fileSize: Int) {
+        self.path = path; self.header = header; self.callingAE = callingAE; self.peerHost = peerHost; self.fileSize = fileSize
+    }
+
+    public var sopInstanceUID: String { header.sopInstanceUID }
+    public var seriesUID: String { header.seriesUID }
 }
 
 /// What the SCP asks of its owner. Every method is called on a DCMTK worker thread (one
@@ -204,20 +194,7 @@ extension AssociationRequest {
 
 extension ReceivedInstance {
     init(_ i: pdcm_store_info) {
-        func opt(_ v: Int) -> Int? { v < 0 ? nil : v }
-        func optS(_ p: UnsafePointer<CChar>?) -> String? { let s = string(p); return s.isEmpty ? nil : s }
-        let pos = string(i.image_position).split(separator: "\\").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
-        self.init(
-            path: string(i.path), sopClassUID: string(i.sop_class_uid), sopInstanceUID: string(i.sop_instance_uid),
-            studyUID: string(i.study_uid), seriesUID: string(i.series_uid), modality: string(i.modality),
-            patientID: string(i.patient_id), patientName: string(i.patient_name),
-            studyDescription: string(i.study_description), seriesDescription: string(i.series_description),
-            transferSyntaxUID: string(i.transfer_syntax), callingAE: string(i.calling_ae), peerHost: string(i.peer_host),
-            acquisitionTime: optS(i.acquisition_time), contentTime: optS(i.content_time),
-            imagePosition: pos.count == 3 ? pos : nil,
-            temporalPosition: opt(i.temporal_position), temporalPositions: opt(i.temporal_positions),
-            acquisitionNumber: opt(i.acquisition_number), imagesInAcquisition: opt(i.images_in_acquisition),
-            instanceNumber: opt(i.instance_number), fileSize: Int(i.file_size))
-        accessionNumber = string(i.accession_number)
+        self.init(path: string(i.path), header: InstanceHeader(i.header), callingAE: string(i.calling_ae),
+                  peerHost: string(i.peer_host), fileSize: Int(i.file_size))
     }
 }

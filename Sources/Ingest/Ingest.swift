@@ -106,7 +106,7 @@ public final class IngestHandler: StorageSCPDelegate {
     public func store(_ i: ReceivedInstance) -> (status: UInt16, reason: String) {
         do {
             // The content is compared only when the SOP Instance UID is known already.
-            let outcome = try store.recordInstance(InstanceRecord(i), sameContent: { DicomFile.sameDataset($0, i.path) })
+            let outcome = try store.recordInstance(InstanceRecord(i.header, path: i.path, fileSize: i.fileSize, callingAE: i.callingAE), sameContent: { DicomFile.sameDataset($0, i.path) })
             if let why = outcome.refused {
                 // Answered with a failure, so the sender does not count it as stored; the
                 // SCP removes the new copy, the stored one is untouched.
@@ -145,20 +145,6 @@ public final class IngestHandler: StorageSCPDelegate {
         case 2: logger.warning("\(message)")
         default: logger.error("\(message)")
         }
-    }
-}
-
-extension InstanceRecord {
-    init(_ i: ReceivedInstance) {
-        self.init(sopInstanceUID: i.sopInstanceUID, sopClassUID: i.sopClassUID, seriesUID: i.seriesUID, studyUID: i.studyUID,
-                  path: i.path, fileSize: i.fileSize, transferSyntax: i.transferSyntaxUID,
-                  temporalPosition: i.temporalPosition, temporalPositions: i.temporalPositions,
-                  acquisitionNumber: i.acquisitionNumber, imagesInAcquisition: i.imagesInAcquisition,
-                  instanceNumber: i.instanceNumber, acquisitionTime: i.acquisitionTime, contentTime: i.contentTime,
-                  position: i.imagePosition, patientID: i.patientID, patientName: i.patientName,
-                  studyDescription: i.studyDescription, seriesDescription: i.seriesDescription,
-                  modality: i.modality, callingAE: i.callingAE)
-        accessionNumber = i.accessionNumber
     }
 }
 

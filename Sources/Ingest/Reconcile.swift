@@ -48,19 +48,13 @@ public enum SpoolReconciler {
                 guard name.hasSuffix(".dcm"), !known.contains(path) else { continue }
                 do {
                     let f = try DicomFile(path: path)
-                    guard let sop = f.string("SOPInstanceUID"), let series = f.string("SeriesInstanceUID"),
-                          let study = f.string("StudyInstanceUID") else { throw DICOMError(.readFailed, "UIDs missing") }
+                    let header = InstanceHeader(file: f)
+                    guard !header.sopInstanceUID.isEmpty, !header.seriesUID.isEmpty, !header.studyUID.isEmpty else {
+                        throw DICOMError(.readFailed, "UIDs missing")
+                    }
                     let size = (try? fm.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-                    let outcome = try store.recordInstance(InstanceRecord(
-                        sopInstanceUID: sop, sopClassUID: f.string("SOPClassUID") ?? "", seriesUID: series, studyUID: study,
-                        path: path, fileSize: size, transferSyntax: f.transferSyntaxUID,
-                        temporalPosition: f.int("TemporalPositionIdentifier"), temporalPositions: f.int("NumberOfTemporalPositions"),
-                        acquisitionNumber: f.int("AcquisitionNumber"), imagesInAcquisition: f.int("ImagesInAcquisition"),
-                        instanceNumber: f.int("InstanceNumber"), acquisitionTime: f.string("AcquisitionTime"),
-                        contentTime: f.string("ContentTime"), position: f.doubles("ImagePositionPatient"),
-                        patientID: f.string("PatientID") ?? "", patientName: f.string("PatientName") ?? "",
-                        studyDescription: f.string("StudyDescription") ?? "", seriesDescription: f.string("SeriesDescription") ?? "",
-                        modality: f.string("Modality") ?? "", callingAE: "(recovered)", accessionNumber: f.string("AccessionNumber") ?? ""), sameContent: { DicomFile.sameDataset($0, path) })
+                    let outcome = try store.recordInstance(InstanceRecord(header, path: path, fileSize: size, callingAE: "(recovered)"),
+                                                           sameContent: { DicomFile.sameDataset($0, path) })
                     if let why = outcome.refused {
                         // Never acknowledged (it has no row), and in conflict with what is.
                         try? fm.removeItem(atPath: path)

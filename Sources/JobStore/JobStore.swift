@@ -76,6 +76,7 @@ public final class JobStore: Sendable {
                 // new one takes its place; keep one row.
                 try tx.execute("UPDATE instances SET path = ?, file_size = ?, transfer_syntax = ?, received_at = ? WHERE sop_instance_uid = ?",
                                i.path, i.fileSize, i.transferSyntax, now, i.sopInstanceUID)
+                try Self.recordImage(tx, i)
                 try tx.execute("UPDATE series SET last_received = ?, bytes = bytes - ? + ? WHERE series_uid = ?",
                                now, old["file_size"].int ?? 0, i.fileSize, i.seriesUID)
                 return RecordOutcome(isNew: false, supersededJob: nil)
@@ -102,6 +103,7 @@ public final class JobStore: Sendable {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, i.sopInstanceUID, i.seriesUID, i.sopClassUID, i.path, i.fileSize, i.transferSyntax,
                 i.temporalPosition, i.acquisitionNumber, i.instanceNumber, i.acquisitionTime, i.contentTime, position, now)
+            try Self.recordImage(tx, i)
             try tx.execute("""
                 UPDATE series SET instance_count = instance_count + 1, bytes = bytes + ?, last_received = ?,
                     temporal_positions = COALESCE(?, temporal_positions),
@@ -210,9 +212,28 @@ public final class JobStore: Sendable {
                 StoredInstance(sopInstanceUID: $0["sop_instance_uid"].text ?? "", path: $0["path"].text ?? "",
                                temporalPosition: $0["temporal_position"].int, acquisitionNumber: $0["acquisition_number"].int,
                                instanceNumber: $0["instance_number"].int, acquisitionTime: $0["acquisition_time"].text,
-                               contentTime: $0["content_time"].text)
+                               contentTime: $0["content_time"].text,
+                               position: $0["position"].text.flatMap(StoredInstance.numbers),
+                               image: StoredImage($0))
             }
         }
+    }
+
+    /// The image attributes of an instance row (migration 007), written with the row in the
+    /// same transaction; a record without them leaves the row marked as not having them.
+    static func recordImage(_ tx: Transaction, _ i: InstanceRecord) throws {
+        guard let m = i.image else {
+            try tx.execute("UPDATE instances SET header_recorded = 0 WHERE sop_instance_uid = ?", i.sopInstanceUID)
+            return
+        }
+        try tx.execute("""
+            UPDATE instances SET header_recorded = 1, image_rows = ?, image_columns = ?, number_of_frames = ?, orientation = ?,
+                pixel_spacing = ?, slice_thickness = ?, rescale_slope = ?, rescale_intercept = ?, photometric = ?,
+                bits_allocated = ?, bits_stored = ?, pixel_representation = ?, samples_per_pixel = ?
+            WHERE sop_instance_uid = ?
+            """, m.rows, m.columns, m.frames, m.orientation, m.pixelSpacing, m.sliceThickness, m.rescaleSlope,
+            m.rescaleIntercept, m.photometric, m.bitsAllocated, m.bitsStored, m.pixelRepresentation, m.samplesPerPixel,
+            i.sopInstanceUID)
     }
 
     /// The transfer syntaxes the series' instances were received in.

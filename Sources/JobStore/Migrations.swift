@@ -182,6 +182,25 @@ enum Migrations {
         ALTER TABLE outbox_by_id RENAME TO outbox;
         CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
         """),
+        // The image attributes 4D assembly needs, recorded at ingest in the instance's own
+        // transaction so assembly need not parse every header again. Rows from before keep
+        // header_recorded = 0 (and NULLs): assembly reads those files' headers.
+        ("007_instance_image_header", """
+        ALTER TABLE instances ADD COLUMN header_recorded INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE instances ADD COLUMN image_rows INTEGER;
+        ALTER TABLE instances ADD COLUMN image_columns INTEGER;
+        ALTER TABLE instances ADD COLUMN number_of_frames INTEGER;
+        ALTER TABLE instances ADD COLUMN orientation TEXT;
+        ALTER TABLE instances ADD COLUMN pixel_spacing TEXT;
+        ALTER TABLE instances ADD COLUMN slice_thickness TEXT;
+        ALTER TABLE instances ADD COLUMN rescale_slope TEXT;
+        ALTER TABLE instances ADD COLUMN rescale_intercept TEXT;
+        ALTER TABLE instances ADD COLUMN photometric TEXT;
+        ALTER TABLE instances ADD COLUMN bits_allocated INTEGER;
+        ALTER TABLE instances ADD COLUMN bits_stored INTEGER;
+        ALTER TABLE instances ADD COLUMN pixel_representation INTEGER;
+        ALTER TABLE instances ADD COLUMN samples_per_pixel INTEGER;
+        """),
     ]
 
     static func apply(to db: Database) throws {

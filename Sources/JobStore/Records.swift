@@ -73,6 +73,9 @@ public struct InstanceRecord: Sendable {
     public var seriesDescription: String
     public var modality: String
     public var callingAE: String
+    /// The image attributes 4D assembly needs; nil: not read (the row is marked so and
+    /// assembly reads that file's header instead).
+    public var image: StoredImage?
 
     public init(sopInstanceUID: String, sopClassUID: String, seriesUID: String, studyUID: String, path: String,
                 fileSize: Int, transferSyntax: String = "", temporalPosition: Int? = nil, temporalPositions: Int? = nil,
@@ -101,6 +104,57 @@ public struct StoredInstance: Sendable, Equatable {
     public var instanceNumber: Int?
     public var acquisitionTime: String?
     public var contentTime: String?
+    /// ImagePositionPatient as recorded (three numbers), nil when absent.
+    public var position: [Double]? = nil
+    /// The image attributes recorded at ingest; nil for rows recorded without them (before
+    /// migration 007).
+    public var image: StoredImage? = nil
+
+    /// The numbers of a stored position ("x\\y\\z", each written by `String(Double)`, which
+    /// reads back to the same value).
+    static func numbers(_ text: String) -> [Double]? {
+        let v = text.split(separator: "\\").compactMap { Double($0) }
+        return v.count == 3 ? v : nil
+    }
+}
+
+/// The image attributes of an instance as the `instances` table keeps them (migration 007):
+/// what 4D assembly checks and uses, so it does not parse every file's header again.
+/// Decimal strings are kept as the instance wrote them. PerfdCore maps them to and from
+/// DICOM's `ImageAttributes` (field for field).
+public struct StoredImage: Sendable, Equatable {
+    public var rows: Int?
+    public var columns: Int?
+    public var frames: Int?
+    public var orientation: String?
+    public var pixelSpacing: String?
+    public var sliceThickness: String?
+    public var rescaleSlope: String?
+    public var rescaleIntercept: String?
+    public var photometric: String?
+    public var bitsAllocated: Int?
+    public var bitsStored: Int?
+    public var pixelRepresentation: Int?
+    public var samplesPerPixel: Int?
+
+    public init(rows: Int?, columns: Int?, frames: Int?, orientation: String?, pixelSpacing: String?, sliceThickness: String?,
+                rescaleSlope: String?, rescaleIntercept: String?, photometric: String?, bitsAllocated: Int?, bitsStored: Int?,
+                pixelRepresentation: Int?, samplesPerPixel: Int?) {
+        self.rows = rows; self.columns = columns; self.frames = frames; self.orientation = orientation
+        self.pixelSpacing = pixelSpacing; self.sliceThickness = sliceThickness; self.rescaleSlope = rescaleSlope
+        self.rescaleIntercept = rescaleIntercept; self.photometric = photometric; self.bitsAllocated = bitsAllocated
+        self.bitsStored = bitsStored; self.pixelRepresentation = pixelRepresentation; self.samplesPerPixel = samplesPerPixel
+    }
+
+    /// The row's attributes, or nil when it was recorded without them.
+    init?(_ r: Row) {
+        guard r["header_recorded"].int == 1 else { return nil }
+        self.init(rows: r["image_rows"].int, columns: r["image_columns"].int, frames: r["number_of_frames"].int,
+                  orientation: r["orientation"].text, pixelSpacing: r["pixel_spacing"].text, sliceThickness: r["slice_thickness"].text,
+                  rescaleSlope: r["rescale_slope"].text, rescaleIntercept: r["rescale_intercept"].text, photometric: r["photometric"].text,
+                  bitsAllocated: r["bits_allocated"].int, bitsStored: r["bits_stored"].int,
+                  pixelRepresentation: r["pixel_representation"].int, samplesPerPixel: r["samples_per_pixel"].int)
+    }
 }
 
 public struct SeriesRecord: Codable, Sendable, Equatable {

@@ -74,7 +74,8 @@ public struct JobWorkerService: Service {
         do {
             try FileManager.default.createDirectory(atPath: workDir, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
-            let paths = try store.instances(ofSeries: job.seriesUID).map(\.path)
+            let instances = try store.instances(ofSeries: job.seriesUID)
+            let paths = instances.map(\.path)
             if let short = try shortfall(job, instances: paths.count) {
                 // A partial series gives a wrong result that looks like a right one (a core
                 // of 0 ml): it is failed, never processed.
@@ -99,7 +100,8 @@ public struct JobWorkerService: Service {
                                         fallbackPipeline: rule.map { $0.fallback } ?? Config.defaultFallback,
                                         slabMM: config.analysisSlabMM,
                                         memoryBudget: MemoryBudget(limitGB: config.memoryLimitGB / Double(max(1, config.workers))))
-            let (report, outputs) = try processing.run(paths: paths, observer: observer)
+            // Assembly takes the headers recorded at ingest; only pixel data is read from the files.
+            let (report, outputs) = try processing.run(observer: observer) { try StoredHeaders.sliceHeaders(instances) }
             if let r = report.registration {
                 // The job's QC: the perfusion checks' outcome when there are any, else the registration's flag.
                 try store.setQC(job: job.id, report.qc?.line ?? r.qc)

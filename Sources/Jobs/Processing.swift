@@ -41,7 +41,18 @@ public struct Processing: Sendable {
         self.slabMM = slabMM; self.memoryBudget = memoryBudget
     }
 
+    /// Processes the files at `paths`: every header is read from its file (`perfd run`,
+    /// which has no store).
     public func run(paths: [String], observer: StageObserver) throws -> (report: Report, outputs: [OutputSeries]) {
+        try run(observer: observer) { (try Assembler.readHeaders(paths: paths), paths.count) }
+    }
+
+    /// Processes a series whose assembly headers `headers` gives (called at the start of the
+    /// assemble stage; it returns them and how many files it opened to get them): the job
+    /// worker passes the ones recorded at ingest (`StoredHeaders`), so only pixel data is
+    /// read from the files.
+    public func run(observer: StageObserver, headers readHeaders: () throws -> (headers: [SliceHeader], parsed: Int)) throws
+        -> (report: Report, outputs: [OutputSeries]) {
         let total = Date()
         var timings: [String: Double] = [:]
 
@@ -56,7 +67,7 @@ public struct Processing: Sendable {
         // else is decoded until the register stage streams the time points through.
         try observer.begin("assemble")
         var t0 = Date()
-        let headers = try Assembler.readHeaders(paths: paths)
+        let (headers, headerFilesRead) = try readHeaders()
         let layout = try Assembler.plan(headers)
         let stream = try SeriesStream(layout: layout, slabMM: slabMM, budget: memoryBudget)
         let reference = try stream.reference()
@@ -77,7 +88,7 @@ public struct Processing: Sendable {
         try observer.finish("assemble", result: ["shape": input.shape, "spacing_mm": input.spacingMM, "native_shape": grid.nativeShape,
                                                  "slices_per_slab": grid.slicesPerSlab, "workers": grid.workers,
                                                  "frame_times_s": input.frameTimesS, "temporal_source": input.temporalSource,
-                                                 "seconds": timings["assemble"]!])
+                                                 "header_files_read": headerFilesRead, "seconds": timings["assemble"]!])
 
         // Every pipeline sees the series aligned to its first time point, on the slab grid.
         try observer.begin("register")

@@ -133,6 +133,9 @@ public enum Phantom {
         }
         let truth = try PhantomTruth.write(directory: directory, options: o, model: model, layout: layout, labels: still,
                                            times: times, poses: poses, uids: (writer?.studyUID ?? "", writer?.seriesUID ?? ""))
+        // The series' files were written without an fsync each (8,000 of them for a whole
+        // brain): one sync of the file system now, so the phantom is on disk when this returns.
+        if writer != nil { try DatasetWriter.syncFileSystem(of: directory) }
         return PhantomResult(files: files, studyUID: writer?.studyUID ?? "", seriesUID: writer?.seriesUID ?? "", frameTimes: times,
                              poses: poses, model: model, coreML: truth.coreML, penumbraML: truth.penumbraML)
     }

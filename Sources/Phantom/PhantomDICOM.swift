@@ -119,7 +119,8 @@ struct PhantomDICOM {
         try ds.setUS(0x0028, 0x0103, 0)   // PixelRepresentation
         try ds.setPixelData(pixels)
         let path = String(format: "%@/t%02d_z%03d.dcm", directory, t, z)
-        try ds.save(to: path, transferSyntax: o.transferSyntax)
+        // Not fsync'd one by one: `Phantom.write` syncs the file system once at the end.
+        try ds.save(to: path, transferSyntax: o.transferSyntax, durable: false)
         return path
     }
 }

@@ -32,26 +32,39 @@ public struct SliceHeader: Sendable {
         self.slope = slope; self.intercept = intercept; self.frames = 1
     }
 
-    /// Reads the header of one file (DCMTK parses it).
+    /// Reads the header of one file (DCMTK parses it, up to the pixel data).
     public init(file f: DicomFile) throws {
-        path = f.path
-        guard let r = f.int("Rows"), let c = f.int("Columns") else { throw AssemblyError("\(f.path): Rows/Columns missing") }
+        try self.init(path: f.path, header: InstanceHeader(file: f))
+    }
+
+    /// From an instance's header fields, as the SCP or a file read gives them.
+    public init(path: String, header h: InstanceHeader) throws {
+        try self.init(path: path, image: h.image, position: h.imagePosition, temporalPosition: h.temporalPosition,
+                      acquisitionNumber: h.acquisitionNumber, acquisitionTime: h.acquisitionTime, contentTime: h.contentTime)
+    }
+
+    /// From the attributes assembly needs, checked: the one place they are validated,
+    /// whether they come from a file or from the instance's row in the store.
+    public init(path: String, image m: ImageAttributes, position p: [Double]?, temporalPosition: Int?, acquisitionNumber: Int?,
+                acquisitionTime: String?, contentTime: String?) throws {
+        self.path = path
+        guard let r = m.rows, let c = m.columns else { throw AssemblyError("\(path): Rows/Columns missing") }
         guard (1...DicomFile.maxImageSide).contains(r), (1...DicomFile.maxImageSide).contains(c) else {
-            throw AssemblyError("\(f.path): declares a \(c)×\(r) image; perfd reads images of at most \(DicomFile.maxImageSide)×\(DicomFile.maxImageSide)")
+            throw AssemblyError("\(path): declares a \(c)×\(r) image; perfd reads images of at most \(DicomFile.maxImageSide)×\(DicomFile.maxImageSide)")
         }
         rows = r; columns = c
-        frames = f.int("NumberOfFrames") ?? 1
+        frames = m.frames ?? 1
         guard frames == 1 else {
-            throw AssemblyError("\(f.path) is a multi-frame (Enhanced CT) object; 4D assembly reads single-frame CT Image Storage only — set the scanner to send classic CT images")
+            throw AssemblyError("\(path) is a multi-frame (Enhanced CT) object; 4D assembly reads single-frame CT Image Storage only — set the scanner to send classic CT images")
         }
-        guard let p = f.doubles("ImagePositionPatient"), p.count == 3 else {
-            throw AssemblyError("\(f.path): ImagePositionPatient missing or not three numbers (\(f.string("ImagePositionPatient") ?? "absent"))")
+        guard let p, p.count == 3 else {
+            throw AssemblyError("\(path): ImagePositionPatient missing or not three numbers")
         }
-        guard let o = f.doubles("ImageOrientationPatient"), o.count == 6 else {
-            throw AssemblyError("\(f.path): ImageOrientationPatient missing or not six numbers (\(f.string("ImageOrientationPatient") ?? "absent"))")
+        guard let o = m.orientation.flatMap(DicomFile.decimals), o.count == 6 else {
+            throw AssemblyError("\(path): ImageOrientationPatient missing or not six numbers (\(m.orientation ?? "absent"))")
         }
-        guard let s = f.doubles("PixelSpacing"), s.count == 2, s.allSatisfy({ $0 >= 0.001 && $0 <= 1000 }) else {
-            throw AssemblyError("\(f.path): PixelSpacing missing or not two sizes of 0.001–1000 mm (\(f.string("PixelSpacing") ?? "absent"))")
+        guard let s = m.pixelSpacing.flatMap(DicomFile.decimals), s.count == 2, s.allSatisfy({ $0 >= 0.001 && $0 <= 1000 }) else {
+            throw AssemblyError("\(path): PixelSpacing missing or not two sizes of 0.001–1000 mm (\(m.pixelSpacing ?? "absent"))")
         }
         position = SIMD3(p[0], p[1], p[2])
         rowDirection = SIMD3(o[0], o[1], o[2])
@@ -59,21 +72,22 @@ public struct SliceHeader: Sendable {
         // Direction cosines: two unit vectors at right angles (loosely: scanners round them).
         let rl = (rowDirection * rowDirection).sum().squareRoot(), cl = (columnDirection * columnDirection).sum().squareRoot()
         guard abs(rl - 1) < 0.01, abs(cl - 1) < 0.01, abs((rowDirection * columnDirection).sum()) < 0.01 else {
-            throw AssemblyError("\(f.path): ImageOrientationPatient (\(f.string("ImageOrientationPatient") ?? "")) is not two perpendicular unit vectors")
+            throw AssemblyError("\(path): ImageOrientationPatient (\(m.orientation ?? "")) is not two perpendicular unit vectors")
         }
         pixelSpacing = (s[0], s[1])
-        temporalPosition = f.int("TemporalPositionIdentifier")
-        acquisitionNumber = f.int("AcquisitionNumber")
-        time = (f.string("AcquisitionTime") ?? f.string("ContentTime")).flatMap(parseDicomTime)
-        for tag in ["RescaleSlope", "RescaleIntercept"] where f.string(tag) != nil && f.double(tag) == nil {
-            throw AssemblyError("\(f.path): \(tag) is not a number (\(f.string(tag) ?? ""))")
+        self.temporalPosition = temporalPosition
+        self.acquisitionNumber = acquisitionNumber
+        time = (acquisitionTime ?? contentTime).flatMap(parseDicomTime)
+        for (tag, text) in [("RescaleSlope", m.rescaleSlope), ("RescaleIntercept", m.rescaleIntercept)]
+        where text != nil && text.flatMap(DicomFile.decimals)?.first == nil {
+            throw AssemblyError("\(path): \(tag) is not a number (\(text ?? ""))")
         }
-        slope = f.double("RescaleSlope") ?? 1
-        intercept = f.double("RescaleIntercept") ?? 0
+        slope = m.rescaleSlope.flatMap(DicomFile.decimals)?.first ?? 1
+        intercept = m.rescaleIntercept.flatMap(DicomFile.decimals)?.first ?? 0
         // CT stores HU as value·slope + intercept with slope 1 (or a fraction) and intercept
         // about −1024: anything far outside is a broken header, not a scanner.
         guard slope != 0, abs(slope) <= 1000, abs(intercept) <= 100_000 else {
-            throw AssemblyError("\(f.path): RescaleSlope \(slope) / RescaleIntercept \(intercept) do not map stored values to HU (slope 0 < |s| ≤ 1000, |intercept| ≤ 100000 expected)")
+            throw AssemblyError("\(path): RescaleSlope \(slope) / RescaleIntercept \(intercept) do not map stored values to HU (slope 0 < |s| ≤ 1000, |intercept| ≤ 100000 expected)")
         }
     }
 }

@@ -142,9 +142,17 @@ import Testing
                 #expect(i.seriesUID == ph.seriesUID)
                 #expect(i.path.hasPrefix(dir.path + "/spool/\(ph.seriesUID)/"))
                 #expect(FileManager.default.fileExists(atPath: i.path))
-                #expect(i.temporalPositions == 2)
-                #expect(i.imagesInAcquisition == 2)
-                #expect(i.imagePosition?.count == 3)
+                #expect(i.header.temporalPositions == 2)
+                #expect(i.header.imagesInAcquisition == 2)
+                #expect(i.header.imagePosition?.count == 3)
+                // Every header field, the image attributes assembly needs included, is what
+                // the same extraction reads from the file that was sent.
+                let sent = try ph.files.map { try DicomFile(path: $0) }.first { $0.string("SOPInstanceUID") == i.sopInstanceUID }!
+                #expect(i.header == InstanceHeader(file: sent))
+                #expect(i.header.image.rows == 16 && i.header.image.columns == 16 && i.header.image.bitsAllocated == 16)
+                #expect(i.header.image.orientation == sent.string("ImageOrientationPatient"))
+                #expect(i.header.image.pixelSpacing == sent.string("PixelSpacing"))
+                #expect(i.header.image.rescaleIntercept == sent.string("RescaleIntercept"))
             }
             // The spooled file is a complete DICOM file with the same pixels.
             let spooled = try DicomFile(path: rec.stored[0].path)

@@ -37,6 +37,52 @@ import Testing
         #expect(status.stdout.contains("done 1"))
     }
 
+    /// The header fields assembly needs are recorded at ingest and read back from the store:
+    /// storescu → perfd serve, every instance row holds the file's image attributes (checked
+    /// against the files read by keyword), the job opened no file for its header, and after
+    /// PixelSpacing is rewritten in every spool file a re-run still assembles with the
+    /// spacing the series was received with (on code that re-parses headers it takes 0.25).
+    @Test func headersRecordedAtIngestAreWhatAssemblyReads() throws {
+        let dir = TempDir()
+        let port = freePort()
+        let server = try PerfdServer(configPath: writeConfig(in: dir, port: port, quietSeconds: 30), port: port, logPath: dir.path + "/serve.log")
+        defer { server.stop() }
+        let ph = try makePhantom(in: dir.sub("ph"), size: 32, slices: 4, timepoints: 5)
+        #expect(try store(ph.files, port: port).status == 0)
+        try waitFor(20, "a job") { try !jobs(server).isEmpty }
+        let id = try jobs(server)[0].id
+        try waitFor(30, "the job to finish") { try jobs(server).first?.state == "done" }
+        let columns = "sop_instance_uid, image_rows, image_columns, orientation, pixel_spacing, rescale_slope, rescale_intercept, bits_allocated, bits_stored, pixel_representation, samples_per_pixel, photometric, number_of_frames, slice_thickness, header_recorded"
+        let q = try runTool("sqlite3", ["-separator", "|", dir.path + "/state/perfd.sqlite",
+                                        "SELECT \(columns) FROM instances WHERE series_uid = '\(ph.seriesUID)' ORDER BY sop_instance_uid"])
+        let rows = q.stdout.split(separator: "\n").map(String.init)
+        #expect(rows.count == ph.files.count, "\(q.output)")
+        var expected: [String] = []
+        for path in ph.files {
+            let f = try DicomFile(path: path)
+            let fields: [String?] = [f.string("SOPInstanceUID"), f.string("Rows"), f.string("Columns"), f.string("ImageOrientationPatient"),
+                                     f.string("PixelSpacing"), f.string("RescaleSlope"), f.string("RescaleIntercept"),
+                                     f.string("BitsAllocated"), f.string("BitsStored"), f.string("PixelRepresentation"),
+                                     f.string("SamplesPerPixel"), f.string("PhotometricInterpretation"), f.string("NumberOfFrames"),
+                                     f.string("SliceThickness"), "1"]
+            #expect(fields[3] != nil && fields[4] != nil && fields[6] != nil)
+            expected.append(fields.map { $0 ?? "" }.joined(separator: "|"))
+        }
+        #expect(rows == expected.sorted())
+        #expect(try databaseInt(dir, "SELECT json_extract(result, '$.header_files_read') FROM job_stages WHERE job_id = \(id) AND stage = 'assemble'") == 0)
+
+        let received = try #require(DicomFile(path: ph.files[0]).doubles("PixelSpacing"))
+        #expect(received[0] != 0.25)
+        let spooled = try runTool("sqlite3", [dir.path + "/state/perfd.sqlite", "SELECT path FROM instances WHERE series_uid = '\(ph.seriesUID)'"])
+        let paths = spooled.stdout.split(separator: "\n").map(String.init)
+        #expect(paths.count == ph.files.count)
+        #expect(try runTool("dcmodify", ["-nb", "-m", "(0028,0030)=0.25\\0.25"] + paths).status == 0)
+        #expect(try server.cli(["retry", String(id)]).status == 0)
+        try waitFor(30, "the re-run to finish") { try jobs(server).first?.state == "done" }
+        let spacing = try runTool("sqlite3", [dir.path + "/state/perfd.sqlite", "SELECT json_extract(report, '$.input.spacing_mm[1]') FROM jobs WHERE id = \(id)"])
+        #expect(Double(spacing.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) == received[0], "\(spacing.output)")
+    }
+
     @Test func killedMidSeriesRestartsAndLosesNothing() throws {
         let dir = TempDir()
         let port = freePort()

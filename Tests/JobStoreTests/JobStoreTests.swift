@@ -134,7 +134,7 @@ func instance(_ n: Int, series: String = "1.2.3.4", t: Int? = nil) -> InstanceRe
         let store = try JobStore(path: path)
         let names = try store.db.read { tx in try tx.query("SELECT name FROM migrations").compactMap { $0["name"].text } }
         #expect(names == ["001_initial", "002_outbox", "003_audit_retention", "004_health_audit_count", "005_series_accession",
-                          "006_outbox_destination_id"])
+                          "006_outbox_destination_id", "007_instance_image_header"])
         let mode = try store.db.read { tx in try tx.query("PRAGMA journal_mode").first?["journal_mode"].text }
         #expect(mode == "wal")
     }

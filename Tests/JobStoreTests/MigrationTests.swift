@@ -41,4 +41,41 @@ import Testing
         let batch = try store.nextOutboxBatch(now: 1)
         #expect(batch.count == 1 && batch[0].sopInstanceUID == "2.25.1.1" && batch[0].destination == "PACS@127.0.0.1:4242")
     }
+
+    /// Instance rows written before migration 007 keep what they had and read back with no
+    /// image attributes (assembly reads their files' headers); a row recorded after it holds
+    /// them, an instance recorded without them (reconciled from an unreadable header) is
+    /// marked so.
+    @Test func instanceRowsFromBeforeImageHeadersReadBackWithout() throws {
+        let dir = TempDir()
+        let path = dir.path + "/db.sqlite"
+        do {
+            let c = try Connection(path: path)
+            try c.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+            for m in Migrations.all.prefix(while: { $0.name != "007_instance_image_header" }) {
+                try c.execute(m.sql)
+                try c.execute("INSERT INTO migrations (name, applied_at) VALUES (?, 0)", [.text(m.name)])
+            }
+            try c.execute("""
+                INSERT INTO series (series_uid, study_uid, first_received, last_received, state) VALUES ('1.2', '1', 0, 0, 'receiving');
+                INSERT INTO instances (sop_instance_uid, series_uid, sop_class_uid, path, file_size, temporal_position, position, received_at)
+                    VALUES ('1.2.1', '1.2', '1.2.840.10008.5.1.4.1.1.2', '/spool/1.dcm', 10, 1, '0.5\\-2.0\\30.0', 0);
+                """)
+        }
+        let store = try JobStore(path: path)
+        var r = InstanceRecord(sopInstanceUID: "1.2.2", sopClassUID: "1.2.840.10008.5.1.4.1.1.2", seriesUID: "1.2", studyUID: "1",
+                               path: "/spool/2.dcm", fileSize: 10, temporalPosition: 2, position: [0.5, -2, 30])
+        let image = StoredImage(rows: 512, columns: 512, frames: nil, orientation: "1\\0\\0\\0\\1\\0", pixelSpacing: "0.48828125\\0.48828125",
+                                sliceThickness: "0.5", rescaleSlope: "1", rescaleIntercept: "-1024", photometric: "MONOCHROME2",
+                                bitsAllocated: 16, bitsStored: 12, pixelRepresentation: 0, samplesPerPixel: 1)
+        r.image = image
+        try store.recordInstance(r)
+        var bare = r
+        bare.sopInstanceUID = "1.2.3"; bare.path = "/spool/3.dcm"; bare.image = nil
+        try store.recordInstance(bare)
+        let rows = try store.instances(ofSeries: "1.2").sorted { $0.sopInstanceUID < $1.sopInstanceUID }
+        #expect(rows.map(\.image) == [nil, image, nil])
+        #expect(rows.map(\.position) == [[0.5, -2, 30], [0.5, -2, 30], [0.5, -2, 30]])
+        #expect(rows[0].temporalPosition == 1 && rows[0].path == "/spool/1.dcm")
+    }
 }

@@ -45,6 +45,48 @@ void pdcm_file_close(pdcm_file *f);
  * the attribute exists and has a value, 0 otherwise. */
 int pdcm_file_get_string(pdcm_file *f, const char *path, char *out, size_t outlen);
 
+/* The header fields perfd keeps of one instance: what ingest indexes and what 4D
+ * assembly needs, read the same way from a received dataset (the SCP) and from a file
+ * (reconciliation, `perfd run`). Strings are the attribute's value as written, all values
+ * joined by backslashes, "" when absent; numbers are -1 when absent or not a number. */
+typedef struct {
+    const char *sop_class_uid;
+    const char *sop_instance_uid;
+    const char *study_uid;
+    const char *series_uid;
+    const char *modality;
+    const char *patient_id;
+    const char *patient_name;
+    const char *accession_number;
+    const char *study_description;
+    const char *series_description;
+    const char *transfer_syntax;
+    const char *acquisition_time;
+    const char *content_time;
+    const char *image_position;    /* "x\y\z" */
+    const char *image_orientation; /* six direction cosines */
+    const char *pixel_spacing;     /* "row\column" mm */
+    const char *slice_thickness;
+    const char *rescale_slope;
+    const char *rescale_intercept;
+    const char *photometric;       /* PhotometricInterpretation */
+    long temporal_position;        /* TemporalPositionIdentifier */
+    long temporal_positions;       /* NumberOfTemporalPositions */
+    long acquisition_number;
+    long images_in_acquisition;
+    long instance_number;
+    long rows;
+    long columns;
+    long frames;                   /* NumberOfFrames */
+    long bits_allocated;
+    long bits_stored;
+    long pixel_representation;
+    long samples_per_pixel;
+} pdcm_header;
+
+/* The file's header fields; the strings live until pdcm_file_close. */
+const pdcm_header *pdcm_file_header(pdcm_file *f);
+
 /* Transfer syntax UID the file's dataset is encoded in. */
 void pdcm_file_transfer_syntax(pdcm_file *f, char *out, size_t outlen);
 
@@ -79,8 +121,13 @@ enum pdcm_xfer {
 };
 
 /* Writes the dataset as a Part 10 file in the given transfer syntax (compressing if
- * needed), then fsyncs it. Returns 0 on success. */
-int pdcm_ds_save(pdcm_ds *ds, const char *path, int xfer, char *err, size_t errlen);
+ * needed), then fsyncs it unless `durable` is 0 (a writer of many files then calls
+ * pdcm_sync_filesystem once at the end). Returns 0 on success. */
+int pdcm_ds_save(pdcm_ds *ds, const char *path, int xfer, int durable, char *err, size_t errlen);
+
+/* Flushes every file written on the file system holding `path` to disk (syncfs).
+ * Returns 0 on success. */
+int pdcm_sync_filesystem(const char *path, char *err, size_t errlen);
 
 /* ---- TLS ----------------------------------------------------------------------------- */
 
@@ -117,27 +164,9 @@ typedef struct {
 /* What a C-STORE delivered, after the file is on disk and fsync'd. */
 typedef struct {
     const char *path;              /* final file in the spool */
-    const char *sop_class_uid;
-    const char *sop_instance_uid;
-    const char *study_uid;
-    const char *series_uid;
-    const char *modality;
-    const char *patient_id;
-    const char *patient_name;
-    const char *accession_number;
-    const char *study_description;
-    const char *series_description;
-    const char *transfer_syntax;
+    pdcm_header header;            /* the dataset's header fields (pdcm_header) */
     const char *calling_ae;
     const char *peer_host;
-    const char *acquisition_time;  /* "" when absent */
-    const char *content_time;      /* "" when absent */
-    const char *image_position;    /* "x\y\z" or "" */
-    long temporal_position;        /* TemporalPositionIdentifier, -1 when absent */
-    long temporal_positions;       /* NumberOfTemporalPositions, -1 when absent */
-    long acquisition_number;       /* -1 when absent */
-    long images_in_acquisition;    /* -1 when absent */
-    long instance_number;          /* -1 when absent */
     uint64_t file_size;
 } pdcm_store_info;
 
