@@ -1,7 +1,8 @@
 import DICOM
 import Foundation
 import JobStore
-import PerfdCore
+import Ingest
+import Jobs
 import PerfdTestSupport
 import Testing
 import Volume
