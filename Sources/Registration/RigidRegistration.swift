@@ -8,6 +8,8 @@ import Volume
 /// and brain enhance; bone does not). Optimiser: Levenberg–Marquardt on the six parameters,
 /// analytic Jacobian from the moving image's gradient (central differences). Pyramid:
 /// in-plane factors 4, 2, 1 (slices are already thick). Trilinear sampling throughout.
+/// `refine` runs the optimiser again from a transform found elsewhere (a thin-slice frame's
+/// slab estimate), on the levels its `Fixed` was prepared with.
 public struct RigidRegistration: Sendable {
     public struct Options: Sendable {
         public var levels = [4, 2, 1]
