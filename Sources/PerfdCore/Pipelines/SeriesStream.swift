@@ -71,7 +71,8 @@ public struct SeriesStream: Sendable {
         workers = w; estimateBytes = e
     }
 
-    /// In-plane pyramid factors of the native refinement of a thin-slice transform.
+    /// In-plane pyramid factors of the native refinement of a thin-slice transform (none:
+    /// no refinement, transforms from the slabs alone).
     static let refinementLevels = [1]
 
     public var timepoints: Int { layout.grid.count }
@@ -114,7 +115,7 @@ public struct SeriesStream: Sendable {
         // frame against time point 0's native metric points (slab averages blur the skull
         // through the plane, which costs accuracy). Time point 0 is decoded once more for
         // them and dropped; only the points (at most `maxPoints`) stay. Thick series skip this.
-        let native0: RigidRegistration.Fixed? = try registerable && slabs.factor > 1
+        let native0: RigidRegistration.Fixed? = try registerable && slabs.factor > 1 && !Self.refinementLevels.isEmpty
             ? registration.prepare(fixed: nativeFrame(0, threads: cores, lossy: lossyBox), centre: centre, levels: Self.refinementLevels)
             : nil
         voxels.withUnsafeMutableBufferPointer { all in
