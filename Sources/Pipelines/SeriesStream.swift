@@ -71,6 +71,10 @@ public struct SeriesStream: Sendable {
         workers = w; estimateBytes = e
     }
 
+    /// In-plane pyramid factors of the native refinement of a thin-slice transform (none:
+    /// no refinement, transforms from the slabs alone).
+    static let refinementLevels = [1]
+
     public var timepoints: Int { layout.grid.count }
     public var slabGeometry: Geometry { slabs.geometry(native: layout.geometry) }
 
@@ -107,6 +111,13 @@ public struct SeriesStream: Sendable {
         let prepared = registerable ? registration.prepare(fixed: fixed) : nil
         let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
         let threads = max(1, cores / workers)
+        // Thin slices: each transform estimated on the slabs is then refined on the native
+        // frame against time point 0's native metric points (slab averages blur the skull
+        // through the plane, which costs accuracy). Time point 0 is decoded once more for
+        // them and dropped; only the points (at most `maxPoints`) stay. Thick series skip this.
+        let native0: RigidRegistration.Fixed? = try registerable && slabs.factor > 1 && !Self.refinementLevels.isEmpty
+            ? registration.prepare(fixed: nativeFrame(0, threads: cores, lossy: lossyBox), centre: centre, levels: Self.refinementLevels)
+            : nil
         voxels.withUnsafeMutableBufferPointer { all in
             for i in 0..<frame { all[i] = fixed.voxels[i] }
             let out = SendableBuffer(all)
@@ -116,8 +127,8 @@ public struct SeriesStream: Sendable {
                         let native = try nativeFrame(t, threads: threads, lossy: lossyBox)
                         let target = UnsafeMutableBufferPointer(rebasing: out.buffer[(t * frame)..<((t + 1) * frame)])
                         if let prepared {
-                            let moving = native.slabAveraged(slabs)
-                            let r = registration.register(prepared, moving: moving)
+                            var r = registration.register(prepared, moving: native.slabAveraged(slabs))
+                            if let native0 { r = registration.refine(native0, moving: native, from: r.transform) }
                             native.resampledIntoSlabs(through: r.transform, plan: slabs, into: target)
                             box.set(t, r.transform, r.converged, nil)
                         } else {

@@ -50,6 +50,16 @@ public struct RigidTransform: Sendable, Equatable {
               m[2][0] * p.x + m[2][1] * p.y + m[2][2] * p.z + m[2][3])
     }
 
+    /// The same map written about another centre: R(p − c) + c + t = R(p − c′) + c′ + t′
+    /// with t′ = R(c′ − c) + c − c′ + t (the angles are unchanged).
+    public func recentred(at c2: SIMD3<Double>) -> RigidTransform {
+        let r = Self.rotation(angles), d = c2 - centre
+        let rd = SIMD3(r[0][0] * d.x + r[0][1] * d.y + r[0][2] * d.z,
+                       r[1][0] * d.x + r[1][1] * d.y + r[1][2] * d.z,
+                       r[2][0] * d.x + r[2][1] * d.y + r[2][2] * d.z)
+        return RigidTransform(angles: angles, translation: rd - d + translation, centre: c2)
+    }
+
     /// Degrees, for people.
     public var anglesDegrees: [Double] { [angles.x, angles.y, angles.z].map { $0 * 180 / .pi } }
 }

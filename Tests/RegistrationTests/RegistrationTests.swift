@@ -1,6 +1,6 @@
 import Foundation
 import PerfdTestSupport
-import Registration
+@testable import Registration
 import Testing
 import Volume
 
@@ -82,5 +82,48 @@ import Volume
         // A whole voxel out is still outside.
         let shifted = v.resampled(through: RigidTransform(angles: .zero, translation: SIMD3(0, 0, 10)))
         #expect(shifted.voxels.contains(-1000))
+    }
+}
+
+/// The pieces the thin-slice refinement is built from.
+@Suite struct RefinementPartsTests {
+    /// The metric points are the voxels with a bone voxel within a 5×5 in-plane window, in
+    /// slice, row, column order, thinned by a fixed stride: checked against that definition
+    /// written out plainly, with and without thinning.
+    @Test(arguments: [60_000, 500])
+    func metricPointsFollowTheirDefinition(_ maxPoints: Int) {
+        var rng = SeededRandom(seed: 11)
+        let g = Geometry(origin: SIMD3(-30, -20, 5), rowDirection: SIMD3(1, 0, 0), columnDirection: SIMD3(0, 1, 0),
+                         sliceDirection: SIMD3(0, 0, 1), spacing: SIMD3(2, 0.7, 0.9))
+        let (D, H, W) = (5, 23, 31)
+        let v = Volume3D(depth: D, height: H, width: W,
+                         voxels: (0..<(D * H * W)).map { _ in Float.random(in: 0...1, using: &rng) < 0.03 ? 1200 : Float.random(in: -50...100, using: &rng) },
+                         geometry: g)
+        var r = RigidRegistration()
+        r.options.maxPoints = maxPoints
+        var expected: [(SIMD3<Double>, Float)] = []
+        for z in 0..<D { for y in 0..<H { for x in 0..<W {
+            var near = false
+            for yy in max(0, y - 2)...min(H - 1, y + 2) { for xx in max(0, x - 2)...min(W - 1, x + 2) where v[z, yy, xx] > 600 { near = true } }
+            if near { expected.append((g.position(z: Double(z), y: Double(y), x: Double(x)), v[z, y, x])) }
+        } } }
+        #expect(expected.count > 1000 && expected.count < D * H * W)
+        if expected.count > maxPoints {
+            let stride = Double(expected.count) / Double(maxPoints)
+            expected = (0..<maxPoints).map { expected[Int(Double($0) * stride)] }
+        }
+        let got = r.metricPoints(v, threshold: 600)
+        #expect(got.count == expected.count)
+        #expect(zip(got, expected).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 })
+    }
+
+    @Test func recentringKeepsTheMap() {
+        let t = RigidTransform(angles: SIMD3(0.07, -0.04, 0.09), translation: SIMD3(3, -2, 1.5), centre: SIMD3(1, 2, 3))
+        let u = t.recentred(at: SIMD3(-40, 25, 60))
+        #expect(u.angles == t.angles && u.centre == SIMD3(-40, 25, 60))
+        for p in [SIMD3(0.0, 0, 0), SIMD3(100.0, -50, 20), SIMD3(-7.0, 13, -90)] {
+            let d = u.apply(p) - t.apply(p)
+            #expect((d * d).sum().squareRoot() < 1e-9)
+        }
     }
 }
