@@ -65,7 +65,12 @@ public struct LesionVolumes: Sendable {
     /// pre-bolus frames) keeps CSF out. Measured on phantom seeds 101–116 at σ 20 HU
     /// (scripts/eval/core_rule.py): perfusion-svd core mean |error| 47 % → 30 %, cores off by
     /// more than 50 % 4 → 2 of 13 (a third of the false core of seed 101 was CSF); 15 HU or a
-    /// 3 mm smoothing did a little worse (33–40 %).
+    /// 3 mm smoothing did a little worse (33–40 %). Through `perfd run` on seeds 101–116:
+    /// σ 20 perfusion-svd core mean |error| 43.5 % → 28.8 %, within 25 % 7 → 11 of 16, off by
+    /// more than 50 % 5 → 2; the learned pipeline 40.3 % → 29.5 %, 6 → 9, 4 → 2 shown;
+    /// σ 10 perfusion-svd core and penumbra mean |error| 13.3 % and 15.3 %, 14 and 14 of 16
+    /// within 25 % (13.1 %, 15.4 %, 14 and 14 as recorded at `profileSimilarity`): no change.
+    /// The maps do not change (the wider tissue mask stays theirs).
     public static func parenchyma(baseline: [Float], mask: [Bool], depth: Int, height h: Int, width w: Int,
                                   pixelMM: Double, sigmaMM: Double = 2, minHU: Float = 18) -> [Bool] {
         let plane = h * w
