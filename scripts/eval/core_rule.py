@@ -3,8 +3,9 @@ a pipeline's output maps, for trying variants of the rule without a rebuild.
 
 Input: directories written by scripts/eval/qc_seeds.py --keep (phantom `s{seed}_n{σ}` and
 `out_{pipeline}_s{seed}_n{σ}`). The tissue mask is where maps/cbf.nii is finite
-(perfusion-svd writes NaN outside tissue; the learned pipeline 0 — there `--tissue-from`
-an svd output of the same phantom). It prints, per case, the replicated volumes next to
+(perfusion-svd writes NaN outside tissue; the learned pipeline's maps are not read here),
+less CSF as LesionVolumes.parenchyma decides it, on a baseline from the DICOM's first two
+frames (close to perfusion-svd's, not identical). It prints, per case, the replicated volumes next to
 the reported ones, what the called core is made of (true label), and the variant's volumes.
 
 Tune on training seeds only (below 9001).
@@ -12,6 +13,7 @@ Tune on training seeds only (below 9001).
 import argparse, glob, json, os, re, sys
 import numpy as np
 import nibabel as nib
+import pydicom
 from scipy import ndimage
 
 CORE, PEN = (7, 8), (9, 10)
@@ -19,6 +21,23 @@ CORE, PEN = (7, 8), (9, 10)
 
 def load(p):
     return np.asarray(nib.load(p).dataobj, dtype=np.float64)
+
+
+def parenchyma(ph, tissue, pixel_mm, sigma_mm=2.0, min_hu=18.0):
+    """LesionVolumes.parenchyma on the phantom's DICOM: baseline = mean of frames 0 and 1
+    (perfusion-svd averages the grid samples before arrival, so this is close, not exact)."""
+    vols = []
+    for t in (0, 1):
+        sl = []
+        for f in sorted(glob.glob(os.path.join(ph, f"t{t:02d}_z*.dcm"))):
+            d = pydicom.dcmread(f)
+            sl.append(d.pixel_array * float(d.RescaleSlope) + float(d.RescaleIntercept))
+        vols.append(np.stack(sl, -1))
+    b = np.mean(vols, 0).transpose(1, 0, 2)  # (x, y, z) as nibabel
+    s = sigma_mm / pixel_mm
+    num = ndimage.gaussian_filter(np.where(tissue, b, 0), (s, s, 0), mode="nearest")
+    den = ndimage.gaussian_filter(tissue.astype(float), (s, s, 0), mode="nearest")
+    return tissue & (den > 1e-3) & (num / np.maximum(den, 1e-3) >= min_hu)
 
 
 def median3x3(m, mask):
@@ -107,8 +126,8 @@ def main():
         cbf = load(os.path.join(out, "maps", "cbf.nii")) - (rep.get("cbf_noise_floor") or 0)
         cbf = np.maximum(cbf, 0)
         tmax = load(os.path.join(out, "maps", "tmax.nii"))
-        tissue = np.isfinite(cbf)
         hdr = nib.load(os.path.join(out, "maps", "cbf.nii")).header
+        tissue = parenchyma(ph, np.isfinite(cbf), float(hdr.get_zooms()[0]))
         vml = float(np.prod(hdr.get_zooms()[:3])) / 1000
         r = rule(cbf, tmax, tissue, vml, ref=rep["reference_cbf"])
         comp = {k: int((r["core"] & np.isin(lab, v)).sum()) for k, v in
@@ -126,25 +145,18 @@ def case_maps(ph, out):
     cbf = np.maximum(raw - floor, 0)
     tmax = load(os.path.join(out, "maps", "tmax.nii"))
     cbv = load(os.path.join(out, "maps", "cbv.nii"))
-    tissue = np.isfinite(raw)
-    if not np.isfinite(raw).all() == False and (raw == 0).any():
-        pass
     hdr = nib.load(os.path.join(out, "maps", "cbf.nii")).header
+    tissue = parenchyma(ph, np.isfinite(raw), float(hdr.get_zooms()[0]))
     vml = float(np.prod(hdr.get_zooms()[:3])) / 1000
     return rep, truth, lab, cbf, tmax, cbv, tissue, vml
 
 
-def med_ref(cbf, tmax, healthy):
-    return float(np.median(cbf[healthy]))
-
-
-def cbv_gate(frac):
-    def f(cbf, tmax, healthy, cbv):
-        return cbv < frac * np.median(cbv[healthy])
-    return f
-
-
-VARIANTS = {}
+# Variants to compare: name -> f(summary, cbf, tmax, cbv, tissue, voxel_ml) -> rule(...) result.
+# The reported rule is always there; add others (a different reference, mask or gate) here.
+VARIANTS = {
+    "reported": lambda rep, cbf, tmax, cbv, tissue, vml: rule(cbf, tmax, tissue, vml, ref=rep["reference_cbf"]),
+    "median-ref": lambda rep, cbf, tmax, cbv, tissue, vml: rule(cbf, tmax, tissue, vml, ref_fn=lambda c, t, h: float(np.median(c[h]))),
+}
 
 
 def variants(a):
