@@ -102,8 +102,10 @@ public struct CLSTMPipeline: Pipeline {
         let volumes = zip(outputs, maps).map { o, m in
             QuantitativeVolume(name: o.name, unit: o.unit, volume: Volume3D(depth: s.depth, height: s.height, width: s.width, voxels: m, geometry: s.geometry))
         }
-        let tissue = p.parenchyma(depth: s.depth, height: s.height, width: s.width)
         let sp = s.geometry.spacing
+        // CSF out of the lesion rule as in perfusion-svd (LesionVolumes.parenchyma).
+        let tissue = LesionVolumes.parenchyma(baseline: p.baseline, mask: p.parenchyma(depth: s.depth, height: s.height, width: s.width),
+                                              depth: s.depth, height: s.height, width: s.width, pixelMM: min(sp.y, sp.z))
         let v = LesionVolumes(cbf: maps[0], tmax: maps[3], tissue: tissue, depth: s.depth, height: s.height, width: s.width,
                               voxelML: sp.x * sp.y * sp.z / 1000, relativeCBF: options.coreRelativeCBF,
                               tmaxThreshold: options.penumbraTmax, minML: options.minLesionML)

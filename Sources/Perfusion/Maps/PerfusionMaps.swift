@@ -212,7 +212,11 @@ public enum PerfusionMaps {
                                    scale: Bolus.kH / Bolus.rho * 6000)
         }
         let thresholdCBF = maps.cbf.map { $0.isFinite ? max(0, $0 - Float(floor)) : $0 }
-        let volumes = LesionVolumes(cbf: thresholdCBF, tmax: maps.tmax, tissue: tissue, depth: p.depth, height: p.height,
+        // The lesion rule on parenchyma only: CSF that the smoothed tissue mask let in is left
+        // out (see `LesionVolumes.parenchyma`); the maps keep the wider mask.
+        let parenchyma = LesionVolumes.parenchyma(baseline: baseline, mask: tissue, depth: p.depth, height: p.height,
+                                                  width: p.width, pixelMM: pixel * Double(f))
+        let volumes = LesionVolumes(cbf: thresholdCBF, tmax: maps.tmax, tissue: parenchyma, depth: p.depth, height: p.height,
                                     width: p.width, voxelML: p.voxelML, relativeCBF: o.coreRelativeCBF,
                                     tmaxThreshold: o.penumbraTmax, minML: o.minLesionML) { healthy in
             // The healthy side's mean flow, measured on its mean curve (see `referenceFromMeanCurve`).
