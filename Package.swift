@@ -63,7 +63,10 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .target(name: "PerfdTestSupport", dependencies: ["DICOM", "PerfdCore", "Perfusion"], path: "Tests/PerfdTestSupport"),
+        .target(name: "PerfdTestSupport", dependencies: ["DICOM", "JobStore", "PerfdCore", "Perfusion",
+                                                  .product(name: "Logging", package: "swift-log"),
+                                                  .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+                path: "Tests/PerfdTestSupport"),
         .testTarget(name: "DICOMTests", dependencies: ["DICOM", "PerfdTestSupport"]),
         .testTarget(name: "VolumeTests", dependencies: ["Volume", "PerfdCore", "PerfdTestSupport"]),
         .testTarget(name: "RegistrationTests", dependencies: ["Registration", "PerfdCore", "PerfdTestSupport"]),

@@ -24,20 +24,22 @@ public struct ExporterService: Service {
     let logger: Logger
     let poll: Duration
     let metrics: PerfdMetrics
+    let clock: any DaemonClock
 
-    public init(store: JobStore, config: Config, logger: Logger, poll: Duration = .milliseconds(300), metrics: PerfdMetrics = PerfdMetrics()) {
-        self.store = store; self.config = config; self.logger = logger; self.poll = poll; self.metrics = metrics
+    public init(store: JobStore, config: Config, logger: Logger, poll: Duration = .milliseconds(300), metrics: PerfdMetrics = PerfdMetrics(),
+                clock: any DaemonClock = LiveClock()) {
+        self.store = store; self.config = config; self.logger = logger; self.poll = poll; self.metrics = metrics; self.clock = clock
     }
 
     public func run() async throws {
         // One long-lived thread: associations are sent one batch at a time.
         let executor = BlockingExecutor(threads: 1, name: "perfd-export")
         defer { executor.stop() }
-        await PollingLoop.run(every: poll, wakeOn: store.outboxFilled) {
-            if await executor.run({ (try? self.sendNextBatch()) ?? false }) { return true }
+        await PollingLoop.run(every: poll, wakeOn: store.outboxFilled, clock: clock) {
+            if await executor.run({ (try? self.sendNextBatch(now: clock.now())) ?? false }) { return true }
             // Idle: settle any job whose export drained without being settled (a crash
             // between markSent and settleExport; see JobStore.settleDrainedExports).
-            if let settled = try? store.settleDrainedExports(), !settled.isEmpty {
+            if let settled = try? store.settleDrainedExports(now: clock.now()), !settled.isEmpty {
                 logger.notice("settled the export of job(s) \(settled.map(String.init).joined(separator: ", ")), left unsettled before")
             }
             return false
@@ -76,7 +78,7 @@ public struct ExporterService: Service {
             }, answered: { i, status in
                 guard accepted(status) else { return }
                 do {
-                    try store.markSent([batch[i].id])
+                    try store.markSent([batch[i].id], now: now)
                     sent.append(batch[i].id)
                 } catch {
                     logger.error("cannot record that \(batch[i].sopInstanceUID) reached \(first.destination): \(error)")
@@ -96,7 +98,7 @@ public struct ExporterService: Service {
         // the batch, and they are sent again).
         let unmarked = zip(batch, statuses).filter { accepted($1) && !sent.contains($0.id) }.map { $0.0.id }
         if !unmarked.isEmpty {
-            try store.markSent(unmarked)
+            try store.markSent(unmarked, now: now)
             sent += unmarked
         }
         if !sent.isEmpty {
@@ -123,8 +125,8 @@ public struct ExporterService: Service {
             let next = backoff.delay(afterAttempt: first.attempts + 1)
             logger.warning("export of job \(first.jobID) to \(first.destination) failed (attempt \(first.attempts + 1)), retrying in \(Int(next)) s: \(e)")
         }
-        try store.setExportProgress(job: first.jobID)
-        try store.settleExport(job: first.jobID)
+        try store.setExportProgress(job: first.jobID, now: now)
+        try store.settleExport(job: first.jobID, now: now)
         return associationError == nil
     }
 
