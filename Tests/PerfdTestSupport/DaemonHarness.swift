@@ -84,13 +84,13 @@ public final class ManualClock: DaemonClock {
 /// Only this harness starts a daemon with `Daemon.Options.ephemeralPorts`; `perfd serve` and
 /// `perfd check-config` refuse port 0 in a config file.
 public final class InProcessDaemon: @unchecked Sendable {
-    // @unchecked Sendable: `group` and `finished` are set once in init; `daemon` is only
-    // released by `stop()` (called from the test that owns the value, or deinit).
+    // @unchecked Sendable: `group` and `daemon` are set in init and released only by
+    // `stop()` (called from the test that owns the value, or deinit).
     public let clock: ManualClock
     public let configPath: String
     public let logPath: String
     private var daemon: Daemon?
-    private let group: ServiceGroup
+    private var group: ServiceGroup?
     /// The threads the services' tasks run on (see `ThreadExecutor`).
     private let executor = ThreadExecutor(threads: 4, name: "perfd-harness")
     private let finished = DispatchSemaphore(value: 0)
@@ -126,13 +126,19 @@ public final class InProcessDaemon: @unchecked Sendable {
         let group = daemon.serviceGroup(logger: logger, signals: false)
         self.group = group
         let finished = self.finished
+        // The task holds the group only while it runs, so stop() releases the last reference.
+        let handOver = Mutex<ServiceGroup?>(group)
         Task.detached(executorPreference: executor) {
-            do { try await group.run() } catch { sink.write("service group ended: \(error)\n") }
+            do { try await Self.run(handOver.withLock { g in defer { g = nil }; return g }) } catch {
+                sink.write("service group ended: \(error)\n")
+            }
             finished.signal()
         }
         let ingest = daemon.ingest
         try waitFor(20, "the in-process daemon to listen") { ingest.isListening }
     }
+
+    private static func run(_ group: ServiceGroup?) async throws { try await group?.run() }
 
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
@@ -140,13 +146,16 @@ public final class InProcessDaemon: @unchecked Sendable {
     /// stages), then releases the database, the spool and the daemon lock.
     public func stop() {
         guard !stopped.withLock({ s in defer { s = true }; return s }) else { return }
-        let group = self.group
+        guard let group else { return }
         Task.detached(executorPreference: executor) { await group.triggerGracefulShutdown() }
         if finished.wait(timeout: .now() + 60) == .timedOut {
             FileHandle.standardError.write(Data("InProcessDaemon: the services did not stop within 60 s\n".utf8))
         } else {
             executor.stop()
         }
+        // The services (and with them the listening sockets, the database and the lock) go
+        // with the group and the daemon.
+        self.group = nil
         daemon = nil
     }
 

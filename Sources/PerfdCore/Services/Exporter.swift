@@ -3,6 +3,7 @@ import Foundation
 import JobStore
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// Backoff policy of the outbox: exponential from `initial` to `max`, give up after `giveUp`.
 public struct ExportBackoff: Sendable {
@@ -25,6 +26,12 @@ public struct ExporterService: Service {
     let poll: Duration
     let metrics: PerfdMetrics
     let clock: any DaemonClock
+    /// The configured destinations by their id in the store, looked up (and recorded) at
+    /// the first batch of this start, not at every batch: the config does not change while
+    /// the daemon runs (a changed config takes a restart, which looks them up again).
+    let destinations = ConfiguredDestinations()
+    /// How many times this exporter looked its configured destinations up in the store.
+    public var destinationLookups: Int { destinations.resolutions }
 
     public init(store: JobStore, config: Config, logger: Logger, poll: Duration = .milliseconds(300), metrics: PerfdMetrics = PerfdMetrics(),
                 clock: any DaemonClock = LiveClock()) {
@@ -59,7 +66,7 @@ public struct ExporterService: Service {
         }
         // TLS settings live in the config, found by the destination's id; a destination
         // dropped from the config since the row was queued is sent to as recorded.
-        let configured = try configuredDestinations()[peer.id]
+        let configured = try destinations.byID { try configuredDestinations() }[peer.id]
         let target = DICOMPeer(aeTitle: peer.aeTitle, host: peer.host, port: peer.port, tls: configured?.tls)
         var sent: [Int] = [], refused: [(Int, String)] = []
         var withdrawn: Set<Int> = []
@@ -146,6 +153,24 @@ public struct ExporterService: Service {
             try? store.audit(AuditEntry(kind: .export, outcome: outcome, actor: target.aeTitle, host: "\(target.host):\(target.port)",
                                         seriesUID: series, jobID: items[0].jobID,
                                         detail: "\(items.count - bad.count) of \(items.count) files accepted by \(target.description)\(why)"), now: now)
+        }
+    }
+}
+
+/// The exporter's configured destinations by id, resolved once (see `ExporterService.destinations`).
+final class ConfiguredDestinations: Sendable {
+    private let resolved = Mutex<[Int: Config.Destination]?>(nil)
+    private let lookups = Mutex(0)
+    /// How many times the ids were looked up in the store (tests read it).
+    var resolutions: Int { lookups.withLock { $0 } }
+
+    func byID(_ resolve: () throws -> [Int: Config.Destination]) throws -> [Int: Config.Destination] {
+        try resolved.withLock { cached in
+            if let cached { return cached }
+            let ids = try resolve()
+            lookups.withLock { $0 += 1 }
+            cached = ids
+            return ids
         }
     }
 }
