@@ -36,7 +36,8 @@ import Testing
         #expect(try httpGet(port: metricsPort, "/health").status == 200)
         #expect(server.log.contains("listening as PERFD on port \(server.port)"), "\(server.log)")
         server.stop()
-        #expect(!portOpen(server.port), "the listener is closed after stop(): \(server.log)")
+        let port = server.port
+        #expect((try? waitFor(10, "the listener to close") { !portOpen(port) }) != nil, "the listener is still open after stop(): \(server.log)")
     }
 
     /// The services sleep on the injected clock: the heartbeat (every 2 s) records the
