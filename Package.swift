@@ -100,6 +100,13 @@ let package = Package(
             ]
         ),
         .target(name: "PerfdTestSupport", dependencies: ["DICOM", "Perfusion", "Phantom"], path: "Tests/PerfdTestSupport"),
+        // The in-process daemon harness (the daemon's services in the test process on port 0 and
+        // a clock the test moves); apart so that low-level test targets never link the daemon.
+        .target(name: "DaemonTestSupport",
+                dependencies: ["PerfdTestSupport", "PerfdCore", "Config", "Operations", "JobStore",
+                               .product(name: "Logging", package: "swift-log"),
+                               .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+                path: "Tests/DaemonTestSupport"),
         .testTarget(name: "DICOMTests", dependencies: ["DICOM", "PerfdTestSupport"]),
         .testTarget(name: "VolumeTests", dependencies: ["Volume", "DICOM", "Perfusion", "PerfdTestSupport"]),
         .testTarget(name: "RegistrationTests", dependencies: ["Registration", "Volume", "PerfdTestSupport"]),
@@ -109,15 +116,15 @@ let package = Package(
         .testTarget(
             name: "PerfdCoreTests",
             dependencies: [
-                "DICOM", "Volume", "Registration", "Perfusion", "Phantom", "Inference", "JobStore",
-                "Config", "Operations", "Ingest", "Jobs", "Pipelines", "Rendering", "PerfdTestSupport",
+                "DICOM", "Volume", "Registration", "Perfusion", "Phantom", "Inference", "JobStore", "PerfdCore",
+                "Config", "Operations", "Ingest", "Jobs", "Pipelines", "Rendering", "PerfdTestSupport", "DaemonTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["fixtures"]
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["DICOM", "Volume", "Perfusion", "Phantom", "Config", "Operations", "PerfdTestSupport"],
+            dependencies: ["DICOM", "Volume", "Perfusion", "Phantom", "Config", "Operations", "PerfdTestSupport", "DaemonTestSupport"],
             exclude: ["python"]
         ),
         // Checks docs/ARCHITECTURE.md against the tree; no dependencies, so it builds in seconds.

@@ -23,11 +23,15 @@ public struct ConfigValidation: Sendable {
 
     /// Runs every check on `config` (read from `configPath`).
     /// `environment`/`executable` are the model search's (tests stage their own).
+    /// `ephemeralPorts` lets a port be 0 (the kernel picks a free one): only the in-process
+    /// test harness passes it, through `Daemon.Options`; no config key or CLI flag sets it,
+    /// so a config file with port 0 is still refused.
     public static func run(_ config: Config, configPath: String,
                            environment: [String: String] = ProcessInfo.processInfo.environment,
-                           executable: String = ModelLocator.currentExecutable()) -> ConfigValidation {
+                           executable: String = ModelLocator.currentExecutable(),
+                           ephemeralPorts: Bool = false) -> ConfigValidation {
         var v = ConfigValidation()
-        v.checkPorts(config)
+        v.checkPorts(config, ephemeralPorts: ephemeralPorts)
         v.checkTLS(config)
         v.checkMetricsAddress(config)
         v.checkModels(config, environment: environment, executable: executable)
@@ -44,7 +48,7 @@ public struct ConfigValidation: Sendable {
         return n
     }
 
-    mutating func checkPorts(_ c: Config) {
+    mutating func checkPorts(_ c: Config, ephemeralPorts: Bool = false) {
         var ports: [(String, Int)] = []
         if c.plainListener { ports.append(("port", c.port)) }
         if let t = c.tls { ports.append(("tls.port", t.port)) }
@@ -52,6 +56,7 @@ public struct ConfigValidation: Sendable {
         let low = Self.unprivilegedPortStart()
         for (key, port) in ports {
             if port == 0 {
+                if ephemeralPorts { continue }
                 problems.append("\(key) is 0: perfd would listen on a random port no scanner or scraper knows; give a fixed port (e.g. 11112, 2762, 9464)")
             } else if port < low {
                 problems.append("\(key) \(port) is below \(low): the systemd unit runs perfd as user perfd without CAP_NET_BIND_SERVICE and cannot bind it; use a port of \(low) or above (11112 is DICOM's registered alternative to 104)")

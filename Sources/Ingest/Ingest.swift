@@ -20,9 +20,12 @@ public final class IngestHandler: StorageSCPDelegate {
     let refusals: RefusalRecorder
     /// The SCP's own warnings (refused connections, a full house) alike, by text.
     let warnings: RepeatWindow<String, Int>
+    /// When an instance counts as received (the series tracker's quiet and stalled timers).
+    let clock: any DaemonClock
 
     public init(store: JobStore, allowedPeers: [Config.Peer], logger: Logger, metrics: PerfdMetrics = PerfdMetrics(),
-                listener: String = "plain", refusals: RefusalRecorder? = nil) {
+                listener: String = "plain", refusals: RefusalRecorder? = nil, clock: any DaemonClock = LiveClock()) {
+        self.clock = clock
         self.store = store
         self.allowedPeers = allowedPeers
         self.logger = logger
@@ -106,7 +109,7 @@ public final class IngestHandler: StorageSCPDelegate {
     public func store(_ i: ReceivedInstance) -> (status: UInt16, reason: String) {
         do {
             // The content is compared only when the SOP Instance UID is known already.
-            let outcome = try store.recordInstance(InstanceRecord(i.header, path: i.path, fileSize: i.fileSize, callingAE: i.callingAE), sameContent: { DicomFile.sameDataset($0, i.path) })
+            let outcome = try store.recordInstance(InstanceRecord(i.header, path: i.path, fileSize: i.fileSize, callingAE: i.callingAE), sameContent: { DicomFile.sameDataset($0, i.path) }, now: clock.now())
             if let why = outcome.refused {
                 // Answered with a failure, so the sender does not count it as stored; the
                 // SCP removes the new copy, the stored one is untouched.
@@ -160,7 +163,8 @@ public final class IngestService: Service, Sendable {
     /// Listeners accepting associations now.
     private let serving = Mutex(0)
 
-    public init(config: Config, store: JobStore, logger: Logger, metrics: PerfdMetrics = PerfdMetrics()) throws {
+    public init(config: Config, store: JobStore, logger: Logger, metrics: PerfdMetrics = PerfdMetrics(),
+                clock: any DaemonClock = LiveClock()) throws {
         self.config = config
         self.store = store
         self.logger = logger
@@ -171,7 +175,7 @@ public final class IngestService: Service, Sendable {
         // One reserve of pre-written spool files per daemon: the first listener fills it.
         func listener(port: Int, tls: TLSSettings?, reserve: Bool) throws -> StorageSCP {
             let handler = IngestHandler(store: store, allowedPeers: config.allowedPeers, logger: logger, metrics: metrics,
-                                        listener: tls == nil ? "plain" : "TLS", refusals: refusals)
+                                        listener: tls == nil ? "plain" : "TLS", refusals: refusals, clock: clock)
             return try StorageSCP(config: StorageSCPConfig(
                 aeTitle: config.aeTitle, port: UInt16(port), maxAssociations: config.maxAssociations,
                 maxConnectionsPerHost: config.maxConnectionsPerHost,

@@ -85,14 +85,17 @@ public struct SeriesTrackerService: Service {
     /// scanner cannot send while perfd is down, so a restart is no pause of the scanner's.
     let startedAt: Double
     let warned = QuietWarnings()
+    let clock: any DaemonClock
 
-    public init(store: JobStore, config: Config, logger: Logger, interval: Duration = .milliseconds(250), startedAt: Double = WallClock.now()) {
-        self.store = store; self.config = config; self.logger = logger; self.interval = interval; self.startedAt = startedAt
+    public init(store: JobStore, config: Config, logger: Logger, interval: Duration = .milliseconds(250), startedAt: Double? = nil,
+                clock: any DaemonClock = LiveClock()) {
+        self.store = store; self.config = config; self.logger = logger; self.interval = interval
+        self.startedAt = startedAt ?? clock.now(); self.clock = clock
     }
 
     public func run() async throws {
-        await PollingLoop.run(every: interval) {
-            do { try tick() } catch { logger.error("series tracker: \(error)") }
+        await PollingLoop.run(every: interval, clock: clock) {
+            do { try tick(now: clock.now()) } catch { logger.error("series tracker: \(error)") }
             return false
         }
     }
@@ -114,7 +117,7 @@ public struct SeriesTrackerService: Service {
                 guard warned.first(s.seriesUID, at: s.lastReceived) else { continue }
                 let msg = "series \(s.seriesUID) paused: \(short) after \(Int(config.seriesQuietSeconds)) s without a new instance; waiting for the rest (it fails as incomplete after series_stalled_seconds, \(Int(config.seriesStalledSeconds)) s)"
                 logger.warning("\(msg)")
-                try? store.logEvent(kind: "series_quiet", msg)
+                try? store.logEvent(kind: "series_quiet", msg, now: now)
                 continue
             case .complete(let r): reason = r
             case .stalled(let r):

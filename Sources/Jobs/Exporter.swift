@@ -5,6 +5,7 @@ import JobStore
 import Logging
 import Operations
 import ServiceLifecycle
+import Synchronization
 
 /// Backoff policy of the outbox: exponential from `initial` to `max`, give up after `giveUp`.
 public struct ExportBackoff: Sendable {
@@ -26,20 +27,28 @@ public struct ExporterService: Service {
     let logger: Logger
     let poll: Duration
     let metrics: PerfdMetrics
+    let clock: any DaemonClock
+    /// The configured destinations by their id in the store, looked up (and recorded) at
+    /// the first batch of this start, not at every batch: the config does not change while
+    /// the daemon runs (a changed config takes a restart, which looks them up again).
+    let destinations = ConfiguredDestinations()
+    /// How many times this exporter looked its configured destinations up in the store.
+    public var destinationLookups: Int { destinations.resolutions }
 
-    public init(store: JobStore, config: Config, logger: Logger, poll: Duration = .milliseconds(300), metrics: PerfdMetrics = PerfdMetrics()) {
-        self.store = store; self.config = config; self.logger = logger; self.poll = poll; self.metrics = metrics
+    public init(store: JobStore, config: Config, logger: Logger, poll: Duration = .milliseconds(300), metrics: PerfdMetrics = PerfdMetrics(),
+                clock: any DaemonClock = LiveClock()) {
+        self.store = store; self.config = config; self.logger = logger; self.poll = poll; self.metrics = metrics; self.clock = clock
     }
 
     public func run() async throws {
         // One long-lived thread: associations are sent one batch at a time.
         let executor = BlockingExecutor(threads: 1, name: "perfd-export")
         defer { executor.stop() }
-        await PollingLoop.run(every: poll, wakeOn: store.outboxFilled) {
-            if await executor.run({ (try? self.sendNextBatch()) ?? false }) { return true }
+        await PollingLoop.run(every: poll, wakeOn: store.outboxFilled, clock: clock) {
+            if await executor.run({ (try? self.sendNextBatch(now: clock.now())) ?? false }) { return true }
             // Idle: settle any job whose export drained without being settled (a crash
             // between markSent and settleExport; see JobStore.settleDrainedExports).
-            if let settled = try? store.settleDrainedExports(), !settled.isEmpty {
+            if let settled = try? store.settleDrainedExports(now: clock.now()), !settled.isEmpty {
                 logger.notice("settled the export of job(s) \(settled.map(String.init).joined(separator: ", ")), left unsettled before")
             }
             return false
@@ -59,7 +68,7 @@ public struct ExporterService: Service {
         }
         // TLS settings live in the config, found by the destination's id; a destination
         // dropped from the config since the row was queued is sent to as recorded.
-        let configured = try configuredDestinations()[peer.id]
+        let configured = try destinations.byID { try configuredDestinations() }[peer.id]
         let target = DICOMPeer(aeTitle: peer.aeTitle, host: peer.host, port: peer.port, tls: configured?.tls)
         var sent: [Int] = [], refused: [(Int, String)] = []
         var withdrawn: Set<Int> = []
@@ -78,7 +87,7 @@ public struct ExporterService: Service {
             }, answered: { i, status in
                 guard accepted(status) else { return }
                 do {
-                    try store.markSent([batch[i].id])
+                    try store.markSent([batch[i].id], now: now)
                     sent.append(batch[i].id)
                 } catch {
                     logger.error("cannot record that \(batch[i].sopInstanceUID) reached \(first.destination): \(error)")
@@ -98,7 +107,7 @@ public struct ExporterService: Service {
         // the batch, and they are sent again).
         let unmarked = zip(batch, statuses).filter { accepted($1) && !sent.contains($0.id) }.map { $0.0.id }
         if !unmarked.isEmpty {
-            try store.markSent(unmarked)
+            try store.markSent(unmarked, now: now)
             sent += unmarked
         }
         if !sent.isEmpty {
@@ -125,8 +134,8 @@ public struct ExporterService: Service {
             let next = backoff.delay(afterAttempt: first.attempts + 1)
             logger.warning("export of job \(first.jobID) to \(first.destination) failed (attempt \(first.attempts + 1)), retrying in \(Int(next)) s: \(e)")
         }
-        try store.setExportProgress(job: first.jobID)
-        try store.settleExport(job: first.jobID)
+        try store.setExportProgress(job: first.jobID, now: now)
+        try store.settleExport(job: first.jobID, now: now)
         return associationError == nil
     }
 
@@ -146,6 +155,24 @@ public struct ExporterService: Service {
             try? store.audit(AuditEntry(kind: .export, outcome: outcome, actor: target.aeTitle, host: "\(target.host):\(target.port)",
                                         seriesUID: series, jobID: items[0].jobID,
                                         detail: "\(items.count - bad.count) of \(items.count) files accepted by \(target.description)\(why)"), now: now)
+        }
+    }
+}
+
+/// The exporter's configured destinations by id, resolved once (see `ExporterService.destinations`).
+final class ConfiguredDestinations: Sendable {
+    private let resolved = Mutex<[Int: Config.Destination]?>(nil)
+    private let lookups = Mutex(0)
+    /// How many times the ids were looked up in the store (tests read it).
+    var resolutions: Int { lookups.withLock { $0 } }
+
+    func byID(_ resolve: () throws -> [Int: Config.Destination]) throws -> [Int: Config.Destination] {
+        try resolved.withLock { cached in
+            if let cached { return cached }
+            let ids = try resolve()
+            lookups.withLock { $0 += 1 }
+            cached = ids
+            return ids
         }
     }
 }

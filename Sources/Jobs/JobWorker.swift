@@ -20,9 +20,11 @@ public struct JobWorkerService: Service {
     let poll: Duration
     /// Counts each finished perfusion job's QC outcome for /metrics.
     let metrics: PerfdMetrics?
+    let clock: any DaemonClock
 
-    public init(store: JobStore, config: Config, logger: Logger, poll: Duration = .milliseconds(250), metrics: PerfdMetrics? = nil) {
-        self.store = store; self.config = config; self.logger = logger; self.poll = poll; self.metrics = metrics
+    public init(store: JobStore, config: Config, logger: Logger, poll: Duration = .milliseconds(250), metrics: PerfdMetrics? = nil,
+                clock: any DaemonClock = LiveClock()) {
+        self.store = store; self.config = config; self.logger = logger; self.poll = poll; self.metrics = metrics; self.clock = clock
     }
 
     /// Where a job keeps its intermediate and final files.
@@ -40,9 +42,9 @@ public struct JobWorkerService: Service {
             for _ in 0..<config.workers {
                 group.addTask {
                     // Woken early when this process queues a job (a series completed).
-                    await PollingLoop.run(every: poll, wakeOn: store.jobsQueued) {
+                    await PollingLoop.run(every: poll, wakeOn: store.jobsQueued, clock: clock) {
                         let claimed: JobRecord? = await busy.claim { excluded in
-                            do { return try store.claimNextJob(excluding: excluded) } catch {
+                            do { return try store.claimNextJob(excluding: excluded, now: clock.now()) } catch {
                                 logger.error("job queue: \(error)"); return nil
                             }
                         }

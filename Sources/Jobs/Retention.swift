@@ -88,21 +88,24 @@ public struct RetentionService: Service {
     let retention: Retention
     let logger: Logger
     let interval: Duration
+    let clock: any DaemonClock
 
-    public init(store: JobStore, config: Config, logger: Logger, interval: Duration = .seconds(3600)) {
+    public init(store: JobStore, config: Config, logger: Logger, interval: Duration = .seconds(3600), clock: any DaemonClock = LiveClock()) {
         retention = Retention(store: store, config: config, logger: logger)
         self.logger = logger
         self.interval = interval
+        self.clock = clock
     }
 
     public func run() async throws {
         let executor = BlockingExecutor(threads: 1, name: "perfd-retention")
         defer { executor.stop() }
-        let retention = self.retention, logger = self.logger
+        let retention = self.retention, logger = self.logger, clock = self.clock
         // The loop's wait ends at a drain: an hour's sleep never holds one up.
-        await PollingLoop.run(every: interval) {
+        await PollingLoop.run(every: interval, clock: clock) {
             do {
-                let r = try await executor.run { Result { try retention.run(dryRun: false, actor: "perfd (retention_days)") } }.get()
+                let now = clock.now()
+                let r = try await executor.run { Result { try retention.run(now: now, dryRun: false, actor: "perfd (retention_days)") } }.get()
                 if !r.series.isEmpty { logger.info("retention: \(r.series.count) series, \(r.files) files purged") }
             } catch { logger.error("\(error)") }
             return false

@@ -7,12 +7,15 @@ import ServiceLifecycle
 public struct HeartbeatService: Service {
     let store: JobStore
     let logger: Logger
-    public init(store: JobStore, logger: Logger) { self.store = store; self.logger = logger }
+    let clock: any DaemonClock
+    public init(store: JobStore, logger: Logger, clock: any DaemonClock = LiveClock()) {
+        self.store = store; self.logger = logger; self.clock = clock
+    }
 
     public func run() async throws {
-        await PollingLoop.run(every: .seconds(2)) {
+        await PollingLoop.run(every: .seconds(2), clock: clock) {
             do {
-                try store.daemonHeartbeat()
+                try store.daemonHeartbeat(now: clock.now())
                 // Fed only while the database answers, so a wedged daemon is restarted.
                 SystemdNotify.send("WATCHDOG=1")
             } catch { logger.warning("heartbeat: \(error)") }

@@ -7,22 +7,30 @@ import Synchronization
 /// heartbeat): do a step; if it found work, go again at once; otherwise sleep `interval`, or
 /// less when `signal` rings (the store committed work for this service). It ends on task
 /// cancellation or graceful shutdown, between steps — a step itself is never interrupted.
+/// The interval passes on `clock` (the test harness's can be moved forward).
 public enum PollingLoop {
-    public static func run(every interval: Duration, wakeOn signal: WorkSignal? = nil,
+    public static func run(every interval: Duration, wakeOn signal: WorkSignal? = nil, clock: any DaemonClock = LiveClock(),
                            _ step: @Sendable () async -> Bool) async {
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            // Read before the step: a ring during the step means more work may be waiting.
-            let seen = signal?.generation ?? 0
-            if await step() { continue }
-            try? await cancelWhenGracefulShutdown {
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await Task.sleep(for: interval) }
+        // Rung once by the graceful-shutdown handler, which runs synchronously: the wait ends
+        // without a task of its own (ServiceLifecycle's cancelWhenGracefulShutdown starts an
+        // unstructured one, which needs a free thread of the shared pool to end the wait).
+        let shutdown = WorkSignal()
+        await withGracefulShutdownHandler {
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                // Read before the step: a ring during the step means more work may be waiting.
+                let seen = signal?.generation ?? 0
+                if await step() { continue }
+                try? await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await clock.sleep(for: interval) }
                     if let signal { group.addTask { await signal.wait(since: seen) } }
-                    // The first to end (the interval, or the ring) ends the wait.
+                    group.addTask { await shutdown.wait(since: 0) }
+                    // The first to end (the interval, the ring, or a shutdown) ends the wait.
                     _ = try await group.next()
                     group.cancelAll()
                 }
             }
+        } onGracefulShutdown: {
+            shutdown.ring()
         }
     }
 }

@@ -1,3 +1,4 @@
+import DaemonTestSupport
 import DICOM
 import Foundation
 import PerfdTestSupport
@@ -118,25 +119,36 @@ final class PACSRig {
         #expect(!(try server.cli(["show", String(job.id)]).stdout.contains("failure notice queued")))
     }
 
+    /// The PACS is down when the job finishes and comes back 30 s later: every file arrives
+    /// once. In-process daemon: the 30 s are the clock moved forward a second at a time, so
+    /// the exporter retries on its back-off (1, 2, 4, 4… s) as it would in real time.
     @Test func pacsDownWhenTheJobFinishesGetsEverythingOnceWhenItReturns() throws {
-        let rig = try PACSRig(pacsUp: false, extra: """
+        let dir = TempDir()
+        let pacs = OrthancServer(dir: dir.sub("orthanc"))
+        let config = writeConfig(in: dir, port: 0, quietSeconds: 1, extra: """
+        destinations:
+          - ae_title: PACS
+            host: 127.0.0.1
+            port: \(pacs.dicomPort)
         export_retry:
           initial_seconds: 1
           max_seconds: 4
         """)
-        defer { rig.stop() }
-        let (dir, pacs, port, server) = (rig.dir, rig.pacs, rig.port, rig.server)
+        let server = try InProcessDaemon(configPath: config, logPath: dir.path + "/serve.log")
+        defer { server.stop(); pacs.stop() }
         let ph = try makePhantom(in: dir.sub("ph"), size: 48, slices: 3, timepoints: 19)
-        try push(ph.files, port: port)
-        try waitFor(30, "the job to reach export") { try jobs(server).first?.state == "exporting" }
-        let downAt = Date()
+        try push(ph.files, port: server.port)
+        try waitFor(30, "the job to reach export") { try server.jobs().first?.state == "exporting" }
         try waitFor(15, "a failed attempt") { try server.cli(["status"]).stdout.contains("(last error:") }
         let status = try server.cli(["status"]).stdout
         #expect(status.contains("PACS@127.0.0.1:\(pacs.dicomPort): 3 pending, 0 sent"), "\(status)")
         // The PACS comes back 30 s after the job finished.
-        Thread.sleep(forTimeInterval: max(0, 30 - Date().timeIntervalSince(downAt)))
+        server.advance(by: 30, steps: 30, pause: 0.1)
+        let attempts = server.log.components(separatedBy: "export of job 1 to PACS@127.0.0.1:\(pacs.dicomPort) failed").count - 1
+        #expect(attempts >= 5, "30 s of 1–4 s back-off is at least 5 attempts: \(server.log)")
         try pacs.start()
-        try waitFor(30, "the job to be done") { try jobs(server).first?.state == "done" }
+        server.advance(by: 4)
+        try waitFor(30, "the job to be done") { try server.jobs().first?.state == "done" }
         let series = try pacs.series()
         #expect(series.count == 1)
         #expect(series.first?.instances == 3)

@@ -1,3 +1,4 @@
+import DaemonTestSupport
 import DICOM
 import Foundation
 import PerfdTestSupport
@@ -21,16 +22,18 @@ import Testing
     /// A series that declares 12 instances (6 time points × 2 slices) pauses after 5 for
     /// longer than series_quiet_seconds: the pause is only a warning, and the rest makes one
     /// job with all 12. Before, the pause completed the series with 5 and a second job
-    /// followed with the rest.
+    /// followed with the rest. In-process daemon: the pause is the clock moved 30 s forward.
     @Test func pauseShorterThanTheStallLimitWaitsForTheDeclaredCount() throws {
         let dir = TempDir()
-        let port = freePort()
-        let server = try PerfdServer(configPath: writeConfig(in: dir, port: port, quietSeconds: 1, extra: "series_stalled_seconds: 60"),
-                                     port: port, logPath: dir.path + "/serve.log")
+        let server = try InProcessDaemon(configPath: writeConfig(in: dir, port: 0, quietSeconds: 30, extra: "series_stalled_seconds: 600"),
+                                         logPath: dir.path + "/serve.log")
         defer { server.stop() }
+        let port = server.port
         let ph = try makePhantom(in: dir.sub("ph"), size: 16, slices: 2, timepoints: 6)
         #expect(try store(Array(ph.files[..<5]), port: port).status == 0)
-        try waitOutQuietTimer(dir, server)
+        #expect(try quietWarnings(dir) == 0, "warned before the quiet time passed")
+        server.advance(by: 31)
+        try waitFor(10, "the quiet warning") { try quietWarnings(dir) > 0 || !server.jobs().isEmpty }
         let early = try server.jobs()
         #expect(early.isEmpty, "a partial series became a job: \(early)")
         #expect(server.log.contains("5 of 12 instances"), "\(server.log)")
@@ -67,24 +70,29 @@ import Testing
     }
 
     /// The scanner stops for good after 5 of 12: after series_stalled_seconds the series
-    /// fails once as incomplete, naming the counts, with one failure notice.
+    /// fails once as incomplete, naming the counts, with one failure notice. In-process
+    /// daemon: the stall is the clock moved past series_stalled_seconds (a realistic 300 s).
     @Test func stalledSeriesFailsOnceAsIncomplete() throws {
         let dir = TempDir()
-        let port = freePort()
         let pacsPort = freePort()
         let received = dir.sub("pacs")
         let pacs = try StoreSCPPeer(port: pacsPort, received: received, options: [])
         defer { withExtendedLifetime(pacs) {} }
-        let server = try PerfdServer(configPath: writeConfig(in: dir, port: port, quietSeconds: 1, extra: """
-            series_stalled_seconds: 3
+        let server = try InProcessDaemon(configPath: writeConfig(in: dir, port: 0, quietSeconds: 30, extra: """
+            series_stalled_seconds: 300
             destinations:
               - ae_title: PACS
                 host: 127.0.0.1
                 port: \(pacsPort)
-            """), port: port, logPath: dir.path + "/serve.log")
+            """), logPath: dir.path + "/serve.log")
         defer { server.stop() }
         let ph = try makePhantom(in: dir.sub("ph"), size: 16, slices: 2, timepoints: 6)
-        #expect(try store(Array(ph.files[..<5]), port: port).status == 0)
+        #expect(try store(Array(ph.files[..<5]), port: server.port).status == 0)
+        // Past the quiet time but short of the stall limit: a warning, no job.
+        server.advance(by: 60)
+        try waitFor(10, "the quiet warning") { try quietWarnings(dir) > 0 }
+        #expect(try server.jobs().isEmpty)
+        server.advance(by: 241)
         try waitFor(12, "the job to end") { try server.jobs().first.map { $0.state == "done" || $0.state == "failed" } ?? false }
         let js = try server.jobs()
         #expect(js.count == 1, "\(js)")

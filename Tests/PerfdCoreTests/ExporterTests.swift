@@ -35,6 +35,7 @@ import Testing
         var config = Config()
         config.exportRetry.initialSeconds = 5
         config.exportRetry.giveUpHours = 24
+        config.destinations = [Config.Destination(aeTitle: "PACS", host: "127.0.0.1", port: port)]
         let exporter = ExporterService(store: store, config: config, logger: Logger(label: "test"))
         let t0 = WallClock.now()
         #expect(try !exporter.sendNextBatch(now: t0 + 1))
@@ -55,6 +56,8 @@ import Testing
         let failed = try #require(try store.job(job.id))
         #expect(failed.state == .failed)
         #expect(failed.error?.contains("gave up after 3 attempts") == true)
+        // Three batches, one look-up of the configured destinations' ids (it was one per batch).
+        #expect(exporter.destinationLookups == 1)
     }
 }
 

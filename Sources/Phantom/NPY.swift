@@ -1,9 +1,12 @@
 import Foundation
+import Perfusion
 
 /// NumPy .npy (format 1.0) writing of little-endian float32 arrays in C order, for the
-/// training side (numpy.load reads them as they are).
-public enum NPY {
-    public static func write(_ values: [Float], shape: [Int], to path: String) throws {
+/// training side (numpy.load reads them as they are): the phantom's series and truth maps.
+/// Internal: the public `NPY` (read and write, of tensors) is the Inference target's; this
+/// writer stays here because Perfusion does not depend on Inference.
+enum NPY {
+    static func write(_ values: [Float], shape: [Int], to path: String) throws {
         precondition(values.count == shape.reduce(1, *), "npy: \(values.count) values do not fill shape \(shape)")
         let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
         var header = "{'descr': '<f4', 'fortran_order': False, 'shape': \(shapeText), }"
