@@ -42,6 +42,11 @@ let package = Package(
         .target(name: "Volume", dependencies: ["DICOM"]),
         .target(name: "Registration", dependencies: ["Volume"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "JobStore", dependencies: ["CSQLite"]),
+        // PostgreSQL's own C client, synchronous like the SQLite C API (issue 20).
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        // The store on a shared PostgreSQL: JobStore's operations plus leases, fencing and
+        // the DICOM bytes in the database (docs/ARCHITECTURE.md §7). Not wired into serve yet.
+        .target(name: "PostgresStore", dependencies: ["CLibPQ", "JobStore"]),
         // Classical perfusion maps and the synthetic CTP phantom (docs/ARCHITECTURE.md §8).
         .target(name: "Perfusion", dependencies: ["Volume", "DICOM", "Registration", "COpenBLAS"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
@@ -68,6 +73,7 @@ let package = Package(
         .testTarget(name: "VolumeTests", dependencies: ["Volume", "PerfdCore", "PerfdTestSupport"]),
         .testTarget(name: "RegistrationTests", dependencies: ["Registration", "PerfdCore", "PerfdTestSupport"]),
         .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "PerfdTestSupport"]),
+        .testTarget(name: "PostgresStoreTests", dependencies: ["PostgresStore", "JobStore", "PerfdTestSupport"]),
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "PerfdTestSupport"], exclude: ["python"]),
         .testTarget(name: "PerfusionTests", dependencies: ["Perfusion", "PerfdCore", "PerfdTestSupport"]),
         .testTarget(name: "PerfdCoreTests", dependencies: ["PerfdCore", "PerfdTestSupport"], exclude: ["fixtures"]),
