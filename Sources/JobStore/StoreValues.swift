@@ -79,3 +79,8 @@ extension JobStore.RecordOutcome {
 extension JobStore.JobGone {
     public init(job id: Int, state: JobState) { self.id = id; self.state = state }
 }
+
+extension StoreStatistics {
+    /// Nothing counted yet (the synthesised `init()` is internal).
+    public static var empty: StoreStatistics { StoreStatistics() }
+}

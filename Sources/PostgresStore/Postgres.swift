@@ -133,7 +133,8 @@ final class PGConnection: @unchecked Sendable {
         // Acknowledged means committed to disk (and to a synchronous standby where the server
         // has one): never a server default of `off`. Times perfd computes are its own; the
         // database's clock is read with now() and converted to seconds since 1970.
-        try script("SET synchronous_commit = on; SET TIME ZONE 'UTC'")
+        // Notices ("already exists, skipping") would go to stderr: warnings and up only.
+        try script("SET synchronous_commit = on; SET TIME ZONE 'UTC'; SET client_min_messages = warning")
     }
 
     deinit { PQfinish(handle) }

@@ -11,9 +11,7 @@ extension PostgresStore {
 
     public func destinationID(aeTitle: String, host: String, port: Int) throws -> Int {
         try db.write { tx in
-            let find = "SELECT id FROM destinations WHERE ae_title = ? AND host = ? AND port = ?"
-            if let id = try tx.query(find, aeTitle, host, port).first?["id"].int { return id }
-            // (Looked up first: an insert that meets a conflict still uses up an identity value.)
+            // As in SQLite, an insert that meets the row uses up an id; ids stay the same in both.
             try tx.execute("INSERT INTO destinations (ae_title, host, port) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", aeTitle, host, port)
             guard let id = try tx.query("SELECT id FROM destinations WHERE ae_title = ? AND host = ? AND port = ?", aeTitle, host, port).first?["id"].int else {
                 throw PostgresError(sqlState: nil, message: "destination \(aeTitle)@\(host):\(port) was not recorded")
@@ -288,7 +286,7 @@ extension PostgresStore {
 
     public func statistics(now: Double = WallClock.now()) throws -> StoreStatistics {
         try db.read { tx in
-            var s = StoreStatistics()
+            var s = StoreStatistics.empty
             s.jobsByState = try Self.jobCounts(tx)
             func bucketColumns(_ bounds: [Double], _ expr: String) -> String {
                 bounds.enumerated().map { "SUM(CASE WHEN \(expr) <= \($0.element) THEN 1 ELSE 0 END) AS b\($0.offset)" }.joined(separator: ", ")

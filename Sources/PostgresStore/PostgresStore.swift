@@ -502,10 +502,15 @@ public final class PostgresStore: Sendable {
                                   OR (state = 'running' AND attempt = ? AND lease_owner = ? AND lease_expires_at > now()))
                 """, reason, stage, now, now, id, attempt, node)
             let changed = n > 0
-            try Self.addEvent(tx, id, .error, "failed\(stage.map { " at \($0)" } ?? ""): \(reason)\(changed ? "" : " (the job was no longer active, or no longer this node's)")", now)
+            var why = ""
+            if !changed {
+                let state = try tx.query("SELECT state FROM jobs WHERE id = ?", id).first?["state"].text.flatMap(JobState.init)
+                why = state?.isActive == true ? " (this node no longer holds the job's lease)" : " (the job was no longer active)"
+            }
+            try Self.addEvent(tx, id, .error, "failed\(stage.map { " at \($0)" } ?? ""): \(reason)\(why)", now)
             return changed
         }
-        held.withLock { _ = $0.removeValue(forKey: id) }
+        if changed { held.withLock { _ = $0.removeValue(forKey: id) } }
         return changed
     }
 

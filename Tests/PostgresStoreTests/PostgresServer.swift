@@ -61,8 +61,15 @@ final class PostgresTestServer: Sendable {
             try run("/usr/bin/chown", [user, dir], asServerUser: false)
         }
         try run(bin + "/initdb", ["-D", dir + "/data", "-U", "perfd", "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C"])
-        try run(bin + "/pg_ctl", ["-D", dir + "/data", "-l", dir + "/server.log", "-w", "-t", "60", "start", "-o",
-                                  "-p \(port) -c listen_addresses=127.0.0.1 -k \(dir) -c fsync=on -c synchronous_commit=on -c max_connections=100"])
+        // pg_ctl's server outlives the call and would inherit every descriptor not closed on
+        // exec: Foundation's socket that tells `Process` its child ended (so the wait never
+        // ends) and other tests' pipes (so their reads never end). bash closes all but 0–2
+        // before it becomes pg_ctl; pg_ctl sends the server's output to the log file.
+        let closeAndRun = #"for fd in /proc/$$/fd/*; do n=${fd##*/}; if [ "$n" -gt 2 ]; then eval "exec $n>&-"; fi; done; exec "$@""#
+        let start = [bin + "/pg_ctl", "-D", dir + "/data", "-l", dir + "/server.log", "-w", "-t", "60", "start", "-o",
+                     "-p \(port) -c listen_addresses=127.0.0.1 -k \(dir) -c fsync=on -c synchronous_commit=on -c max_connections=100"]
+        try run("/bin/bash", ["-c", closeAndRun, "bash"] + (runAs.map { ["/usr/sbin/runuser", "-u", $0, "--"] } ?? []) + start,
+                asServerUser: false)
     }
 
     func stop() {
