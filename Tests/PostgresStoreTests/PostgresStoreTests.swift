@@ -493,3 +493,85 @@ struct PostgresStoreTests {
         print("PG-BLOB | 4 instances, \(sizes.raw) bytes received, \(sizes.stored) stored (\(String(format: "%.2f", Double(sizes.raw) / Double(sizes.stored)))×)")
     }
 }
+
+/// A client killed with SIGKILL in the middle of its transaction: a second process (this
+/// test binary again, running only `KilledClient.holdTheTransactionOpen`) records an instance
+/// and stops inside the transaction once the series, instance and bytes are written and only
+/// the counters remain; it is killed there. Nothing of its transaction may remain, and the
+/// same instance recorded again afterwards is new and complete.
+@Suite(.enabled(if: PostgresTestServer.available, PostgresTestServer.skipReason))
+struct KilledClientTests {
+    @Test func aClientKilledWithSIGKILLMidTransactionLeavesNothing() throws {
+        let url = try freshDatabaseURL()
+        let dir = TempDir()
+        let ready = dir.path + "/ready"
+        let store = try PostgresStore(url: url, node: "survivor")
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+        child.arguments = ["--testing-library", "swift-testing", "--filter", "KilledClient/holdTheTransactionOpen"]
+        var env = ProcessInfo.processInfo.environment
+        env["PERFD_PG_KILLED_CLIENT_URL"] = url
+        env["PERFD_PG_KILLED_CLIENT_READY"] = ready
+        child.environment = env
+        // Its output to a file, not a pipe (a pipe could fill, and is read only on failure).
+        let logPath = dir.path + "/child.log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        child.standardOutput = log
+        child.standardError = log
+        try child.run()
+        defer { if child.isRunning { kill(child.processIdentifier, SIGKILL) } }
+        let deadline = Date().addingTimeInterval(120)
+        while !FileManager.default.fileExists(atPath: ready) {
+            guard child.isRunning, Date() < deadline else {
+                Issue.record("the child never reached the middle of its transaction (running: \(child.isRunning)): \((try? String(contentsOfFile: logPath, encoding: .utf8))?.suffix(3000) ?? "")")
+                return
+            }
+            usleep(50_000)
+        }
+        // Inside its transaction: what it wrote is not visible, and the counters not yet written.
+        #expect(try store.series("1.2.3.4") == nil)
+        kill(child.processIdentifier, SIGKILL)
+        child.waitUntilExit()
+        #expect(child.terminationReason == .uncaughtSignal)
+        // The server ends the dead client's session (its socket closed with the process).
+        let gone = Date().addingTimeInterval(30)
+        while try store.db.read({ tx in try tx.query("SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'").first?["n"].int }) ?? 0 > 0 {
+            guard Date() < gone else { Issue.record("the killed client's session is still open"); return }
+            usleep(50_000)
+        }
+        #expect(try store.series("1.2.3.4") == nil)
+        #expect(try store.instances(ofSeries: "1.2.3.4").isEmpty)
+        #expect(try store.instanceBytes("1.2.3.4.0") == nil)
+        let counts = try store.db.read { tx in
+            try tx.query("SELECT (SELECT COUNT(*) FROM series) + (SELECT COUNT(*) FROM instances) + (SELECT COUNT(*) FROM instance_blobs) AS n").first?["n"].int
+        }
+        #expect(counts == 0)
+        // The resend (the scanner got no answer) is recorded whole.
+        #expect(try store.recordInstance(instance(0, in: dir)).isNew)
+        #expect(try store.series("1.2.3.4")?.instanceCount == 1)
+        #expect(try store.instanceBytes("1.2.3.4.0")?.isEmpty == false)
+    }
+}
+
+/// Run only as the child of `aClientKilledWithSIGKILLMidTransactionLeavesNothing` (skipped
+/// otherwise): records an instance and blocks inside the transaction before the counters.
+@Suite struct KilledClient {
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["PERFD_PG_KILLED_CLIENT_URL"] != nil,
+                   "runs only as the child process of KilledClientTests"))
+    func holdTheTransactionOpen() throws {
+        let env = ProcessInfo.processInfo.environment
+        let store = try PostgresStore(url: env["PERFD_PG_KILLED_CLIENT_URL"]!, node: "doomed")
+        let ready = env["PERFD_PG_KILLED_CLIENT_READY"]!
+        store.db.beforeStatement.withLock {
+            $0 = { sql, _ in
+                guard sql.contains("UPDATE series SET instance_count") else { return }
+                FileManager.default.createFile(atPath: ready, contents: nil)
+                while true { sleep(60) }
+            }
+        }
+        let dir = TempDir()
+        try store.recordInstance(instance(0, in: dir))
+        Issue.record("the transaction was not held open")
+    }
+}
