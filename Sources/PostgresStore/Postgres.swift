@@ -8,15 +8,19 @@ import Synchronization
 /// answered, libpq's message when it could not be reached, and the statement.
 public struct PostgresError: Error, CustomStringConvertible, Sendable {
     /// The five-character SQLSTATE ("23505" unique violation, "40001" serialisation failure,
-    /// "57014" statement timeout, …); nil when no server answered (connection refused or lost).
+    /// "57014" statement timeout, …); nil when no server answered, or perfd found the problem.
     public var sqlState: String?
     public var message: String
     public var detail: String?
     public var hint: String?
     public var statement: String
+    /// No server answered: the connection could not be made, or broke (the outcome of a
+    /// commit in flight is then unknown).
+    public var noAnswer: Bool
 
-    public init(sqlState: String?, message: String, detail: String? = nil, hint: String? = nil, statement: String = "") {
+    public init(sqlState: String?, message: String, detail: String? = nil, hint: String? = nil, statement: String = "", noAnswer: Bool = false) {
         self.sqlState = sqlState; self.message = message; self.detail = detail; self.hint = hint; self.statement = statement
+        self.noAnswer = noAnswer
     }
 
     public var description: String {
@@ -32,8 +36,8 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
     public var isRetryable: Bool { sqlState == "40001" || sqlState == "40P01" }
     /// No answer, or the server said the connection is unusable (class 08, admin shutdown).
     public var isConnectionFailure: Bool {
-        guard let s = sqlState else { return true }
-        return s.hasPrefix("08") || s == "57P01" || s == "57P02" || s == "57P03"
+        guard let s = sqlState else { return noAnswer }
+        return noAnswer || s.hasPrefix("08") || s == "57P01" || s == "57P02" || s == "57P03"
     }
 }
 
@@ -123,11 +127,11 @@ final class PGConnection: @unchecked Sendable {
         let conn: OpaquePointer? = withArrayOfCStrings(keys) { k in
             withArrayOfCStrings(values) { v in PQconnectdbParams(k, v, 1) }
         }
-        guard let conn else { throw PostgresError(sqlState: nil, message: "cannot allocate a libpq connection") }
+        guard let conn else { throw PostgresError(sqlState: nil, message: "cannot allocate a libpq connection", noAnswer: true) }
         guard PQstatus(conn) == CONNECTION_OK else {
             let msg = String(cString: PQerrorMessage(conn)).trimmingCharacters(in: .whitespacesAndNewlines)
             PQfinish(conn)
-            throw PostgresError(sqlState: nil, message: "cannot connect to \(PostgresDatabase.redacted(url)): \(msg)")
+            throw PostgresError(sqlState: nil, message: "cannot connect to \(PostgresDatabase.redacted(url)): \(msg)", noAnswer: true)
         }
         handle = conn
         // Acknowledged means committed to disk (and to a synchronous standby where the server
@@ -153,7 +157,8 @@ final class PGConnection: @unchecked Sendable {
 
     private func check(_ r: OpaquePointer?, _ sql: String) throws {
         guard let r else {
-            throw PostgresError(sqlState: nil, message: String(cString: PQerrorMessage(handle)).trimmingCharacters(in: .whitespacesAndNewlines), statement: sql)
+            throw PostgresError(sqlState: nil, message: String(cString: PQerrorMessage(handle)).trimmingCharacters(in: .whitespacesAndNewlines),
+                                statement: sql, noAnswer: true)
         }
         let status = PQresultStatus(r)
         guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK else {
@@ -161,8 +166,9 @@ final class PGConnection: @unchecked Sendable {
                 PQresultErrorField(r, Int32(c.asciiValue!)).map { String(cString: $0) }
             }
             let primary = field("M") ?? String(cString: PQerrorMessage(handle)).trimmingCharacters(in: .whitespacesAndNewlines)
+            // A client-side error (the server closed the connection) has no SQLSTATE.
             throw PostgresError(sqlState: field("C"), message: primary.isEmpty ? "error status \(status)" : primary,
-                                detail: field("D"), hint: field("H"), statement: sql)
+                                detail: field("D"), hint: field("H"), statement: sql, noAnswer: PQstatus(handle) != CONNECTION_OK)
         }
     }
 

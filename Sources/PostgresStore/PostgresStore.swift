@@ -65,7 +65,7 @@ public final class PostgresStore: Sendable {
         do {
             bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: i.path)))
         } catch {
-            throw PostgresError(sqlState: nil, message: "instance \(i.sopInstanceUID): cannot read \(i.path) to store its bytes: \(error.localizedDescription)")
+            throw UnreadableInstance(sopInstanceUID: i.sopInstanceUID, path: i.path, reason: error.localizedDescription)
         }
         return try db.write { tx in
             for _ in 0..<3 {
@@ -73,6 +73,15 @@ public final class PostgresStore: Sendable {
             }
             throw PostgresError(sqlState: nil, message: "instance \(i.sopInstanceUID) kept colliding with concurrent writes of the same UID")
         }
+    }
+
+    /// The received file could not be read, so nothing was recorded (the sender gets no
+    /// success and resends).
+    public struct UnreadableInstance: Error, CustomStringConvertible, Sendable {
+        public var sopInstanceUID: String
+        public var path: String
+        public var reason: String
+        public var description: String { "instance \(sopInstanceUID): cannot read \(path) to store its bytes (\(reason)); nothing was recorded" }
     }
 
     /// One pass of `recordInstance` inside a savepoint; nil when a concurrent commit of the

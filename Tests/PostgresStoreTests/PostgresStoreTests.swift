@@ -457,10 +457,17 @@ struct PostgresStoreTests {
             _ = try PostgresStore(url: "postgresql://perfd:secret@127.0.0.1:\(closed)/x", node: "n")
             Issue.record("connected to a closed port")
         } catch let e as PostgresError {
-            #expect(e.sqlState == nil)
+            #expect(e.sqlState == nil && e.isConnectionFailure)
             #expect("\(e)".contains("cannot connect to postgresql://perfd:***@127.0.0.1:\(closed)/x"))
             #expect(!"\(e)".contains("secret"))
         }
+        // A received file that cannot be read: nothing recorded, the reason named.
+        let dir = TempDir()
+        var gone = instance(0, in: dir)
+        try FileManager.default.removeItem(atPath: gone.path)
+        gone.sopInstanceUID = "1.2.3.4.77"
+        #expect(throws: PostgresStore.UnreadableInstance.self) { try s.recordInstance(gone) }
+        #expect(try s.series("1.2.3.4") == nil)
         // A value with quotes and a semicolon is data, never SQL.
         let evil = "x'); DROP TABLE jobs; --"
         try s.logEvent(kind: evil, evil)
