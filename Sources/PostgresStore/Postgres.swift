@@ -202,9 +202,9 @@ final class PGConnection: @unchecked Sendable {
                 types.append(17); lengths.append(Int32(v.count)); formats.append(1); buffers.append(b)
             }
         }
-        let r: OpaquePointer? = buffers.withUnsafeBufferPointer { bp in
-            bp.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: max(buffers.count, 1)) { values in
-                PQexecParams(handle, sql, Int32(params.count), types, params.isEmpty ? nil : values, lengths, formats, 0)
+        let r: OpaquePointer? = params.isEmpty ? PQexecParams(handle, sql, 0, nil, nil, nil, nil, 0) : buffers.withUnsafeBufferPointer { bp in
+            bp.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buffers.count) { values in
+                PQexecParams(handle, sql, Int32(params.count), types, values, lengths, formats, 0)
             }
         }
         defer { PQclear(r) }

@@ -154,7 +154,7 @@ enum PostgresMigrations {
             ADD COLUMN lease_expires_at timestamptz,
             ADD CONSTRAINT running_jobs_hold_a_lease
                 CHECK (state <> 'running' OR (lease_owner IS NOT NULL AND lease_expires_at IS NOT NULL));
-        CREATE INDEX jobs_queued ON jobs (id) WHERE state = 'queued';
+        CREATE INDEX jobs_queued ON jobs ((started_at IS NULL), id) WHERE state = 'queued';
         CREATE INDEX jobs_leased ON jobs (lease_expires_at) WHERE state = 'running';
         ALTER TABLE outbox
             ADD COLUMN lease_owner text,
