@@ -498,6 +498,18 @@ struct PostgresStoreTests {
         let sizes = try s.blobSizes(ofSeries: "1.2.3.4")
         #expect(sizes.stored < sizes.raw)
         print("PG-BLOB | 4 instances, \(sizes.raw) bytes received, \(sizes.stored) stored (\(String(format: "%.2f", Double(sizes.raw) / Double(sizes.stored)))×)")
+        // One client recording a series of such instances, one transaction each (series
+        // upsert, instance, bytes, counters), as ingest would: printed, not asserted.
+        let n = 100
+        let started = Date()
+        for k in 0..<n {
+            var r = instance(1000 + k, series: "1.2.3.8", in: dir)
+            r.path = dir.path + "/spool/0.dcm"; r.fileSize = 132 + 2 * 256 * 256
+            try s.recordInstance(r)
+        }
+        let ms = Date().timeIntervalSince(started) * 1000 / Double(n)
+        #expect(try s.series("1.2.3.8")?.instanceCount == n)
+        print("PG-INGEST | \(n) instances of 128 KiB, one client, fsync on: \(String(format: "%.1f", ms)) ms each (\(String(format: "%.0f", 1000 / ms))/s)")
     }
 }
 
