@@ -42,6 +42,11 @@ let package = Package(
         .target(name: "Volume", dependencies: ["DICOM"]),
         .target(name: "Registration", dependencies: ["Volume"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "JobStore", dependencies: ["CSQLite"]),
+        // PostgreSQL's own C client, synchronous like the SQLite C API (issue 20).
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        // The store on a shared PostgreSQL: JobStore's operations plus leases, fencing and
+        // the DICOM bytes in the database (docs/ARCHITECTURE.md §7). Not wired into serve yet.
+        .target(name: "PostgresStore", dependencies: ["CLibPQ", "JobStore"]),
         // Classical perfusion maps, NIfTI and .npy writers (docs/ARCHITECTURE.md §8).
         .target(name: "Perfusion", dependencies: ["Volume", "COpenBLAS"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         // The synthetic CTP phantom: writes DICOM series and their truth maps.
@@ -111,6 +116,7 @@ let package = Package(
         .testTarget(name: "VolumeTests", dependencies: ["Volume", "DICOM", "Perfusion", "PerfdTestSupport"]),
         .testTarget(name: "RegistrationTests", dependencies: ["Registration", "Volume", "PerfdTestSupport"]),
         .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "PerfdTestSupport"]),
+        .testTarget(name: "PostgresStoreTests", dependencies: ["PostgresStore", "JobStore", "PerfdTestSupport"]),
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "Perfusion", "PerfdTestSupport"], exclude: ["python"]),
         .testTarget(name: "PerfusionTests", dependencies: ["Perfusion", "Phantom", "Registration", "Volume", "DICOM", "PerfdTestSupport"]),
         .testTarget(
