@@ -208,14 +208,7 @@ public final class JobStore: Sendable {
 
     public func instances(ofSeries uid: String) throws -> [StoredInstance] {
         try db.read { tx in
-            try tx.query("SELECT * FROM instances WHERE series_uid = ? ORDER BY instance_number, sop_instance_uid", uid).map {
-                StoredInstance(sopInstanceUID: $0["sop_instance_uid"].text ?? "", path: $0["path"].text ?? "",
-                               temporalPosition: $0["temporal_position"].int, acquisitionNumber: $0["acquisition_number"].int,
-                               instanceNumber: $0["instance_number"].int, acquisitionTime: $0["acquisition_time"].text,
-                               contentTime: $0["content_time"].text,
-                               position: $0["position"].text.flatMap(StoredInstance.numbers),
-                               image: StoredImage($0))
-            }
+            try tx.query("SELECT * FROM instances WHERE series_uid = ? ORDER BY instance_number, sop_instance_uid", uid).map(StoredInstance.from)
         }
     }
 

@@ -22,11 +22,14 @@ extension OutboxItem {
 }
 
 extension StoredInstance {
-    public init(uid sopInstanceUID: String, path: String, temporalPosition: Int?, acquisitionNumber: Int?, instanceNumber: Int?,
-                acquisitionTime: String?, contentTime: String?) {
-        self.sopInstanceUID = sopInstanceUID; self.path = path; self.temporalPosition = temporalPosition
-        self.acquisitionNumber = acquisitionNumber; self.instanceNumber = instanceNumber
-        self.acquisitionTime = acquisitionTime; self.contentTime = contentTime
+    /// An `instances` row as both stores read it (position and the image attributes of
+    /// migration 007 included).
+    public static func from(_ r: Row) -> StoredInstance {
+        StoredInstance(sopInstanceUID: r["sop_instance_uid"].text ?? "", path: r["path"].text ?? "",
+                       temporalPosition: r["temporal_position"].int, acquisitionNumber: r["acquisition_number"].int,
+                       instanceNumber: r["instance_number"].int, acquisitionTime: r["acquisition_time"].text,
+                       contentTime: r["content_time"].text, position: r["position"].text.flatMap(StoredInstance.numbers),
+                       image: StoredImage(r))
     }
 }
 

@@ -167,6 +167,23 @@ enum PostgresMigrations {
         ALTER TABLE instance_blobs ALTER COLUMN data SET STORAGE EXTENDED;
         ALTER TABLE instance_blobs ALTER COLUMN data SET COMPRESSION lz4;
         """),
+        // The image attributes recorded at ingest, as SQLite's 007_instance_image_header.
+        ("pg003_instance_image_header", """
+        ALTER TABLE instances ADD COLUMN header_recorded integer NOT NULL DEFAULT 0;
+        ALTER TABLE instances ADD COLUMN image_rows integer;
+        ALTER TABLE instances ADD COLUMN image_columns integer;
+        ALTER TABLE instances ADD COLUMN number_of_frames integer;
+        ALTER TABLE instances ADD COLUMN orientation text;
+        ALTER TABLE instances ADD COLUMN pixel_spacing text;
+        ALTER TABLE instances ADD COLUMN slice_thickness text;
+        ALTER TABLE instances ADD COLUMN rescale_slope text;
+        ALTER TABLE instances ADD COLUMN rescale_intercept text;
+        ALTER TABLE instances ADD COLUMN photometric text;
+        ALTER TABLE instances ADD COLUMN bits_allocated integer;
+        ALTER TABLE instances ADD COLUMN bits_stored integer;
+        ALTER TABLE instances ADD COLUMN pixel_representation integer;
+        ALTER TABLE instances ADD COLUMN samples_per_pixel integer;
+        """),
     ]
 
     /// An advisory lock key ("perfd mig") every node takes before migrating: nodes starting

@@ -156,6 +156,17 @@ public final class PostgresStore: Sendable {
             return nil
         }
         try tx.execute("INSERT INTO instance_blobs (sop_instance_uid, size, data) VALUES (?, ?, ?)", i.sopInstanceUID, bytes.count, bytes)
+        if let m = i.image {
+            // The image attributes assembly reads back (SQLite's migration 007; here pg003).
+            try tx.execute("""
+                UPDATE instances SET header_recorded = 1, image_rows = ?, image_columns = ?, number_of_frames = ?, orientation = ?,
+                    pixel_spacing = ?, slice_thickness = ?, rescale_slope = ?, rescale_intercept = ?, photometric = ?,
+                    bits_allocated = ?, bits_stored = ?, pixel_representation = ?, samples_per_pixel = ?
+                WHERE sop_instance_uid = ?
+                """, m.rows, m.columns, m.frames, m.orientation, m.pixelSpacing, m.sliceThickness, m.rescaleSlope,
+                m.rescaleIntercept, m.photometric, m.bitsAllocated, m.bitsStored, m.pixelRepresentation, m.samplesPerPixel,
+                i.sopInstanceUID)
+        }
         try tx.execute("""
             UPDATE series SET instance_count = instance_count + 1, bytes = bytes + ?, last_received = ?,
                 temporal_positions = COALESCE(?, temporal_positions),
@@ -292,10 +303,7 @@ public final class PostgresStore: Sendable {
     public func instances(ofSeries uid: String) throws -> [StoredInstance] {
         try db.read { tx in
             try tx.query("SELECT * FROM instances WHERE series_uid = ? ORDER BY instance_number, sop_instance_uid", uid).map {
-                StoredInstance(uid: $0["sop_instance_uid"].text ?? "", path: $0["path"].text ?? "",
-                               temporalPosition: $0["temporal_position"].int, acquisitionNumber: $0["acquisition_number"].int,
-                               instanceNumber: $0["instance_number"].int, acquisitionTime: $0["acquisition_time"].text,
-                               contentTime: $0["content_time"].text)
+                StoredInstance.from($0.storeRow)
             }
         }
     }

@@ -1,8 +1,9 @@
 // libFuzzer target: the path a received instance takes through perfd, minus the network.
 // The bytes are the file the SCP writes (file meta + data set as sent); they go through the
-// structural scan, DCMTK's parse as store() does it, store()'s image checks, and then the
-// decode assembly would run (pdcm_file_open + pdcm_file_decode_pixels), so every file the
-// daemon would acknowledge is also decoded. Built and run by scripts/fuzz.
+// structural scan, DCMTK's parse as store() does it, store()'s image checks, the header
+// extraction ingest records (pdcm_file_header), and then the decode assembly would run
+// (pdcm_file_open + pdcm_file_decode_pixels), so every file the daemon would acknowledge is
+// also decoded. Built and run by scripts/fuzz.
 #include "pdcm.h"
 #include "pdcm_internal.h"
 
@@ -57,6 +58,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char err[512];
     pdcm_file *f = pdcm_file_open(g_path.c_str(), err, sizeof err);
     if (!f) return 0;
+    // The header extraction ingest records (the SCP runs the same one on the received
+    // dataset): every string must be a readable C string.
+    if (const pdcm_header *h = pdcm_file_header(f)) {
+        size_t total = 0;
+        for (const char *s : {h->sop_class_uid, h->sop_instance_uid, h->study_uid, h->series_uid, h->modality,
+                              h->patient_id, h->patient_name, h->accession_number, h->study_description,
+                              h->series_description, h->transfer_syntax, h->acquisition_time, h->content_time,
+                              h->image_position, h->image_orientation, h->pixel_spacing, h->slice_thickness,
+                              h->rescale_slope, h->rescale_intercept, h->photometric})
+            if (s) total += strlen(s);
+        (void)total;
+    }
     char buf[64];
     long rows = pdcm_file_get_string(f, "Rows", buf, sizeof buf) ? atol(buf) : 0;
     long cols = pdcm_file_get_string(f, "Columns", buf, sizeof buf) ? atol(buf) : 0;
