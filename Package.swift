@@ -41,7 +41,10 @@ let package = Package(
         .target(name: "Inference", dependencies: ["COpenBLAS", "CInferenceKernels"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "Volume", dependencies: ["DICOM"]),
         .target(name: "Registration", dependencies: ["Volume"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
-        .target(name: "JobStore", dependencies: ["CSQLite"]),
+        // What the services ask of the store (`PerfdStore`) and the records it answers with;
+        // no SQLite, so the services depend on this and not on an implementation.
+        .target(name: "Store"),
+        .target(name: "JobStore", dependencies: ["CSQLite", "Store"]),
         // Classical perfusion maps, NIfTI and .npy writers (docs/ARCHITECTURE.md §8).
         .target(name: "Perfusion", dependencies: ["Volume", "COpenBLAS"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         // The synthetic CTP phantom: writes DICOM series and their truth maps.
@@ -59,7 +62,7 @@ let package = Package(
         .target(
             name: "Operations",
             dependencies: [
-                "Config", "DICOM", "JobStore",
+                "Config", "DICOM", "Store",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -68,7 +71,7 @@ let package = Package(
         .target(
             name: "Ingest",
             dependencies: [
-                "DICOM", "JobStore", "Config", "Operations",
+                "DICOM", "Store", "Config", "Operations",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -77,7 +80,7 @@ let package = Package(
         .target(
             name: "Jobs",
             dependencies: [
-                "DICOM", "Volume", "Perfusion", "JobStore", "Config", "Operations", "Ingest", "Pipelines", "Rendering",
+                "DICOM", "Volume", "Perfusion", "Store", "Config", "Operations", "Ingest", "Pipelines", "Rendering",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -94,7 +97,7 @@ let package = Package(
         .executableTarget(
             name: "perfd",
             dependencies: [
-                "PerfdCore", "DICOM", "JobStore", "Config", "Operations", "Jobs", "Pipelines", "Inference", "Perfusion", "Phantom",
+                "PerfdCore", "DICOM", "Store", "JobStore", "Config", "Operations", "Jobs", "Pipelines", "Inference", "Perfusion", "Phantom",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -103,13 +106,13 @@ let package = Package(
         .testTarget(name: "DICOMTests", dependencies: ["DICOM", "PerfdTestSupport"]),
         .testTarget(name: "VolumeTests", dependencies: ["Volume", "DICOM", "Perfusion", "PerfdTestSupport"]),
         .testTarget(name: "RegistrationTests", dependencies: ["Registration", "Volume", "PerfdTestSupport"]),
-        .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "PerfdTestSupport"]),
+        .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "Store", "PerfdTestSupport"]),
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "Perfusion", "PerfdTestSupport"], exclude: ["python"]),
         .testTarget(name: "PerfusionTests", dependencies: ["Perfusion", "Phantom", "Registration", "Volume", "DICOM", "PerfdTestSupport"]),
         .testTarget(
             name: "PerfdCoreTests",
             dependencies: [
-                "DICOM", "Volume", "Registration", "Perfusion", "Phantom", "Inference", "JobStore",
+                "DICOM", "Volume", "Registration", "Perfusion", "Phantom", "Inference", "Store", "JobStore",
                 "Config", "Operations", "Ingest", "Jobs", "Pipelines", "Rendering", "PerfdTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],

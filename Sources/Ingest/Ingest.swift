@@ -1,7 +1,7 @@
 import Config
 import DICOM
 import Foundation
-import JobStore
+import Store
 import Logging
 import Operations
 import ServiceLifecycle
@@ -10,7 +10,7 @@ import Synchronization
 /// The storage SCP's policy: who may associate, and what "stored" means (fsync'd file +
 /// committed row). Called on DCMTK's worker threads.
 public final class IngestHandler: StorageSCPDelegate {
-    let store: JobStore
+    let store: any PerfdStore
     let allowedPeers: [Config.Peer]
     let logger: Logger
     let metrics: PerfdMetrics
@@ -21,7 +21,7 @@ public final class IngestHandler: StorageSCPDelegate {
     /// The SCP's own warnings (refused connections, a full house) alike, by text.
     let warnings: RepeatWindow<String, Int>
 
-    public init(store: JobStore, allowedPeers: [Config.Peer], logger: Logger, metrics: PerfdMetrics = PerfdMetrics(),
+    public init(store: any PerfdStore, allowedPeers: [Config.Peer], logger: Logger, metrics: PerfdMetrics = PerfdMetrics(),
                 listener: String = "plain", refusals: RefusalRecorder? = nil) {
         self.store = store
         self.allowedPeers = allowedPeers
@@ -167,14 +167,14 @@ extension InstanceRecord {
 public final class IngestService: Service, Sendable {
     public let plain: StorageSCP?
     public let secure: StorageSCP?
-    let store: JobStore
+    let store: any PerfdStore
     let config: Config
     let logger: Logger
     let refusals: RefusalRecorder
     /// Listeners accepting associations now.
     private let serving = Mutex(0)
 
-    public init(config: Config, store: JobStore, logger: Logger, metrics: PerfdMetrics = PerfdMetrics()) throws {
+    public init(config: Config, store: any PerfdStore, logger: Logger, metrics: PerfdMetrics = PerfdMetrics()) throws {
         self.config = config
         self.store = store
         self.logger = logger

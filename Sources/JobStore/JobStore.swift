@@ -1,4 +1,5 @@
 import Foundation
+import Store
 
 /// perfd's state: instances, series, jobs and their events, in one SQLite file.
 /// Every method is one transaction.
@@ -16,17 +17,13 @@ public final class JobStore: Sendable {
         db = try Database(path: path)
     }
 
-    // MARK: ingest
+    // The store's value types live in the Store target (no SQLite), where the services see
+    // them; these names keep `JobStore.RecordOutcome` and the others readable where they were.
+    public typealias RecordOutcome = Store.RecordOutcome
+    public typealias EventLevel = Store.EventLevel
+    public typealias JobGone = Store.JobGone
 
-    public struct RecordOutcome: Sendable, Equatable {
-        public var isNew: Bool
-        /// A job that was running on this series and is now superseded by the late instance.
-        public var supersededJob: Int?
-        /// Why the instance was refused: nothing of it was recorded but an audit row.
-        public var refused: String? = nil
-        /// An identical re-send: the file kept from the first time (the new copy is redundant).
-        public var keptPath: String? = nil
-    }
+    // MARK: ingest
 
     /// Commits one received instance. An instance arriving after its series' job started
     /// supersedes that job and sends the series back to "receiving", so a new job covers the
@@ -448,15 +445,6 @@ public final class JobStore: Sendable {
 
     public func addEvent(job id: Int, _ level: EventLevel, _ message: String, now: Double = WallClock.now()) throws {
         try db.write { tx in try Self.addEvent(tx, id, level, message, now) }
-    }
-
-    public enum EventLevel: String, Sendable { case info, warning, error }
-
-    /// Thrown by stage bookkeeping when the job was cancelled or superseded underneath.
-    public struct JobGone: Error, CustomStringConvertible {
-        public var id: Int
-        public var state: JobState
-        public var description: String { "job \(id) is \(state.rawValue)" }
     }
 
     static func requireRunning(_ tx: Transaction, _ id: Int) throws {

@@ -1,7 +1,7 @@
 import Config
 import DICOM
 import Foundation
-import JobStore
+import Store
 import Logging
 import Operations
 import ServiceLifecycle
@@ -21,13 +21,13 @@ public struct ExportBackoff: Sendable {
 /// storage SCU with Nagle off, exponential backoff, survives restarts (the outbox is in
 /// SQLite). A file leaves the outbox only when the PACS answered success.
 public struct ExporterService: Service {
-    let store: JobStore
+    let store: any PerfdStore
     let config: Config
     let logger: Logger
     let poll: Duration
     let metrics: PerfdMetrics
 
-    public init(store: JobStore, config: Config, logger: Logger, poll: Duration = .milliseconds(300), metrics: PerfdMetrics = PerfdMetrics()) {
+    public init(store: any PerfdStore, config: Config, logger: Logger, poll: Duration = .milliseconds(300), metrics: PerfdMetrics = PerfdMetrics()) {
         self.store = store; self.config = config; self.logger = logger; self.poll = poll; self.metrics = metrics
     }
 

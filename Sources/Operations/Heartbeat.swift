@@ -1,13 +1,13 @@
 import Foundation
-import JobStore
+import Store
 import Logging
 import ServiceLifecycle
 
 /// Tells `perfd status` (another process) that the daemon is alive.
 public struct HeartbeatService: Service {
-    let store: JobStore
+    let store: any PerfdStore
     let logger: Logger
-    public init(store: JobStore, logger: Logger) { self.store = store; self.logger = logger }
+    public init(store: any PerfdStore, logger: Logger) { self.store = store; self.logger = logger }
 
     public func run() async throws {
         await PollingLoop.run(every: .seconds(2)) {
