@@ -48,9 +48,12 @@ struct TargetGraphTests {
         for case let file as String in walk where file.hasSuffix(".swift") {
             guard let text = try? String(contentsOfFile: dir + "/" + file, encoding: .utf8) else { continue }
             for line in text.split(separator: "\n") {
+                // A Swift import is a whole line at column 0: attributes, `import`, one module name
+                // (the Python some tests carry in string literals has commas or indentation).
                 let words = line.split(separator: " ")
-                guard let i = words.firstIndex(of: "import"), i + 1 < words.count,
-                      words[..<i].allSatisfy({ $0.hasPrefix("@") || $0 == "internal" || $0 == "public" }) else { continue }
+                guard let i = words.firstIndex(of: "import"), i + 2 == words.count, !line.hasPrefix(" "),
+                      words[..<i].allSatisfy({ $0.hasPrefix("@") || $0 == "internal" || $0 == "public" }),
+                      words[i + 1].allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else { continue }
                 found.insert(String(words[i + 1]))
             }
         }
