@@ -1,4 +1,4 @@
-import JobStore
+import Store
 
 /// The PostgreSQL schema as named, append-only migrations (never edit one that has shipped:
 /// add the next). No PostgreSQL database existed before this list, so the first migration is

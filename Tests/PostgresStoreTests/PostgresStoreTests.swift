@@ -1,6 +1,7 @@
 import Foundation
 @testable import JobStore
 import PerfdTestSupport
+import Store
 @testable import PostgresStore
 import Synchronization
 import Testing
