@@ -70,15 +70,6 @@ extension OutboxItem {
     static let select = "SELECT o.*, d.ae_title, d.host, d.port FROM outbox o JOIN destinations d ON d.id = o.destination_id"
 }
 
-extension StoredInstance {
-    /// The numbers of a stored position ("x\\y\\z", each written by `String(Double)`, which
-    /// reads back to the same value).
-    static func numbers(_ text: String) -> [Double]? {
-        let v = text.split(separator: "\\").compactMap { Double($0) }
-        return v.count == 3 ? v : nil
-    }
-}
-
 extension StoredImage {
     /// The row's attributes, or nil when it was recorded without them.
     init?(_ r: Row) {

@@ -295,7 +295,8 @@ public final class PostgresStore: Sendable {
                 StoredInstance(sopInstanceUID: $0["sop_instance_uid"].text ?? "", path: $0["path"].text ?? "",
                                temporalPosition: $0["temporal_position"].int, acquisitionNumber: $0["acquisition_number"].int,
                                instanceNumber: $0["instance_number"].int, acquisitionTime: $0["acquisition_time"].text,
-                               contentTime: $0["content_time"].text)
+                               contentTime: $0["content_time"].text,
+                               position: $0["position"].text.flatMap(StoredInstance.numbers))
             }
         }
     }

@@ -98,6 +98,13 @@ public struct StoredInstance: Sendable, Equatable {
     package init(sopInstanceUID: String, path: String, temporalPosition: Int? = nil, acquisitionNumber: Int? = nil, instanceNumber: Int? = nil, acquisitionTime: String? = nil, contentTime: String? = nil, position: [Double]? = nil, image: StoredImage? = nil) {
         self.sopInstanceUID = sopInstanceUID; self.path = path; self.temporalPosition = temporalPosition; self.acquisitionNumber = acquisitionNumber; self.instanceNumber = instanceNumber; self.acquisitionTime = acquisitionTime; self.contentTime = contentTime; self.position = position; self.image = image
     }
+
+    /// The numbers of a stored position ("x\\y\\z", each written by `String(Double)`, which
+    /// reads back to the same value); both stores keep it so.
+    package static func numbers(_ text: String) -> [Double]? {
+        let v = text.split(separator: "\\").compactMap { Double($0) }
+        return v.count == 3 ? v : nil
+    }
 }
 
 /// The image attributes of an instance as the `instances` table keeps them (migration 007):
