@@ -1,7 +1,6 @@
 import CLibPQ
 import Dispatch
 import Foundation
-import Store
 import Synchronization
 
 /// What went wrong talking to PostgreSQL: the server's own message and SQLSTATE when it

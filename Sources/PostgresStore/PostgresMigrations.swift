@@ -167,6 +167,26 @@ enum PostgresMigrations {
         ALTER TABLE instance_blobs ALTER COLUMN data SET STORAGE EXTENDED;
         ALTER TABLE instance_blobs ALTER COLUMN data SET COMPRESSION lz4;
         """),
+        // The image attributes 4D assembly needs, recorded at ingest (SQLite's migration 007),
+        // so assembly does not read every file's header again; `header_recorded` false: the
+        // row was recorded without them and assembly reads that file's header.
+        ("pg003_instance_image_header", """
+        ALTER TABLE instances
+            ADD COLUMN header_recorded boolean NOT NULL DEFAULT false,
+            ADD COLUMN image_rows bigint,
+            ADD COLUMN image_columns bigint,
+            ADD COLUMN number_of_frames bigint,
+            ADD COLUMN orientation text,
+            ADD COLUMN pixel_spacing text,
+            ADD COLUMN slice_thickness text,
+            ADD COLUMN rescale_slope text,
+            ADD COLUMN rescale_intercept text,
+            ADD COLUMN photometric text,
+            ADD COLUMN bits_allocated bigint,
+            ADD COLUMN bits_stored bigint,
+            ADD COLUMN pixel_representation bigint,
+            ADD COLUMN samples_per_pixel bigint;
+        """),
     ]
 
     /// An advisory lock key ("perfd mig") every node takes before migrating: nodes starting

@@ -127,6 +127,7 @@ public final class PostgresStore: Sendable {
             }
             try tx.execute("UPDATE instances SET path = ?, file_size = ?, transfer_syntax = ?, received_at = ? WHERE sop_instance_uid = ?",
                            i.path, i.fileSize, i.transferSyntax, now, i.sopInstanceUID)
+            try Self.recordImage(tx, i)
             try tx.execute("""
                 INSERT INTO instance_blobs (sop_instance_uid, size, data) VALUES (?, ?, ?)
                 ON CONFLICT (sop_instance_uid) DO UPDATE SET size = excluded.size, data = excluded.data
@@ -155,6 +156,7 @@ public final class PostgresStore: Sendable {
             try tx.script("ROLLBACK TO SAVEPOINT record")
             return nil
         }
+        try Self.recordImage(tx, i)
         try tx.execute("INSERT INTO instance_blobs (sop_instance_uid, size, data) VALUES (?, ?, ?)", i.sopInstanceUID, bytes.count, bytes)
         try tx.execute("""
             UPDATE series SET instance_count = instance_count + 1, bytes = bytes + ?, last_received = ?,
@@ -296,9 +298,27 @@ public final class PostgresStore: Sendable {
                                temporalPosition: $0["temporal_position"].int, acquisitionNumber: $0["acquisition_number"].int,
                                instanceNumber: $0["instance_number"].int, acquisitionTime: $0["acquisition_time"].text,
                                contentTime: $0["content_time"].text,
-                               position: $0["position"].text.flatMap(StoredInstance.numbers))
+                               position: $0["position"].text.flatMap(StoredInstance.numbers),
+                               image: StoredImage($0))
             }
         }
+    }
+
+    /// `JobStore.recordImage`: the image attributes of an instance row (pg003), written with
+    /// the row in the same transaction; a record without them leaves the row marked so.
+    static func recordImage(_ tx: PGTransaction, _ i: InstanceRecord) throws {
+        guard let m = i.image else {
+            try tx.execute("UPDATE instances SET header_recorded = false WHERE sop_instance_uid = ?", i.sopInstanceUID)
+            return
+        }
+        try tx.execute("""
+            UPDATE instances SET header_recorded = true, image_rows = ?, image_columns = ?, number_of_frames = ?, orientation = ?,
+                pixel_spacing = ?, slice_thickness = ?, rescale_slope = ?, rescale_intercept = ?, photometric = ?,
+                bits_allocated = ?, bits_stored = ?, pixel_representation = ?, samples_per_pixel = ?
+            WHERE sop_instance_uid = ?
+            """, m.rows, m.columns, m.frames, m.orientation, m.pixelSpacing, m.sliceThickness, m.rescaleSlope,
+            m.rescaleIntercept, m.photometric, m.bitsAllocated, m.bitsStored, m.pixelRepresentation, m.samplesPerPixel,
+            i.sopInstanceUID)
     }
 
     public func transferSyntaxes(ofSeries uid: String) throws -> [String] {

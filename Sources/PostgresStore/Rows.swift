@@ -67,3 +67,15 @@ extension OutboxItem {
         )
     }
 }
+
+extension StoredImage {
+    /// The row's attributes (pg003), or nil when it was recorded without them.
+    init?(_ r: PGRow) {
+        guard r["header_recorded"].bool == true else { return nil }
+        self.init(rows: r["image_rows"].int, columns: r["image_columns"].int, frames: r["number_of_frames"].int,
+                  orientation: r["orientation"].text, pixelSpacing: r["pixel_spacing"].text, sliceThickness: r["slice_thickness"].text,
+                  rescaleSlope: r["rescale_slope"].text, rescaleIntercept: r["rescale_intercept"].text, photometric: r["photometric"].text,
+                  bitsAllocated: r["bits_allocated"].int, bitsStored: r["bits_stored"].int,
+                  pixelRepresentation: r["pixel_representation"].int, samplesPerPixel: r["samples_per_pixel"].int)
+    }
+}
