@@ -41,12 +41,15 @@ let package = Package(
         .target(name: "Inference", dependencies: ["COpenBLAS", "CInferenceKernels"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "Volume", dependencies: ["DICOM"]),
         .target(name: "Registration", dependencies: ["Volume"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
-        .target(name: "JobStore", dependencies: ["CSQLite"]),
+        // What the services ask of the store (`PerfdStore`) and the records it answers with;
+        // no SQLite, so the services depend on this and not on an implementation.
+        .target(name: "Store"),
+        .target(name: "JobStore", dependencies: ["CSQLite", "Store"]),
         // PostgreSQL's own C client, synchronous like the SQLite C API (issue 20).
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
-        // The store on a shared PostgreSQL: JobStore's operations plus leases, fencing and
+        // The store on a shared PostgreSQL: the `PerfdStore` operations plus leases, fencing and
         // the DICOM bytes in the database (docs/ARCHITECTURE.md §7). Not wired into serve yet.
-        .target(name: "PostgresStore", dependencies: ["CLibPQ", "JobStore"]),
+        .target(name: "PostgresStore", dependencies: ["CLibPQ", "Store"]),
         // Classical perfusion maps, NIfTI and .npy writers (docs/ARCHITECTURE.md §8).
         .target(name: "Perfusion", dependencies: ["Volume", "COpenBLAS"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         // The synthetic CTP phantom: writes DICOM series and their truth maps.
@@ -64,7 +67,7 @@ let package = Package(
         .target(
             name: "Operations",
             dependencies: [
-                "Config", "DICOM", "JobStore",
+                "Config", "DICOM", "Store",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -73,7 +76,7 @@ let package = Package(
         .target(
             name: "Ingest",
             dependencies: [
-                "DICOM", "Volume", "JobStore", "Config", "Operations",
+                "DICOM", "Volume", "Store", "Config", "Operations",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -82,7 +85,7 @@ let package = Package(
         .target(
             name: "Jobs",
             dependencies: [
-                "DICOM", "Volume", "Perfusion", "JobStore", "Config", "Operations", "Ingest", "Pipelines", "Rendering",
+                "DICOM", "Volume", "Perfusion", "Store", "Config", "Operations", "Ingest", "Pipelines", "Rendering",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -91,7 +94,7 @@ let package = Package(
         .target(
             name: "PerfdCore",
             dependencies: [
-                "DICOM", "JobStore", "Config", "Operations", "Ingest", "Jobs",
+                "DICOM", "Store", "JobStore", "Config", "Operations", "Ingest", "Jobs",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -99,7 +102,7 @@ let package = Package(
         .executableTarget(
             name: "perfd",
             dependencies: [
-                "PerfdCore", "DICOM", "JobStore", "Config", "Operations", "Jobs", "Pipelines", "Inference", "Perfusion", "Phantom",
+                "PerfdCore", "DICOM", "Store", "JobStore", "Config", "Operations", "Jobs", "Pipelines", "Inference", "Perfusion", "Phantom",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -108,21 +111,21 @@ let package = Package(
         // The in-process daemon harness (the daemon's services in the test process on port 0 and
         // a clock the test moves); apart so that low-level test targets never link the daemon.
         .target(name: "DaemonTestSupport",
-                dependencies: ["PerfdTestSupport", "PerfdCore", "Config", "Operations", "JobStore",
+                dependencies: ["PerfdTestSupport", "PerfdCore", "Config", "Operations", "Store", "JobStore",
                                .product(name: "Logging", package: "swift-log"),
                                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
                 path: "Tests/DaemonTestSupport"),
         .testTarget(name: "DICOMTests", dependencies: ["DICOM", "PerfdTestSupport"]),
         .testTarget(name: "VolumeTests", dependencies: ["Volume", "DICOM", "Perfusion", "PerfdTestSupport"]),
         .testTarget(name: "RegistrationTests", dependencies: ["Registration", "Volume", "PerfdTestSupport"]),
-        .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "PerfdTestSupport"]),
-        .testTarget(name: "PostgresStoreTests", dependencies: ["PostgresStore", "JobStore", "PerfdTestSupport"]),
+        .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "Store", "PerfdTestSupport"]),
+        .testTarget(name: "PostgresStoreTests", dependencies: ["PostgresStore", "Store", "JobStore", "PerfdTestSupport"]),
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "Perfusion", "PerfdTestSupport"], exclude: ["python"]),
         .testTarget(name: "PerfusionTests", dependencies: ["Perfusion", "Phantom", "Registration", "Volume", "DICOM", "PerfdTestSupport"]),
         .testTarget(
             name: "PerfdCoreTests",
             dependencies: [
-                "DICOM", "Volume", "Registration", "Perfusion", "Phantom", "Inference", "JobStore", "PerfdCore",
+                "DICOM", "Volume", "Registration", "Perfusion", "Phantom", "Inference", "Store", "JobStore", "PerfdCore",
                 "Config", "Operations", "Ingest", "Jobs", "Pipelines", "Rendering", "PerfdTestSupport", "DaemonTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],

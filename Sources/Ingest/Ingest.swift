@@ -1,7 +1,7 @@
 import Config
 import DICOM
 import Foundation
-import JobStore
+import Store
 import Logging
 import Operations
 import ServiceLifecycle
@@ -10,7 +10,7 @@ import Synchronization
 /// The storage SCP's policy: who may associate, and what "stored" means (fsync'd file +
 /// committed row). Called on DCMTK's worker threads.
 public final class IngestHandler: StorageSCPDelegate {
-    let store: JobStore
+    let store: any PerfdStore
     let allowedPeers: [Config.Peer]
     let logger: Logger
     let metrics: PerfdMetrics
@@ -23,7 +23,7 @@ public final class IngestHandler: StorageSCPDelegate {
     /// When an instance counts as received (the series tracker's quiet and stalled timers).
     let clock: any DaemonClock
 
-    public init(store: JobStore, allowedPeers: [Config.Peer], logger: Logger, metrics: PerfdMetrics = PerfdMetrics(),
+    public init(store: any PerfdStore, allowedPeers: [Config.Peer], logger: Logger, metrics: PerfdMetrics = PerfdMetrics(),
                 listener: String = "plain", refusals: RefusalRecorder? = nil, clock: any DaemonClock = LiveClock()) {
         self.clock = clock
         self.store = store
@@ -156,14 +156,14 @@ public final class IngestHandler: StorageSCPDelegate {
 public final class IngestService: Service, Sendable {
     public let plain: StorageSCP?
     public let secure: StorageSCP?
-    let store: JobStore
+    let store: any PerfdStore
     let config: Config
     let logger: Logger
     let refusals: RefusalRecorder
     /// Listeners accepting associations now.
     private let serving = Mutex(0)
 
-    public init(config: Config, store: JobStore, logger: Logger, metrics: PerfdMetrics = PerfdMetrics(),
+    public init(config: Config, store: any PerfdStore, logger: Logger, metrics: PerfdMetrics = PerfdMetrics(),
                 clock: any DaemonClock = LiveClock()) throws {
         self.config = config
         self.store = store

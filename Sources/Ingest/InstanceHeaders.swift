@@ -1,6 +1,6 @@
 import DICOM
 import Foundation
-import JobStore
+import Store
 import Volume
 
 // The one mapping between an instance's header (`InstanceHeader`, from the C extraction the

@@ -1,6 +1,6 @@
 import DICOM
 import Foundation
-import JobStore
+import Store
 import Logging
 
 /// Start-up check of the spool against the database. A file that is in the spool but has
@@ -16,7 +16,7 @@ public enum SpoolReconciler {
         public var droppedRows = 0
     }
 
-    public static func run(spoolDir: String, store: JobStore, logger: Logger) throws -> Outcome {
+    public static func run(spoolDir: String, store: any PerfdStore, logger: Logger) throws -> Outcome {
         var out = Outcome()
         let fm = FileManager.default
         guard let seriesDirs = try? fm.contentsOfDirectory(atPath: spoolDir) else { return out }

@@ -1,5 +1,5 @@
 import Foundation
-import JobStore
+import Store
 import Logging
 import Synchronization
 
@@ -62,11 +62,11 @@ final class RepeatWindow<Key: Hashable & Sendable, Sample: Sendable>: Sendable {
 public final class RefusalRecorder: Sendable {
     struct Key: Hashable, Sendable { var host: String, actor: String, reason: String }
     public let interval: Double
-    let store: JobStore
+    let store: any PerfdStore
     let logger: Logger
     private let window: RepeatWindow<Key, String>
 
-    public init(store: JobStore, logger: Logger, interval: Double = 10) {
+    public init(store: any PerfdStore, logger: Logger, interval: Double = 10) {
         self.store = store; self.logger = logger; self.interval = interval
         let overflow = Key(host: "*", actor: "*", reason: "*")
         window = RepeatWindow(interval: interval, overflow: overflow) { due in

@@ -1,6 +1,6 @@
 import Config
 import Foundation
-import JobStore
+import Store
 import Logging
 import Operations
 import ServiceLifecycle
@@ -77,7 +77,7 @@ public enum SeriesCompletion {
 /// Watches receiving series and queues a job when one completes. A stalled series is
 /// queued too: the worker fails it as incomplete (it never processes a partial series).
 public struct SeriesTrackerService: Service {
-    let store: JobStore
+    let store: any PerfdStore
     let config: Config
     let logger: Logger
     let interval: Duration
@@ -87,7 +87,7 @@ public struct SeriesTrackerService: Service {
     let warned = QuietWarnings()
     let clock: any DaemonClock
 
-    public init(store: JobStore, config: Config, logger: Logger, interval: Duration = .milliseconds(250), startedAt: Double? = nil,
+    public init(store: any PerfdStore, config: Config, logger: Logger, interval: Duration = .milliseconds(250), startedAt: Double? = nil,
                 clock: any DaemonClock = LiveClock()) {
         self.store = store; self.config = config; self.logger = logger; self.interval = interval
         self.startedAt = startedAt ?? clock.now(); self.clock = clock

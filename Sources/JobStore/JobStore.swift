@@ -1,4 +1,5 @@
 import Foundation
+import Store
 
 /// perfd's state: instances, series, jobs and their events, in one SQLite file.
 /// Every method is one transaction.
@@ -16,17 +17,15 @@ public final class JobStore: Sendable {
         db = try Database(path: path)
     }
 
-    // MARK: ingest
+    // The store's value types live in the Store target (no SQLite), where the services see
+    // them; these names keep `JobStore.RecordOutcome` and the others readable where they were.
+    public typealias RecordOutcome = Store.RecordOutcome
+    public typealias EventLevel = Store.EventLevel
+    public typealias JobGone = Store.JobGone
+    public typealias JobFilter = Store.JobFilter
+    public typealias AdminError = Store.AdminError
 
-    public struct RecordOutcome: Sendable, Equatable {
-        public var isNew: Bool
-        /// A job that was running on this series and is now superseded by the late instance.
-        public var supersededJob: Int?
-        /// Why the instance was refused: nothing of it was recorded but an audit row.
-        public var refused: String? = nil
-        /// An identical re-send: the file kept from the first time (the new copy is redundant).
-        public var keptPath: String? = nil
-    }
+    // MARK: ingest
 
     /// Commits one received instance. An instance arriving after its series' job started
     /// supersedes that job and sends the series back to "receiving", so a new job covers the
@@ -208,7 +207,14 @@ public final class JobStore: Sendable {
 
     public func instances(ofSeries uid: String) throws -> [StoredInstance] {
         try db.read { tx in
-            try tx.query("SELECT * FROM instances WHERE series_uid = ? ORDER BY instance_number, sop_instance_uid", uid).map(StoredInstance.from)
+            try tx.query("SELECT * FROM instances WHERE series_uid = ? ORDER BY instance_number, sop_instance_uid", uid).map {
+                StoredInstance(sopInstanceUID: $0["sop_instance_uid"].text ?? "", path: $0["path"].text ?? "",
+                               temporalPosition: $0["temporal_position"].int, acquisitionNumber: $0["acquisition_number"].int,
+                               instanceNumber: $0["instance_number"].int, acquisitionTime: $0["acquisition_time"].text,
+                               contentTime: $0["content_time"].text,
+                               position: $0["position"].text.flatMap(StoredInstance.numbers),
+                               image: StoredImage($0))
+            }
         }
     }
 
@@ -244,20 +250,6 @@ public final class JobStore: Sendable {
                 return try tx.query("SELECT * FROM jobs WHERE state = ? ORDER BY id DESC LIMIT ?", state.rawValue, limit).map(JobRecord.init)
             }
             return try tx.query("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", limit).map(JobRecord.init)
-        }
-    }
-
-    /// What `perfd jobs` filters on; every field optional.
-    public struct JobFilter: Sendable {
-        public var state: JobState?
-        /// Jobs created at or after this time (seconds since 1970).
-        public var since: Double?
-        /// The series' Patient ID, exactly.
-        public var patientID: String?
-        /// The series' Accession Number, exactly.
-        public var accession: String?
-        public init(state: JobState? = nil, since: Double? = nil, patientID: String? = nil, accession: String? = nil) {
-            self.state = state; self.since = since; self.patientID = patientID; self.accession = accession
         }
     }
 
@@ -407,17 +399,6 @@ public final class JobStore: Sendable {
         if n > 0 { try addEvent(tx, id, .warning, "\(n) result files not sent (\(why))", now) }
     }
 
-    public enum AdminError: Error, CustomStringConvertible {
-        case noSuchJob(Int), notRetryable(Int, JobState), notCancellable(Int, JobState)
-        public var description: String {
-            switch self {
-            case .noSuchJob(let id): "no job \(id); `perfd jobs` lists them"
-            case .notRetryable(let id, let s): "job \(id) is \(s.rawValue); only failed, cancelled, superseded or done jobs can be retried"
-            case .notCancellable(let id, let s): "job \(id) is \(s.rawValue) already; only queued, running or exporting jobs can be cancelled"
-            }
-        }
-    }
-
     /// Queues a finished job again with the next re-run number (so its outputs get new UIDs).
     @discardableResult
     public func retry(job id: Int, actor: String = "", now: Double = WallClock.now()) throws -> JobRecord {
@@ -462,15 +443,6 @@ public final class JobStore: Sendable {
 
     public func addEvent(job id: Int, _ level: EventLevel, _ message: String, now: Double = WallClock.now()) throws {
         try db.write { tx in try Self.addEvent(tx, id, level, message, now) }
-    }
-
-    public enum EventLevel: String, Sendable { case info, warning, error }
-
-    /// Thrown by stage bookkeeping when the job was cancelled or superseded underneath.
-    public struct JobGone: Error, CustomStringConvertible {
-        public var id: Int
-        public var state: JobState
-        public var description: String { "job \(id) is \(state.rawValue)" }
     }
 
     static func requireRunning(_ tx: Transaction, _ id: Int) throws {

@@ -1,4 +1,5 @@
 import Foundation
+import Store
 /// Named, append-only schema migrations, each in its own transaction. Never edit a
 /// migration that has shipped: add a new one.
 enum Migrations {
@@ -214,15 +215,5 @@ enum Migrations {
                 try tx.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", m.name, WallClock.now())
             }
         }
-    }
-}
-
-/// Wall-clock seconds since 1970: what every timestamp column holds. (Not `Clock`: that
-/// name is the standard library's clock protocol.)
-public enum WallClock {
-    public static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 }

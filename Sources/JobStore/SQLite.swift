@@ -1,5 +1,6 @@
 import CSQLite
 import Foundation
+import Store
 import Synchronization
 
 /// The JobStore module's one error type: the SQLite result code, its message, and the

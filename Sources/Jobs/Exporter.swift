@@ -1,7 +1,7 @@
 import Config
 import DICOM
 import Foundation
-import JobStore
+import Store
 import Logging
 import Operations
 import ServiceLifecycle
@@ -22,7 +22,7 @@ public struct ExportBackoff: Sendable {
 /// storage SCU with Nagle off, exponential backoff, survives restarts (the outbox is in
 /// SQLite). A file leaves the outbox only when the PACS answered success.
 public struct ExporterService: Service {
-    let store: JobStore
+    let store: any PerfdStore
     let config: Config
     let logger: Logger
     let poll: Duration
@@ -35,7 +35,7 @@ public struct ExporterService: Service {
     /// How many times this exporter looked its configured destinations up in the store.
     public var destinationLookups: Int { destinations.resolutions }
 
-    public init(store: JobStore, config: Config, logger: Logger, poll: Duration = .milliseconds(300), metrics: PerfdMetrics = PerfdMetrics(),
+    public init(store: any PerfdStore, config: Config, logger: Logger, poll: Duration = .milliseconds(300), metrics: PerfdMetrics = PerfdMetrics(),
                 clock: any DaemonClock = LiveClock()) {
         self.store = store; self.config = config; self.logger = logger; self.poll = poll; self.metrics = metrics; self.clock = clock
     }

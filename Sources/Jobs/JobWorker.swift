@@ -2,7 +2,7 @@ import Config
 import DICOM
 import Foundation
 import Ingest
-import JobStore
+import Store
 import Logging
 import Operations
 import Pipelines
@@ -14,7 +14,7 @@ import Volume
 /// Runs queued jobs through their stages, committing each stage before the next starts,
 /// so a restart resumes a running job where it stood.
 public struct JobWorkerService: Service {
-    let store: JobStore
+    let store: any PerfdStore
     let config: Config
     let logger: Logger
     let poll: Duration
@@ -22,7 +22,7 @@ public struct JobWorkerService: Service {
     let metrics: PerfdMetrics?
     let clock: any DaemonClock
 
-    public init(store: JobStore, config: Config, logger: Logger, poll: Duration = .milliseconds(250), metrics: PerfdMetrics? = nil,
+    public init(store: any PerfdStore, config: Config, logger: Logger, poll: Duration = .milliseconds(250), metrics: PerfdMetrics? = nil,
                 clock: any DaemonClock = LiveClock()) {
         self.store = store; self.config = config; self.logger = logger; self.poll = poll; self.metrics = metrics; self.clock = clock
     }
@@ -132,7 +132,7 @@ public struct JobWorkerService: Service {
             try store.finishRender(job: job.id, result: Self.json(["outputs": outputs.map { ["series_uid": $0.seriesUID, "description": $0.description, "instances": $0.instances] }]),
                                    report: report.json(), outbox: entries)
             logger.info("job \(job.id): rendered \(outputs.count) series; \(entries.isEmpty ? "done" : "exporting \(entries.count) files")")
-        } catch let gone as JobStore.JobGone {
+        } catch let gone as JobGone {
             logger.notice("job \(job.id) stopped: \(gone)")
         } catch {
             let reason = "\(error)"
@@ -222,7 +222,7 @@ actor BusySet {
 
 /// Commits each stage of a job as the processing reports it.
 final class StoreObserver: StageObserver, Sendable {
-    let store: JobStore
+    let store: any PerfdStore
     let job: Int
     /// When progress was last committed. Stages may report from several threads at once
     /// (motion correction registers time points in parallel).
@@ -231,7 +231,7 @@ final class StoreObserver: StageObserver, Sendable {
     /// The stage that began last (where a failure is recorded).
     var current: String? { stage.withLock { $0 } }
 
-    init(store: JobStore, job: Int) { self.store = store; self.job = job }
+    init(store: any PerfdStore, job: Int) { self.store = store; self.job = job }
 
     func begin(_ stage: String) throws {
         self.stage.withLock { $0 = stage }

@@ -1,6 +1,6 @@
 import Config
 import Foundation
-import JobStore
+import Store
 import Logging
 import Operations
 import ServiceLifecycle
@@ -11,11 +11,11 @@ import ServiceLifecycle
 /// without the patient's name or ID; audit rows go after `audit_retention_days`. A series
 /// with a queued, running or exporting job, or still receiving, is never touched.
 public struct Retention: Sendable {
-    let store: JobStore
+    let store: any PerfdStore
     let config: Config
     let logger: Logger
 
-    public init(store: JobStore, config: Config, logger: Logger) {
+    public init(store: any PerfdStore, config: Config, logger: Logger) {
         self.store = store; self.config = config; self.logger = logger
     }
 
@@ -90,7 +90,7 @@ public struct RetentionService: Service {
     let interval: Duration
     let clock: any DaemonClock
 
-    public init(store: JobStore, config: Config, logger: Logger, interval: Duration = .seconds(3600), clock: any DaemonClock = LiveClock()) {
+    public init(store: any PerfdStore, config: Config, logger: Logger, interval: Duration = .seconds(3600), clock: any DaemonClock = LiveClock()) {
         retention = Retention(store: store, config: config, logger: logger)
         self.logger = logger
         self.interval = interval

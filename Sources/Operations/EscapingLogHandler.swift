@@ -1,4 +1,4 @@
-import JobStore
+import Store
 import Logging
 
 /// Writes through another handler with control characters in messages and metadata made

@@ -1,14 +1,14 @@
 import Foundation
-import JobStore
+import Store
 import Logging
 import ServiceLifecycle
 
 /// Tells `perfd status` (another process) that the daemon is alive.
 public struct HeartbeatService: Service {
-    let store: JobStore
+    let store: any PerfdStore
     let logger: Logger
     let clock: any DaemonClock
-    public init(store: JobStore, logger: Logger, clock: any DaemonClock = LiveClock()) {
+    public init(store: any PerfdStore, logger: Logger, clock: any DaemonClock = LiveClock()) {
         self.store = store; self.logger = logger; self.clock = clock
     }
 

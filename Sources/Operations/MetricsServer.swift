@@ -1,5 +1,4 @@
 import Foundation
-import JobStore
 import Logging
 import ServiceLifecycle
 import Synchronization

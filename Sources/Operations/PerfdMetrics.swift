@@ -1,7 +1,7 @@
 import Config
 import DICOM
 import Foundation
-import JobStore
+import Store
 import Synchronization
 
 /// In-process counters (since this process started) plus gauges read from the database
@@ -48,7 +48,7 @@ public final class PerfdMetrics: Sendable {
     ]
 
     /// The exposition text: counters, then database and disk gauges.
-    public func render(store: JobStore, spoolDir: String, minFreeBytes: Double) -> String {
+    public func render(store: any PerfdStore, spoolDir: String, minFreeBytes: Double) -> String {
         var lines: [String: [String]] = [:]
         func put(_ series: String, _ v: Double) {
             let family = String(series.prefix { $0 != "{" })

@@ -1,6 +1,6 @@
 import Config
 import Foundation
-import JobStore
+import Store
 
 /// What `perfd status` shows, read straight from the database (so it works whether the
 /// daemon runs or not).
@@ -70,7 +70,7 @@ public struct StatusReport: Codable, Sendable {
         case recentFailures = "recent_failures", recentEvents = "recent_events", recentMotion = "recent_motion"
     }
 
-    public static func gather(store: JobStore, config: Config, now: Double = WallClock.now()) throws -> StatusReport {
+    public static func gather(store: any PerfdStore, config: Config, now: Double = WallClock.now()) throws -> StatusReport {
         let d = try store.daemon()
         var running = false
         if let d, d.stoppedAt == nil, now - d.heartbeatAt < 15, kill(pid_t(d.pid), 0) == 0 { running = true }

@@ -1,7 +1,6 @@
 import CLibPQ
 import Dispatch
 import Foundation
-import JobStore
 import Synchronization
 
 /// What went wrong talking to PostgreSQL: the server's own message and SQLSTATE when it
@@ -64,17 +63,6 @@ public enum PGValue: Sendable, Equatable {
     public var bool: Bool? { if case .bool(let v) = self { return v }; return nil }
     public var bytes: [UInt8]? { if case .bytes(let v) = self { return v }; return nil }
     public var isNull: Bool { self == .null }
-
-    /// The same value as JobStore's row type holds it (bytes have no counterpart there).
-    var sqlValue: SQLValue {
-        switch self {
-        case .null, .bytes: .null
-        case .int(let v): .int(v)
-        case .double(let v): .double(v)
-        case .text(let v): .text(v)
-        case .bool(let v): .int(v ? 1 : 0)
-        }
-    }
 }
 
 /// Something that binds to a `$n` parameter.
@@ -104,12 +92,6 @@ public struct PGRow: Sendable {
     public subscript(_ name: String) -> PGValue {
         guard let i = names.firstIndex(of: name) else { return .null }
         return values[i]
-    }
-    /// The row as JobStore's record initialisers read it.
-    public var storeRow: Row {
-        var d: [String: SQLValue] = [:]
-        for (n, v) in zip(names, values) { d[n] = v.sqlValue }
-        return Row(columns: d)
     }
 }
 

@@ -1,4 +1,4 @@
-import JobStore
+import Store
 
 /// The PostgreSQL schema as named, append-only migrations (never edit one that has shipped:
 /// add the next). No PostgreSQL database existed before this list, so the first migration is
@@ -167,22 +167,25 @@ enum PostgresMigrations {
         ALTER TABLE instance_blobs ALTER COLUMN data SET STORAGE EXTENDED;
         ALTER TABLE instance_blobs ALTER COLUMN data SET COMPRESSION lz4;
         """),
-        // The image attributes recorded at ingest, as SQLite's 007_instance_image_header.
+        // The image attributes 4D assembly needs, recorded at ingest (SQLite's migration 007),
+        // so assembly does not read every file's header again; `header_recorded` false: the
+        // row was recorded without them and assembly reads that file's header.
         ("pg003_instance_image_header", """
-        ALTER TABLE instances ADD COLUMN header_recorded integer NOT NULL DEFAULT 0;
-        ALTER TABLE instances ADD COLUMN image_rows integer;
-        ALTER TABLE instances ADD COLUMN image_columns integer;
-        ALTER TABLE instances ADD COLUMN number_of_frames integer;
-        ALTER TABLE instances ADD COLUMN orientation text;
-        ALTER TABLE instances ADD COLUMN pixel_spacing text;
-        ALTER TABLE instances ADD COLUMN slice_thickness text;
-        ALTER TABLE instances ADD COLUMN rescale_slope text;
-        ALTER TABLE instances ADD COLUMN rescale_intercept text;
-        ALTER TABLE instances ADD COLUMN photometric text;
-        ALTER TABLE instances ADD COLUMN bits_allocated integer;
-        ALTER TABLE instances ADD COLUMN bits_stored integer;
-        ALTER TABLE instances ADD COLUMN pixel_representation integer;
-        ALTER TABLE instances ADD COLUMN samples_per_pixel integer;
+        ALTER TABLE instances
+            ADD COLUMN header_recorded boolean NOT NULL DEFAULT false,
+            ADD COLUMN image_rows bigint,
+            ADD COLUMN image_columns bigint,
+            ADD COLUMN number_of_frames bigint,
+            ADD COLUMN orientation text,
+            ADD COLUMN pixel_spacing text,
+            ADD COLUMN slice_thickness text,
+            ADD COLUMN rescale_slope text,
+            ADD COLUMN rescale_intercept text,
+            ADD COLUMN photometric text,
+            ADD COLUMN bits_allocated bigint,
+            ADD COLUMN bits_stored bigint,
+            ADD COLUMN pixel_representation bigint,
+            ADD COLUMN samples_per_pixel bigint;
         """),
     ]
 

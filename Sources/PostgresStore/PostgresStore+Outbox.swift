@@ -1,5 +1,5 @@
 import Foundation
-import JobStore
+import Store
 import Synchronization
 
 // The outbox (claimed in leased batches), the audit trail, retention, statistics, events,
@@ -23,7 +23,7 @@ extension PostgresStore {
     public func destination(id: Int) throws -> DestinationRecord? {
         try db.read { tx in
             try tx.query("SELECT * FROM destinations WHERE id = ?", id).first.map {
-                DestinationRecord(destination: id, aeTitle: $0["ae_title"].text ?? "", host: $0["host"].text ?? "", port: $0["port"].int ?? 0)
+                DestinationRecord(id: id, aeTitle: $0["ae_title"].text ?? "", host: $0["host"].text ?? "", port: $0["port"].int ?? 0)
             }
         }
     }
@@ -84,7 +84,7 @@ extension PostgresStore {
                              ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED)
                 RETURNING id
                 """, node, outboxLeaseSeconds, first["job_id"].int, first["destination_id"].int, now, limit).compactMap { $0["id"].int }
-            return try tx.query("\(Self.outboxSelect) WHERE o.id = ANY (?::bigint[]) ORDER BY o.id", PGIntArray(ids)).map { OutboxItem.from($0.storeRow) }
+            return try tx.query("\(Self.outboxSelect) WHERE o.id = ANY (?::bigint[]) ORDER BY o.id", PGIntArray(ids)).map { OutboxItem($0) }
         }
     }
 
@@ -173,7 +173,7 @@ extension PostgresStore {
                 FROM outbox o JOIN destinations d ON d.id = o.destination_id
                 GROUP BY o.destination_id, d.ae_title, d.host, d.port ORDER BY destination
                 """).map {
-                OutboxSummary(name: $0["destination"].text ?? "", pending: $0["pending"].int ?? 0, sent: $0["sent"].int ?? 0,
+                OutboxSummary(destination: $0["destination"].text ?? "", pending: $0["pending"].int ?? 0, sent: $0["sent"].int ?? 0,
                               failed: $0["failed"].int ?? 0,
                               nextAttemptInSeconds: $0["next_at"].double.map { max(0, ($0 - now) * 10).rounded() / 10 },
                               lastError: $0["err"].text)
@@ -182,7 +182,7 @@ extension PostgresStore {
     }
 
     public func outbox(job id: Int) throws -> [OutboxItem] {
-        try db.read { tx in try tx.query("\(Self.outboxSelect) WHERE o.job_id = ? ORDER BY o.id", id).map { OutboxItem.from($0.storeRow) } }
+        try db.read { tx in try tx.query("\(Self.outboxSelect) WHERE o.job_id = ? ORDER BY o.id", id).map { OutboxItem($0) } }
     }
 
     // MARK: audit
@@ -235,7 +235,7 @@ extension PostgresStore {
                 let uid = r["series_uid"].text ?? ""
                 let paths = try tx.query("SELECT path FROM instances WHERE series_uid = ? ORDER BY path", uid).compactMap { $0["path"].text }
                 let ids = (r["job_ids"].text ?? "").split(separator: ",").compactMap { Int($0) }.sorted()
-                return PurgeCandidate(series: uid, studyUID: r["study_uid"].text ?? "", jobIDs: ids,
+                return PurgeCandidate(seriesUID: uid, studyUID: r["study_uid"].text ?? "", jobIDs: ids,
                                       instanceCount: r["instance_count"].int ?? paths.count, bytes: r["bytes"].int ?? 0,
                                       finishedAt: r["last_finished"].double ?? 0, lastReceived: r["last_received"].double ?? 0, paths: paths)
             }
@@ -286,7 +286,7 @@ extension PostgresStore {
 
     public func statistics(now: Double = WallClock.now()) throws -> StoreStatistics {
         try db.read { tx in
-            var s = StoreStatistics.empty
+            var s = StoreStatistics()
             s.jobsByState = try Self.jobCounts(tx)
             func bucketColumns(_ bounds: [Double], _ expr: String) -> String {
                 bounds.enumerated().map { "SUM(CASE WHEN \(expr) <= \($0.element) THEN 1 ELSE 0 END) AS b\($0.offset)" }.joined(separator: ", ")
@@ -385,7 +385,7 @@ extension PostgresStore {
     public func recentEvents(limit: Int = 20) throws -> [GlobalEvent] {
         try db.read { tx in
             try tx.query("SELECT at, kind, message FROM events ORDER BY id DESC LIMIT ?", limit).map {
-                GlobalEvent(time: $0["at"].double ?? 0, kind: $0["kind"].text ?? "", message: $0["message"].text ?? "")
+                GlobalEvent(at: $0["at"].double ?? 0, kind: $0["kind"].text ?? "", message: $0["message"].text ?? "")
             }
         }
     }
@@ -419,7 +419,7 @@ extension PostgresStore {
     }
 
     static func daemonRecord(_ r: PGRow) -> DaemonRecord {
-        DaemonRecord(process: r["pid"].int ?? 0, aeTitle: r["ae_title"].text ?? "", port: r["port"].int ?? 0,
+        DaemonRecord(pid: r["pid"].int ?? 0, aeTitle: r["ae_title"].text ?? "", port: r["port"].int ?? 0,
                      startedAt: r["started_at"].double ?? 0, heartbeatAt: r["heartbeat_s"].double ?? 0, stoppedAt: r["stopped_at"].double)
     }
 
@@ -448,10 +448,10 @@ extension PostgresStore {
     }
 
     public func recentMotion(limit: Int = 5) throws -> [JobRecord] {
-        try db.read { tx in try tx.query("SELECT * FROM jobs WHERE qc IS NOT NULL AND qc <> 'ok' ORDER BY updated_at DESC LIMIT ?", limit).map { JobRecord.from($0.storeRow) } }
+        try db.read { tx in try tx.query("SELECT * FROM jobs WHERE qc IS NOT NULL AND qc <> 'ok' ORDER BY updated_at DESC LIMIT ?", limit).map { JobRecord($0) } }
     }
 
     public func recentFailures(limit: Int = 5) throws -> [JobRecord] {
-        try db.read { tx in try tx.query("SELECT * FROM jobs WHERE state = 'failed' ORDER BY finished_at DESC NULLS LAST LIMIT ?", limit).map { JobRecord.from($0.storeRow) } }
+        try db.read { tx in try tx.query("SELECT * FROM jobs WHERE state = 'failed' ORDER BY finished_at DESC NULLS LAST LIMIT ?", limit).map { JobRecord($0) } }
     }
 }

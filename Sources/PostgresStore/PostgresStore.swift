@@ -1,5 +1,5 @@
 import Foundation
-import JobStore
+import Store
 import Synchronization
 
 /// perfd's state in PostgreSQL, shared by several nodes: the same operations as `JobStore`
@@ -60,7 +60,7 @@ public final class PostgresStore: Sendable {
     /// of a series' instances; an instance of the same UID committed meanwhile under another
     /// series is found by the unique key, and the whole check runs again.
     @discardableResult
-    public func recordInstance(_ i: InstanceRecord, sameContent: ((String) -> Bool?)? = nil, now: Double = WallClock.now()) throws -> JobStore.RecordOutcome {
+    public func recordInstance(_ i: InstanceRecord, sameContent: ((String) -> Bool?)? = nil, now: Double = WallClock.now()) throws -> RecordOutcome {
         let bytes: [UInt8]
         do {
             bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: i.path)))
@@ -87,12 +87,12 @@ public final class PostgresStore: Sendable {
     /// One pass of `recordInstance` inside a savepoint; nil when a concurrent commit of the
     /// same SOP Instance UID was found and the pass must run again.
     private func recordOnce(_ tx: PGTransaction, _ i: InstanceRecord, _ bytes: [UInt8], _ sameContent: ((String) -> Bool?)?,
-                            _ now: Double) throws -> JobStore.RecordOutcome? {
+                            _ now: Double) throws -> RecordOutcome? {
         try tx.script("SAVEPOINT record")
-        func refuse(_ why: String) throws -> JobStore.RecordOutcome {
+        func refuse(_ why: String) throws -> RecordOutcome {
             try tx.script("ROLLBACK TO SAVEPOINT record")
             try Self.audit(tx, AuditEntry(kind: .series, outcome: "refused", actor: i.callingAE, seriesUID: i.seriesUID, detail: why), now)
-            return JobStore.RecordOutcome(new: false, superseding: nil, refused: why)
+            return RecordOutcome(isNew: false, supersededJob: nil, refused: why)
         }
         try tx.execute("""
             INSERT INTO series (series_uid, study_uid, patient_id, patient_name, accession_number, study_description,
@@ -123,10 +123,11 @@ public final class PostgresStore: Sendable {
             if same == true {
                 try tx.execute("UPDATE series SET last_received = ? WHERE series_uid = ?", now, i.seriesUID)
                 try tx.script("RELEASE SAVEPOINT record")
-                return JobStore.RecordOutcome(new: false, superseding: nil, keptPath: oldPath)
+                return RecordOutcome(isNew: false, supersededJob: nil, keptPath: oldPath)
             }
             try tx.execute("UPDATE instances SET path = ?, file_size = ?, transfer_syntax = ?, received_at = ? WHERE sop_instance_uid = ?",
                            i.path, i.fileSize, i.transferSyntax, now, i.sopInstanceUID)
+            try Self.recordImage(tx, i)
             try tx.execute("""
                 INSERT INTO instance_blobs (sop_instance_uid, size, data) VALUES (?, ?, ?)
                 ON CONFLICT (sop_instance_uid) DO UPDATE SET size = excluded.size, data = excluded.data
@@ -134,7 +135,7 @@ public final class PostgresStore: Sendable {
             try tx.execute("UPDATE series SET last_received = ?, bytes = bytes - ? + ? WHERE series_uid = ?",
                            now, old["file_size"].int ?? 0, i.fileSize, i.seriesUID)
             try tx.script("RELEASE SAVEPOINT record")
-            return JobStore.RecordOutcome(new: false, superseding: nil)
+            return RecordOutcome(isNew: false, supersededJob: nil)
         }
         try tx.execute("""
             UPDATE series SET purged_at = NULL, instance_count = 0, bytes = 0, patient_id = ?, patient_name = ?, accession_number = ?,
@@ -155,18 +156,8 @@ public final class PostgresStore: Sendable {
             try tx.script("ROLLBACK TO SAVEPOINT record")
             return nil
         }
+        try Self.recordImage(tx, i)
         try tx.execute("INSERT INTO instance_blobs (sop_instance_uid, size, data) VALUES (?, ?, ?)", i.sopInstanceUID, bytes.count, bytes)
-        if let m = i.image {
-            // The image attributes assembly reads back (SQLite's migration 007; here pg003).
-            try tx.execute("""
-                UPDATE instances SET header_recorded = 1, image_rows = ?, image_columns = ?, number_of_frames = ?, orientation = ?,
-                    pixel_spacing = ?, slice_thickness = ?, rescale_slope = ?, rescale_intercept = ?, photometric = ?,
-                    bits_allocated = ?, bits_stored = ?, pixel_representation = ?, samples_per_pixel = ?
-                WHERE sop_instance_uid = ?
-                """, m.rows, m.columns, m.frames, m.orientation, m.pixelSpacing, m.sliceThickness, m.rescaleSlope,
-                m.rescaleIntercept, m.photometric, m.bitsAllocated, m.bitsStored, m.pixelRepresentation, m.samplesPerPixel,
-                i.sopInstanceUID)
-        }
         try tx.execute("""
             UPDATE series SET instance_count = instance_count + 1, bytes = bytes + ?, last_received = ?,
                 temporal_positions = COALESCE(?, temporal_positions),
@@ -189,7 +180,7 @@ public final class PostgresStore: Sendable {
             }
         }
         try tx.script("RELEASE SAVEPOINT record")
-        return JobStore.RecordOutcome(new: true, superseding: superseded)
+        return RecordOutcome(isNew: true, supersededJob: superseded)
     }
 
     /// Whether a re-sent instance is the stored one: the same path → nil (it takes its place);
@@ -252,7 +243,7 @@ public final class PostgresStore: Sendable {
     }
 
     static func latestJob(_ tx: PGTransaction, series: String) throws -> JobRecord? {
-        try tx.query("SELECT * FROM jobs WHERE series_uid = ? ORDER BY id DESC LIMIT 1 FOR UPDATE", series).first.map { JobRecord.from($0.storeRow) }
+        try tx.query("SELECT * FROM jobs WHERE series_uid = ? ORDER BY id DESC LIMIT 1 FOR UPDATE", series).first.map { JobRecord($0) }
     }
 
     public func knownPaths() throws -> Set<String> {
@@ -262,11 +253,11 @@ public final class PostgresStore: Sendable {
     // MARK: series
 
     public func receivingSeries() throws -> [SeriesRecord] {
-        try db.read { tx in try tx.query("SELECT * FROM series WHERE state = 'receiving' ORDER BY first_received").map { SeriesRecord.from($0.storeRow) } }
+        try db.read { tx in try tx.query("SELECT * FROM series WHERE state = 'receiving' ORDER BY first_received").map { SeriesRecord($0) } }
     }
 
     public func series(_ uid: String) throws -> SeriesRecord? {
-        try db.read { tx in try tx.query("SELECT * FROM series WHERE series_uid = ?", uid).first.map { SeriesRecord.from($0.storeRow) } }
+        try db.read { tx in try tx.query("SELECT * FROM series WHERE series_uid = ?", uid).first.map { SeriesRecord($0) } }
     }
 
     public func seriesShape(_ uid: String) throws -> (positions: Int, timepoints: Int) {
@@ -282,7 +273,7 @@ public final class PostgresStore: Sendable {
     public func completeSeries(_ uid: String, reason: String, pipeline: String, now: Double = WallClock.now()) throws -> JobRecord? {
         defer { jobsQueued.ring() }
         return try db.write { tx in
-            guard let s = try tx.query("SELECT * FROM series WHERE series_uid = ? AND state = 'receiving' FOR UPDATE", uid).first.map({ SeriesRecord.from($0.storeRow) }),
+            guard let s = try tx.query("SELECT * FROM series WHERE series_uid = ? AND state = 'receiving' FOR UPDATE", uid).first.map({ SeriesRecord($0) }),
                   s.state == "receiving" else { return nil }
             try tx.execute("UPDATE series SET state = 'complete', completed_at = ?, completion_reason = ? WHERE series_uid = ?", now, reason, uid)
             let rerun = try tx.query("SELECT COALESCE(MAX(rerun) + 1, 0) AS r FROM jobs WHERE series_uid = ? AND pipeline = ?", uid, pipeline).first?["r"].int ?? 0
@@ -303,9 +294,31 @@ public final class PostgresStore: Sendable {
     public func instances(ofSeries uid: String) throws -> [StoredInstance] {
         try db.read { tx in
             try tx.query("SELECT * FROM instances WHERE series_uid = ? ORDER BY instance_number, sop_instance_uid", uid).map {
-                StoredInstance.from($0.storeRow)
+                StoredInstance(sopInstanceUID: $0["sop_instance_uid"].text ?? "", path: $0["path"].text ?? "",
+                               temporalPosition: $0["temporal_position"].int, acquisitionNumber: $0["acquisition_number"].int,
+                               instanceNumber: $0["instance_number"].int, acquisitionTime: $0["acquisition_time"].text,
+                               contentTime: $0["content_time"].text,
+                               position: $0["position"].text.flatMap(StoredInstance.numbers),
+                               image: StoredImage($0))
             }
         }
+    }
+
+    /// `JobStore.recordImage`: the image attributes of an instance row (pg003), written with
+    /// the row in the same transaction; a record without them leaves the row marked so.
+    static func recordImage(_ tx: PGTransaction, _ i: InstanceRecord) throws {
+        guard let m = i.image else {
+            try tx.execute("UPDATE instances SET header_recorded = false WHERE sop_instance_uid = ?", i.sopInstanceUID)
+            return
+        }
+        try tx.execute("""
+            UPDATE instances SET header_recorded = true, image_rows = ?, image_columns = ?, number_of_frames = ?, orientation = ?,
+                pixel_spacing = ?, slice_thickness = ?, rescale_slope = ?, rescale_intercept = ?, photometric = ?,
+                bits_allocated = ?, bits_stored = ?, pixel_representation = ?, samples_per_pixel = ?
+            WHERE sop_instance_uid = ?
+            """, m.rows, m.columns, m.frames, m.orientation, m.pixelSpacing, m.sliceThickness, m.rescaleSlope,
+            m.rescaleIntercept, m.photometric, m.bitsAllocated, m.bitsStored, m.pixelRepresentation, m.samplesPerPixel,
+            i.sopInstanceUID)
     }
 
     public func transferSyntaxes(ofSeries uid: String) throws -> [String] {
@@ -317,19 +330,19 @@ public final class PostgresStore: Sendable {
     // MARK: jobs
 
     static func job(_ tx: PGTransaction, _ id: Int) throws -> JobRecord? {
-        try tx.query("SELECT * FROM jobs WHERE id = ?", id).first.map { JobRecord.from($0.storeRow) }
+        try tx.query("SELECT * FROM jobs WHERE id = ?", id).first.map { JobRecord($0) }
     }
 
     public func jobs(state: JobState? = nil, limit: Int = 1000) throws -> [JobRecord] {
         try db.read { tx in
             if let state {
-                return try tx.query("SELECT * FROM jobs WHERE state = ? ORDER BY id DESC LIMIT ?", state.rawValue, limit).map { JobRecord.from($0.storeRow) }
+                return try tx.query("SELECT * FROM jobs WHERE state = ? ORDER BY id DESC LIMIT ?", state.rawValue, limit).map { JobRecord($0) }
             }
-            return try tx.query("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", limit).map { JobRecord.from($0.storeRow) }
+            return try tx.query("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", limit).map { JobRecord($0) }
         }
     }
 
-    public func jobs(_ filter: JobStore.JobFilter, limit: Int?) throws -> (jobs: [JobRecord], total: Int) {
+    public func jobs(_ filter: JobFilter, limit: Int?) throws -> (jobs: [JobRecord], total: Int) {
         var conditions: [String] = []
         var args: [PGBindable?] = []
         if let s = filter.state { conditions.append("j.state = ?"); args.append(s.rawValue) }
@@ -341,7 +354,7 @@ public final class PostgresStore: Sendable {
         return try db.read { tx in
             let total = try tx.query("SELECT COUNT(*) AS n \(from)", args).first?["n"].int ?? 0
             // LIMIT NULL: no limit.
-            let rows = try tx.query("SELECT j.* \(from) ORDER BY j.id DESC LIMIT ?", args + [limit as PGBindable?]).map { JobRecord.from($0.storeRow) }
+            let rows = try tx.query("SELECT j.* \(from) ORDER BY j.id DESC LIMIT ?", args + [limit as PGBindable?]).map { JobRecord($0) }
             return (rows, total)
         }
     }
@@ -353,7 +366,7 @@ public final class PostgresStore: Sendable {
     public func events(job id: Int) throws -> [JobEvent] {
         try db.read { tx in
             try tx.query("SELECT at, level, message FROM job_events WHERE job_id = ? ORDER BY id", id).map {
-                JobEvent(time: $0["at"].double ?? 0, level: $0["level"].text ?? "", message: $0["message"].text ?? "")
+                JobEvent(at: $0["at"].double ?? 0, level: $0["level"].text ?? "", message: $0["message"].text ?? "")
             }
         }
     }
@@ -361,7 +374,7 @@ public final class PostgresStore: Sendable {
     public func stages(job id: Int) throws -> [StageRecord] {
         try db.read { tx in
             try tx.query("SELECT * FROM job_stages WHERE job_id = ? ORDER BY started_at", id).map {
-                StageRecord(name: $0["stage"].text ?? "", startedAt: $0["started_at"].double ?? 0,
+                StageRecord(stage: $0["stage"].text ?? "", startedAt: $0["started_at"].double ?? 0,
                             finishedAt: $0["finished_at"].double, result: $0["result"].text)
             }
         }
@@ -385,7 +398,7 @@ public final class PostgresStore: Sendable {
                 FROM next WHERE j.id = next.id
                 RETURNING j.*, next.was_started, next.was_stage
                 """, PGIntArray(busy), node, leaseSeconds, now, now).first else { return nil }
-            let job = JobRecord.from(row.storeRow)
+            let job = JobRecord(row)
             let attempt = row["attempt"].int ?? 0
             if row["was_started"].isNull {
                 try Self.addEvent(tx, job.id, .info, "started (attempt \(attempt), node \(node))", now)
@@ -437,9 +450,9 @@ public final class PostgresStore: Sendable {
     func fence(_ tx: PGTransaction, _ id: Int) throws {
         guard let r = try tx.query("""
             SELECT state, attempt, lease_owner, COALESCE(lease_expires_at <= now(), true) AS expired FROM jobs WHERE id = ? FOR UPDATE
-            """, id).first else { throw JobStore.JobGone(job: id, state: .failed) }
+            """, id).first else { throw JobGone(id: id, state: .failed) }
         let state = JobState(rawValue: r["state"].text ?? "") ?? .failed
-        guard state == .running || state == .exporting else { throw JobStore.JobGone(job: id, state: state) }
+        guard state == .running || state == .exporting else { throw JobGone(id: id, state: state) }
         let mine = held.withLock { $0[id] }
         let attempt = r["attempt"].int ?? 0, owner = r["lease_owner"].text, expired = r["expired"].bool ?? true
         let ok = state == .running ? (mine == attempt && owner == node && !expired) : (mine == attempt && owner == node)
@@ -542,8 +555,8 @@ public final class PostgresStore: Sendable {
     public func retry(job id: Int, actor: String = "", now: Double = WallClock.now()) throws -> JobRecord {
         defer { jobsQueued.ring() }
         return try db.write { tx in
-            guard let job = try tx.query("SELECT * FROM jobs WHERE id = ? FOR UPDATE", id).first.map({ JobRecord.from($0.storeRow) }) else { throw JobStore.AdminError.noSuchJob(id) }
-            guard !job.state.isActive else { throw JobStore.AdminError.notRetryable(id, job.state) }
+            guard let job = try tx.query("SELECT * FROM jobs WHERE id = ? FOR UPDATE", id).first.map({ JobRecord($0) }) else { throw AdminError.noSuchJob(id) }
+            guard !job.state.isActive else { throw AdminError.notRetryable(id, job.state) }
             let count = try tx.query("SELECT instance_count FROM series WHERE series_uid = ?", job.seriesUID).first?["instance_count"].int ?? job.instances
             let rerun = try tx.query("SELECT MAX(rerun) + 1 AS r FROM jobs WHERE series_uid = ? AND pipeline = ?",
                                      job.seriesUID, job.pipeline).first?["r"].int ?? job.rerun + 1
@@ -566,8 +579,8 @@ public final class PostgresStore: Sendable {
     @discardableResult
     public func cancel(job id: Int, actor: String = "", now: Double = WallClock.now()) throws -> JobRecord {
         try db.write { tx in
-            guard let job = try tx.query("SELECT * FROM jobs WHERE id = ? FOR UPDATE", id).first.map({ JobRecord.from($0.storeRow) }) else { throw JobStore.AdminError.noSuchJob(id) }
-            guard job.state.isActive else { throw JobStore.AdminError.notCancellable(id, job.state) }
+            guard let job = try tx.query("SELECT * FROM jobs WHERE id = ? FOR UPDATE", id).first.map({ JobRecord($0) }) else { throw AdminError.noSuchJob(id) }
+            guard job.state.isActive else { throw AdminError.notCancellable(id, job.state) }
             try tx.execute("UPDATE jobs SET state = 'cancelled', finished_at = ?, updated_at = ?, lease_expires_at = NULL WHERE id = ?", now, now, id)
             try Self.addEvent(tx, id, .warning, "cancelled by admin", now)
             try Self.withdrawPendingResults(tx, job: id, why: "cancelled", now: now)
@@ -577,11 +590,11 @@ public final class PostgresStore: Sendable {
         }
     }
 
-    public func addEvent(job id: Int, _ level: JobStore.EventLevel, _ message: String, now: Double = WallClock.now()) throws {
+    public func addEvent(job id: Int, _ level: EventLevel, _ message: String, now: Double = WallClock.now()) throws {
         try db.write { tx in try Self.addEvent(tx, id, level, message, now) }
     }
 
-    static func addEvent(_ tx: PGTransaction, _ id: Int, _ level: JobStore.EventLevel, _ message: String, _ now: Double) throws {
+    static func addEvent(_ tx: PGTransaction, _ id: Int, _ level: EventLevel, _ message: String, _ now: Double) throws {
         try tx.execute("INSERT INTO job_events (job_id, at, level, message) VALUES (?, ?, ?, ?)", id, now, level.rawValue, PeerText.escaped(message))
     }
 

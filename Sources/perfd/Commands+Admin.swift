@@ -7,6 +7,7 @@ import Logging
 import Operations
 import Inference
 import Pipelines
+import Store
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -3,6 +3,7 @@ import Foundation
 import Jobs
 import JobStore
 import Logging
+import Store
 
 /// Who ran an admin command, for the audit trail: the user behind sudo if any, else the
 /// login of the process.

@@ -6,6 +6,7 @@ import Operations
 import PerfdCore
 import PerfdTestSupport
 import ServiceLifecycle
+import Store
 import Synchronization
 
 /// A clock that runs with the wall clock and that a test can move forward: `now()` is the

@@ -1,6 +1,7 @@
 import Foundation
 @testable import JobStore
 import PerfdTestSupport
+import Store
 import Testing
 
 func instance(_ n: Int, series: String = "1.2.3.4", t: Int? = nil) -> InstanceRecord {

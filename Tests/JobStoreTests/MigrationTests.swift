@@ -1,6 +1,7 @@
 import Foundation
 @testable import JobStore
 import PerfdTestSupport
+import Store
 import Testing
 
 @Suite struct MigrationTests {

@@ -1,4 +1,5 @@
 import JobStore
+import Store
 import Testing
 
 @Suite struct PeerTextTests {

@@ -5,6 +5,7 @@ import JobStore
 import Logging
 import PerfdCore
 import PerfdTestSupport
+import Store
 import Testing
 
 /// The in-process daemon harness itself: port 0 only through its option, the ports it

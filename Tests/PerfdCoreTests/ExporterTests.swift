@@ -5,6 +5,7 @@ import Jobs
 import JobStore
 import Logging
 import PerfdTestSupport
+import Store
 import Testing
 
 @Suite struct ExporterTests {

@@ -4,6 +4,7 @@ import Ingest
 import JobStore
 import Logging
 import PerfdTestSupport
+import Store
 import Testing
 
 /// Start-up reconciliation against a real database and real spool files.

@@ -4,6 +4,7 @@ import Jobs
 @testable import JobStore
 import Logging
 import PerfdTestSupport
+import Store
 import Testing
 
 /// Retention against a real database and real files, with the clock passed in.

@@ -2,6 +2,7 @@ import Foundation
 @testable import JobStore
 @testable import Operations
 import PerfdTestSupport
+import Store
 import Synchronization
 import Testing
 

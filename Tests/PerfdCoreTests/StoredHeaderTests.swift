@@ -4,6 +4,7 @@ import JobStore
 import Ingest
 import Jobs
 import PerfdTestSupport
+import Store
 import Testing
 import Volume
 

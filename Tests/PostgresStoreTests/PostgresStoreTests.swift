@@ -1,6 +1,7 @@
 import Foundation
 @testable import JobStore
 import PerfdTestSupport
+import Store
 @testable import PostgresStore
 import Synchronization
 import Testing
@@ -11,10 +12,17 @@ func instance(_ n: Int, series: String = "1.2.3.4", study: String = "1.2.3", pat
     let p = path ?? dir.sub("spool/\(series)") + "/\(n).dcm"
     let bytes = Data((content ?? "DICM instance \(n) of \(series) " + String(repeating: "\(n % 10)", count: 3000)).utf8)
     FileManager.default.createFile(atPath: p, contents: bytes)
-    return InstanceRecord(sopInstanceUID: "\(series).\(n)", sopClassUID: "1.2.840.10008.5.1.4.1.1.2", seriesUID: series,
-                          studyUID: study, path: p, fileSize: bytes.count, transferSyntax: "1.2.840.10008.1.2.1", temporalPosition: n / 2 + 1,
-                          temporalPositions: 2, imagesInAcquisition: 2, instanceNumber: n, position: [0, 0, Double(n % 2)],
-                          patientID: patient, patientName: "Doe^J", callingAE: "SCANNER", accessionNumber: "A1")
+    var i = InstanceRecord(sopInstanceUID: "\(series).\(n)", sopClassUID: "1.2.840.10008.5.1.4.1.1.2", seriesUID: series,
+                           studyUID: study, path: p, fileSize: bytes.count, transferSyntax: "1.2.840.10008.1.2.1", temporalPosition: n / 2 + 1,
+                           temporalPositions: 2, imagesInAcquisition: 2, instanceNumber: n, position: [0, 0, Double(n % 2)],
+                           patientID: patient, patientName: "Doe^J", callingAE: "SCANNER", accessionNumber: "A1")
+    // Odd instances carry the image attributes ingest records (even ones: a row without them).
+    if n % 2 == 1 {
+        i.image = StoredImage(rows: 64, columns: 48, frames: nil, orientation: "1\\0\\0\\0\\1\\0", pixelSpacing: "0.5\\0.5",
+                              sliceThickness: "5", rescaleSlope: "1", rescaleIntercept: "-1024", photometric: "MONOCHROME2",
+                              bitsAllocated: 16, bitsStored: 12, pixelRepresentation: 0, samplesPerPixel: 1)
+    }
+    return i
 }
 
 /// The same operations, with the same arguments and times, on the SQLite store and on the

@@ -6,6 +6,7 @@ import JobStore
 import Logging
 import Operations
 import ServiceLifecycle
+import Store
 
 /// Builds perfd's services from a config, in dependency order (they stop in reverse).
 public struct Daemon {

@@ -30,22 +30,8 @@ public struct JobRecord: Encodable, Sendable, Equatable {
         case createdAt = "created_at", startedAt = "started_at", finishedAt = "finished_at", updatedAt = "updated_at"
     }
 
-    init(_ r: Row) {
-        id = r["id"].int ?? 0
-        seriesUID = r["series_uid"].text ?? ""
-        studyUID = r["study_uid"].text ?? ""
-        pipeline = r["pipeline"].text ?? ""
-        state = JobState(rawValue: r["state"].text ?? "") ?? .failed
-        stage = r["stage"].text
-        progress = r["progress"].double ?? 0
-        instances = r["instances"].int ?? 0
-        rerun = r["rerun"].int ?? 0
-        error = r["error"].text
-        qc = r["qc"].text
-        createdAt = r["created_at"].double ?? 0
-        startedAt = r["started_at"].double
-        finishedAt = r["finished_at"].double
-        updatedAt = r["updated_at"].double ?? 0
+    package init(id: Int, seriesUID: String, studyUID: String, pipeline: String, state: JobState, stage: String? = nil, progress: Double, instances: Int, rerun: Int, error: String? = nil, qc: String? = nil, createdAt: Double, startedAt: Double? = nil, finishedAt: Double? = nil, updatedAt: Double) {
+        self.id = id; self.seriesUID = seriesUID; self.studyUID = studyUID; self.pipeline = pipeline; self.state = state; self.stage = stage; self.progress = progress; self.instances = instances; self.rerun = rerun; self.error = error; self.qc = qc; self.createdAt = createdAt; self.startedAt = startedAt; self.finishedAt = finishedAt; self.updatedAt = updatedAt
     }
 }
 
@@ -109,10 +95,13 @@ public struct StoredInstance: Sendable, Equatable {
     /// The image attributes recorded at ingest; nil for rows recorded without them (before
     /// migration 007).
     public var image: StoredImage? = nil
+    package init(sopInstanceUID: String, path: String, temporalPosition: Int? = nil, acquisitionNumber: Int? = nil, instanceNumber: Int? = nil, acquisitionTime: String? = nil, contentTime: String? = nil, position: [Double]? = nil, image: StoredImage? = nil) {
+        self.sopInstanceUID = sopInstanceUID; self.path = path; self.temporalPosition = temporalPosition; self.acquisitionNumber = acquisitionNumber; self.instanceNumber = instanceNumber; self.acquisitionTime = acquisitionTime; self.contentTime = contentTime; self.position = position; self.image = image
+    }
 
     /// The numbers of a stored position ("x\\y\\z", each written by `String(Double)`, which
-    /// reads back to the same value).
-    static func numbers(_ text: String) -> [Double]? {
+    /// reads back to the same value); both stores keep it so.
+    package static func numbers(_ text: String) -> [Double]? {
         let v = text.split(separator: "\\").compactMap { Double($0) }
         return v.count == 3 ? v : nil
     }
@@ -120,7 +109,7 @@ public struct StoredInstance: Sendable, Equatable {
 
 /// The image attributes of an instance as the `instances` table keeps them (migration 007):
 /// what 4D assembly checks and uses, so it does not parse every file's header again.
-/// Decimal strings are kept as the instance wrote them. PerfdCore maps them to and from
+/// Decimal strings are kept as the instance wrote them. Ingest maps them to and from
 /// DICOM's `ImageAttributes` (field for field).
 public struct StoredImage: Sendable, Equatable {
     public var rows: Int?
@@ -144,16 +133,6 @@ public struct StoredImage: Sendable, Equatable {
         self.pixelSpacing = pixelSpacing; self.sliceThickness = sliceThickness; self.rescaleSlope = rescaleSlope
         self.rescaleIntercept = rescaleIntercept; self.photometric = photometric; self.bitsAllocated = bitsAllocated
         self.bitsStored = bitsStored; self.pixelRepresentation = pixelRepresentation; self.samplesPerPixel = samplesPerPixel
-    }
-
-    /// The row's attributes, or nil when it was recorded without them.
-    init?(_ r: Row) {
-        guard r["header_recorded"].int == 1 else { return nil }
-        self.init(rows: r["image_rows"].int, columns: r["image_columns"].int, frames: r["number_of_frames"].int,
-                  orientation: r["orientation"].text, pixelSpacing: r["pixel_spacing"].text, sliceThickness: r["slice_thickness"].text,
-                  rescaleSlope: r["rescale_slope"].text, rescaleIntercept: r["rescale_intercept"].text, photometric: r["photometric"].text,
-                  bitsAllocated: r["bits_allocated"].int, bitsStored: r["bits_stored"].int,
-                  pixelRepresentation: r["pixel_representation"].int, samplesPerPixel: r["samples_per_pixel"].int)
     }
 }
 
@@ -182,21 +161,8 @@ public struct SeriesRecord: Codable, Sendable, Equatable {
         case purgedAt = "purged_at"
     }
 
-    init(_ r: Row) {
-        seriesUID = r["series_uid"].text ?? ""
-        studyUID = r["study_uid"].text ?? ""
-        patientID = r["patient_id"].text ?? ""
-        seriesDescription = r["series_description"].text ?? ""
-        modality = r["modality"].text ?? ""
-        callingAE = r["calling_ae"].text ?? ""
-        firstReceived = r["first_received"].double ?? 0
-        lastReceived = r["last_received"].double ?? 0
-        instanceCount = r["instance_count"].int ?? 0
-        bytes = r["bytes"].int ?? 0
-        temporalPositions = r["temporal_positions"].int
-        imagesInAcquisition = r["images_in_acquisition"].int
-        state = r["state"].text ?? ""
-        purgedAt = r["purged_at"].double
+    package init(seriesUID: String, studyUID: String, patientID: String, seriesDescription: String, modality: String, callingAE: String, firstReceived: Double, lastReceived: Double, instanceCount: Int, bytes: Int, temporalPositions: Int? = nil, imagesInAcquisition: Int? = nil, state: String, purgedAt: Double? = nil) {
+        self.seriesUID = seriesUID; self.studyUID = studyUID; self.patientID = patientID; self.seriesDescription = seriesDescription; self.modality = modality; self.callingAE = callingAE; self.firstReceived = firstReceived; self.lastReceived = lastReceived; self.instanceCount = instanceCount; self.bytes = bytes; self.temporalPositions = temporalPositions; self.imagesInAcquisition = imagesInAcquisition; self.state = state; self.purgedAt = purgedAt
     }
 }
 
@@ -204,6 +170,9 @@ public struct JobEvent: Encodable, Sendable {
     public var at: Double
     public var level: String
     public var message: String
+    package init(at: Double, level: String, message: String) {
+        self.at = at; self.level = level; self.message = message
+    }
 }
 
 public struct StageRecord: Encodable, Sendable {
@@ -214,6 +183,9 @@ public struct StageRecord: Encodable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case stage, result, startedAt = "started_at", finishedAt = "finished_at"
+    }
+    package init(stage: String, startedAt: Double, finishedAt: Double? = nil, result: String? = nil) {
+        self.stage = stage; self.startedAt = startedAt; self.finishedAt = finishedAt; self.result = result
     }
 }
 
@@ -228,10 +200,16 @@ public struct DaemonRecord: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case pid, port, aeTitle = "ae_title", startedAt = "started_at", heartbeatAt = "heartbeat_at", stoppedAt = "stopped_at"
     }
+    package init(pid: Int, aeTitle: String, port: Int, startedAt: Double, heartbeatAt: Double, stoppedAt: Double? = nil) {
+        self.pid = pid; self.aeTitle = aeTitle; self.port = port; self.startedAt = startedAt; self.heartbeatAt = heartbeatAt; self.stoppedAt = stoppedAt
+    }
 }
 
 public struct GlobalEvent: Codable, Sendable {
     public var at: Double
     public var kind: String
     public var message: String
+    package init(at: Double, kind: String, message: String) {
+        self.at = at; self.kind = kind; self.message = message
+    }
 }
